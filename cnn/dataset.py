@@ -1,0 +1,58 @@
+"""In-memory labelled image sets and deterministic splits."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images ``x`` of shape ``(N, C, H, W)`` (float) and integer labels ``y`` of shape ``(N,)``."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __post_init__(self):
+        if self.x.ndim != 4:
+            raise ValueError(f"Dataset.x must have shape (N, C, H, W), got {self.x.shape}")
+        if self.y.shape != (self.x.shape[0],):
+            raise ValueError(f"Dataset.y must have shape ({self.x.shape[0]},), got {self.y.shape}")
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def take(self, index) -> "Dataset":
+        return Dataset(self.x[index], self.y[index])
+
+    def astype(self, dtype) -> "Dataset":
+        return self if self.x.dtype == dtype else Dataset(self.x.astype(dtype), self.y)
+
+
+def stratified_indices(labels: np.ndarray, fraction: float, seed) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices so each class keeps its share: ``round(fraction * n_class)`` go to the second part."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    first, second = [], []
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        idx = idx[rng.permutation(idx.size)]
+        k = int(round(fraction * idx.size))
+        second.append(idx[:k])
+        first.append(idx[k:])
+    return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
+
+
+def split(dataset: Dataset, fraction: float, seed=0) -> tuple[Dataset, Dataset]:
+    """``(rest, held_out)`` with ``fraction`` of every class held out, the same for the same seed."""
+    a, b = stratified_indices(dataset.y, fraction, seed)
+    return dataset.take(a), dataset.take(b)
+
+
+def subsample(dataset: Dataset, size: int, seed=0) -> Dataset:
+    """A stratified subset of ``size`` images (all of them when ``size >= len(dataset)``)."""
+    if size >= len(dataset):
+        return dataset
+    _, keep = stratified_indices(dataset.y, size / len(dataset), seed)
+    return dataset.take(keep)
