@@ -1,0 +1,28 @@
+"""cnn: the lecture's convolutional network in pure NumPy (NCHW arrays, float32 by default).
+
+Layers share one protocol: ``y = layer.forward(x)``; ``dx = layer.backward(dy)`` fills
+``layer.grads`` with the keys of ``layer.params``.
+"""
+from .activations import ReLU, Sigmoid, sigmoid
+from .conv import Conv2D
+from .dataset import Dataset, split, subsample
+from .dense import Dense, Flatten
+from .im2col import col2im, im2col
+from .io import load_checkpoint, load_model, save_checkpoint, save_model
+from .mnist import MnistError, load_mnist, mnist_dir
+from .losses import log_softmax, softmax_cross_entropy
+from .model import Model
+from .optim import SGD, Adam, make_optimizer
+from .pool import Pool2D
+from .spec import (ConvBlockSpec, LayerInfo, ModelSpec, ShapeError, coverage_problems, describe,
+                   forward_flops, infer_shapes, param_count)
+from .train import DivergenceError, EpochReport, FitResult, early_stopping, evaluate, fit
+
+__all__ = [
+    "Conv2D", "Pool2D", "ReLU", "Sigmoid", "sigmoid", "Dense", "Flatten", "im2col", "col2im",
+    "softmax_cross_entropy", "log_softmax", "ModelSpec", "ConvBlockSpec", "LayerInfo", "ShapeError",
+    "infer_shapes", "param_count", "forward_flops", "coverage_problems", "describe", "Model",
+    "SGD", "Adam", "make_optimizer", "fit", "evaluate", "early_stopping", "EpochReport", "FitResult",
+    "DivergenceError", "Dataset", "split", "subsample", "save_model", "load_model", "save_checkpoint",
+    "load_checkpoint", "load_mnist", "mnist_dir", "MnistError",
+]

@@ -1,0 +1,49 @@
+"""Fully connected layers and the flatten between the conv blocks and them.
+
+    Dense: x (N, in) -> y = x @ W.T + b (N, out); W (out, in) as in PyTorch's nn.Linear
+           dW = dy.T @ x    db = dy.sum(0)    dx = dy @ W
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .layer import Layer
+
+
+class Flatten(Layer):
+    """``(N, C, H, W)`` -> ``(N, C*H*W)`` in C order, as ``torch.flatten(x, 1)``."""
+
+    def __init__(self, *, name: str = "flatten"):
+        super().__init__(name)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.cache = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        shape, self.cache = self.cache, None
+        return dy.reshape(shape)
+
+
+class Dense(Layer):
+    """``Dense(in_features, out_features)`` with He-initialised weights and zero bias."""
+
+    def __init__(self, in_features: int, out_features: int, *, rng=None, dtype=np.float32, name: str = "dense"):
+        super().__init__(name)
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        rng = np.random.default_rng(0) if rng is None else rng
+        w = rng.standard_normal((out_features, in_features)) * np.sqrt(2.0 / in_features)
+        self.params = {"W": w.astype(dtype), "b": np.zeros(out_features, dtype=dtype)}
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"{self.name}: expected input (N, {self.in_features}), got {x.shape}")
+        self.cache = x
+        y = x @ self.params["W"].T
+        y += self.params["b"]
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        x, self.cache = self.cache, None
+        self.grads = {"W": dy.T @ x, "b": dy.sum(axis=0)}
+        return dy @ self.params["W"]

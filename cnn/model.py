@@ -1,0 +1,109 @@
+"""A sequential CNN built from a :class:`~cnn.spec.ModelSpec`.
+
+``Model(spec, seed)`` validates the spec with shape inference (a spec that cannot work raises
+:class:`~cnn.spec.ShapeError` before any array is allocated), then draws every weight from one
+``numpy.random.Generator`` seeded with ``seed``: the same seed gives bit-identical weights.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from .activations import ACTIVATIONS
+from .conv import Conv2D
+from .dense import Dense, Flatten
+from .layer import Layer
+from .pool import Pool2D
+from .spec import ModelSpec, forward_flops, infer_shapes, param_count
+
+
+class Model:
+    """Layers in order; ``forward(x)`` maps ``(N, C, H, W)`` images to ``(N, classes)`` logits."""
+
+    def __init__(self, spec: ModelSpec, seed: int = 0, dtype=np.float32):
+        self.spec = spec
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.shapes = infer_shapes(spec)
+        self.layers = self._build(np.random.default_rng(seed))
+
+    def _build(self, rng) -> list[Layer]:
+        spec, layers = self.spec, []
+        channels = spec.input_shape[0]
+        for i, block in enumerate(spec.blocks, start=1):
+            layers.append(Conv2D(channels, block.depth, block.kernel_size, block.stride, block.padding,
+                                 rng=rng, dtype=self.dtype, name=f"block{i}.conv"))
+            layers.append(ACTIVATIONS[block.activation](name=f"block{i}.{block.activation}"))
+            if block.pooling is not None:
+                layers.append(Pool2D(block.pooling, block.pool_size, block.pool_stride, name=f"block{i}.pool"))
+            channels = block.depth
+        layers.append(Flatten())
+        features = next(info.out_shape[0] for info in self.shapes if info.kind == "flatten")
+        sizes = list(spec.dense) + [spec.classes]
+        for j, size in enumerate(sizes, start=1):
+            last = j == len(sizes)
+            layers.append(Dense(features, size, rng=rng, dtype=self.dtype, name="logits" if last else f"dense{j}"))
+            if not last:
+                layers.append(ACTIVATIONS[spec.dense_activation](name=f"dense{j}.{spec.dense_activation}"))
+            features = size
+        # Nothing upstream of the first convolution learns, so its input gradient is wasted work.
+        if isinstance(layers[0], Conv2D):
+            layers[0].needs_input_grad = False
+        return layers
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        expected = tuple(self.spec.input_shape)
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"model expects input of shape (N, {', '.join(map(str, expected))}), got {x.shape}")
+        x = x.astype(self.dtype, copy=False)
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    __call__ = forward
+
+    def backward(self, dlogits: np.ndarray) -> None:
+        """Backpropagate ``d loss / d logits``; fills every layer's ``grads``."""
+        d = dlogits.astype(self.dtype, copy=False)
+        for layer in reversed(self.layers):
+            d = layer.backward(d)
+            if d is None:
+                break
+
+    def named_parameters(self) -> Iterator[tuple[str, Layer, str]]:
+        """``(qualified name, layer, key)`` for every parameter, e.g. ``("block1.conv.W", conv, "W")``."""
+        for layer in self.layers:
+            for key in layer.params:
+                yield f"{layer.name}.{key}", layer, key
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {name: layer.params[key] for name, layer, key in self.named_parameters()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        expected = {name: layer.params[key].shape for name, layer, key in self.named_parameters()}
+        missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+        if missing or unexpected:
+            raise ValueError(f"state does not match the model: missing {sorted(missing)}, "
+                             f"unexpected {sorted(unexpected)}")
+        for name, layer, key in self.named_parameters():
+            if state[name].shape != expected[name]:
+                raise ValueError(f"{name}: expected shape {expected[name]}, got {state[name].shape}")
+            layer.params[key] = np.array(state[name], dtype=self.dtype)
+
+    def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Class indices for ``x``, evaluated in batches to bound memory."""
+        return np.concatenate([self.forward(x[i : i + batch_size]).argmax(axis=1)
+                               for i in range(0, len(x), batch_size)])
+
+    @property
+    def n_params(self) -> int:
+        return param_count(self.spec)
+
+    @property
+    def flops(self) -> int:
+        return forward_flops(self.spec)
+
+    def __repr__(self) -> str:
+        return f"Model({len(self.layers)} layers, {self.n_params} params, {self.dtype})"

@@ -1,0 +1,170 @@
+"""Every op against PyTorch through one helper, forward and backward, float64 and float32.
+
+``helper_test_op`` runs a NumPy layer and the same op in torch on the same input, then pushes the
+same random upstream gradient through both and compares the input and parameter gradients.
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+import cnn  # noqa: E402
+from cnn.geometry import positive_pair, resolve_padding  # noqa: E402
+
+TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-4, atol=1e-5)}
+OBSERVED: dict = {}  # worst errors seen per dtype, printed at the end of the session by conftest
+
+
+def _record(dtype, name, got, want):
+    err = np.abs(got - want)
+    scale = np.maximum(np.abs(want), 1e-30)
+    worst = OBSERVED.setdefault(np.dtype(dtype).name, {"abs": 0.0, "rel": 0.0})
+    worst["abs"] = max(worst["abs"], float(err.max(initial=0)))
+    mask = np.abs(want) > 1e-3
+    if mask.any():
+        worst["rel"] = max(worst["rel"], float((err[mask] / scale[mask]).max()))
+
+
+def helper_test_op(layer, torch_fn, x, dtype, params=(), seed=0):
+    """Compare ``layer`` with ``torch_fn(x_t, *params_t)``: output, dx and each named param grad."""
+    x = x.astype(dtype)
+    rng = np.random.default_rng(seed)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    pt = [torch.from_numpy(layer.params[p].copy()).requires_grad_(True) for p in params]
+    yt = torch_fn(xt, *pt)
+    y = layer.forward(x)
+    assert y.dtype == dtype, f"{type(layer).__name__} returned {y.dtype} for {dtype} input"
+    np.testing.assert_allclose(y, yt.detach().numpy(), **TOL[dtype], err_msg="forward")
+    _record(dtype, "forward", y, yt.detach().numpy())
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    yt.backward(torch.from_numpy(dy))
+    dx = layer.backward(dy)
+    assert dx.dtype == dtype
+    np.testing.assert_allclose(dx, xt.grad.numpy(), **TOL[dtype], err_msg="dx")
+    _record(dtype, "dx", dx, xt.grad.numpy())
+    for name, p in zip(params, pt):
+        np.testing.assert_allclose(layer.grads[name], p.grad.numpy(), **TOL[dtype], err_msg=f"d{name}")
+        _record(dtype, "d" + name, layer.grads[name], p.grad.numpy())
+
+
+DTYPES = [np.float64, np.float32]
+
+
+def _torch_conv(stride, padding, kernel, hw):
+    s = positive_pair(stride, "stride")
+    if padding == "same" and s == (1, 1):
+        return lambda x, w, b: F.conv2d(x, w, b, stride=s, padding="same")
+    (top, bottom), (left, right) = resolve_padding(padding, hw, kernel, s)
+    return lambda x, w, b: F.conv2d(F.pad(x, (left, right, top, bottom)), w, b, stride=s)
+
+
+CONV_GRID = [
+    (k, s, p)
+    for k, s, p in itertools.product([1, 2, 3, 5, (1, 3), (3, 2)], [1, 2, 3, (1, 2)], [0, 1, 2, "same", (0, 1)])
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("kernel,stride,padding", CONV_GRID, ids=str)
+def test_conv2d_matches_torch(kernel, stride, padding, dtype):
+    hw = (9, 11)  # H != W catches a swapped axis
+    layer = cnn.Conv2D(3, 4, kernel, stride, padding, rng=np.random.default_rng(1), dtype=dtype)
+    layer.params["b"] = np.random.default_rng(2).standard_normal(4).astype(dtype)
+    x = np.random.default_rng(3).standard_normal((2, 3) + hw)
+    helper_test_op(layer, _torch_conv(stride, padding, positive_pair(kernel, "k"), hw), x, dtype, ("W", "b"))
+
+
+def _torch_pool(mode, size, stride, padding):
+    k = positive_pair(size, "size")
+    s = k if stride is None else positive_pair(stride, "stride")
+    p = positive_pair(padding, "padding") if padding else (0, 0)
+    if mode == "max":
+        return lambda x: F.max_pool2d(x, k, s, p)
+    if mode == "avg":
+        return lambda x: F.avg_pool2d(x, k, s, p, count_include_pad=True)
+    # lp_pool2d has no padding argument; zero padding first is the same thing for an L2 norm.
+    return lambda x: F.lp_pool2d(F.pad(x, (p[1], p[1], p[0], p[0])), 2, k, s)
+
+
+POOL_GRID = [
+    (mode, size, stride, padding)
+    for mode in ("max", "avg", "l2")
+    for size, stride, padding in [(2, None, 0), (3, None, 0), (2, 1, 0), (3, 2, 0), (2, 3, 0), (3, 2, 1),
+                                  (2, 1, 1), ((2, 3), (1, 2), 0), (3, 3, 1)]
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("mode,size,stride,padding", POOL_GRID, ids=str)
+def test_pool2d_matches_torch(mode, size, stride, padding, dtype):
+    x = np.random.default_rng(4).standard_normal((2, 3, 9, 10))
+    if mode == "l2":
+        x = np.abs(x)
+    helper_test_op(cnn.Pool2D(mode, size, stride, padding), _torch_pool(mode, size, stride, padding), x, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("size,stride", [(2, None), (3, 1), (3, 2)])
+def test_max_pool_ties_go_to_first_maximum(size, stride, dtype):
+    # Values from {0, 1, 2}: most windows hold ties; overlapping windows (stride < size) share them.
+    x = np.random.default_rng(5).integers(0, 3, size=(2, 2, 8, 9)).astype(float)
+    helper_test_op(cnn.Pool2D("max", size, stride), _torch_pool("max", size, stride, 0), x, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("size,stride,padding", [(2, None, 0), (3, 2, 1), (2, 1, 0)])
+def test_l2_pool_all_zero_windows_have_zero_gradient(size, stride, padding, dtype):
+    x = np.random.default_rng(6).standard_normal((2, 2, 8, 8))
+    x[:, :, :4, :4] = 0.0  # whole windows of zeros
+    layer = cnn.Pool2D("l2", size, stride, padding)
+    helper_test_op(layer, _torch_pool("l2", size, stride, padding), x, dtype)
+    layer.forward(x.astype(dtype))
+    dx = layer.backward(np.ones(layer.forward(x.astype(dtype)).shape, dtype=dtype))
+    assert np.isfinite(dx).all()
+    assert (dx[:, :, :3, :3] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_relu_matches_torch_including_zero(dtype):
+    x = np.random.default_rng(7).standard_normal((3, 2, 5, 4))
+    x[0, 0, 0, :] = 0.0  # PyTorch's ReLU gradient at exactly 0 is 0
+    helper_test_op(cnn.ReLU(), torch.relu, x, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_sigmoid_matches_torch_over_wide_range(dtype):
+    x = np.linspace(-40, 40, 2 * 3 * 7 * 5).reshape(2, 3, 7, 5)
+    helper_test_op(cnn.Sigmoid(), torch.sigmoid, x, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("n,fin,fout", [(1, 5, 3), (7, 12, 10), (64, 100, 32)])
+def test_dense_matches_torch(n, fin, fout, dtype):
+    layer = cnn.Dense(fin, fout, rng=np.random.default_rng(8), dtype=dtype)
+    layer.params["b"] = np.random.default_rng(9).standard_normal(fout).astype(dtype)
+    x = np.random.default_rng(10).standard_normal((n, fin))
+    helper_test_op(layer, lambda x, w, b: F.linear(x, w, b), x, dtype, ("W", "b"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_flatten_matches_torch(dtype):
+    x = np.random.default_rng(11).standard_normal((3, 2, 4, 5))
+    helper_test_op(cnn.Flatten(), lambda x: torch.flatten(x, 1), x, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1000.0])
+def test_softmax_cross_entropy_matches_torch(scale, dtype):
+    rng = np.random.default_rng(12)
+    logits = (rng.standard_normal((16, 10)) * scale).astype(dtype)
+    labels = rng.integers(0, 10, 16)
+    loss, grad = cnn.softmax_cross_entropy(logits, labels)
+    lt = torch.from_numpy(logits.copy()).requires_grad_(True)
+    ref = F.cross_entropy(lt, torch.from_numpy(labels))
+    ref.backward()
+    np.testing.assert_allclose(loss, ref.item(), **TOL[dtype])
+    np.testing.assert_allclose(grad, lt.grad.numpy(), **TOL[dtype])
+    assert grad.dtype == dtype
