@@ -1,0 +1,109 @@
+"""The ``sweeper`` command: a thin argparse layer over :mod:`sweeper.config` and :mod:`sweeper.plan`.
+
+Each subcommand is one function registered with :func:`command`, taking the parsed arguments and
+returning the exit status. A new one (``run``, ``resume``, ``status``, ``train``) is added as::
+
+    @command("status", "show the progress of a sweep", SWEEP_FILE, arg("--watch", action="store_true"))
+    def _status(args) -> int:
+        ...
+
+Exit status: 0 success, 2 an invalid sweep file or command line (printed to stderr, one line
+per problem, never a traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+from .config import load_sweep
+from .plan import make_plan
+from .yamlsource import SweepFileError
+
+EXIT_OK, EXIT_INVALID = 0, 2
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace], int]
+    arguments: tuple[tuple[tuple, dict], ...]
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def arg(*names, **options) -> tuple[tuple, dict]:
+    """An ``add_argument`` call, kept for when the subcommand's parser is built."""
+    return names, options
+
+
+SWEEP_FILE = arg("file", metavar="FILE", help="sweep file (YAML)")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def command(name: str, help: str, *arguments: tuple[tuple, dict]):
+    """Register the decorated function as subcommand ``name`` with the given arguments."""
+    def register(run: Callable[[argparse.Namespace], int]):
+        COMMANDS[name] = Command(name, help, run, arguments)
+        return run
+    return register
+
+
+@command("validate", "check a sweep file and count its points and trials", SWEEP_FILE)
+def _validate(args: argparse.Namespace) -> int:
+    plan = make_plan(load_sweep(args.file))
+    if not plan.points:
+        print(f"{args.file}: nothing to train: every point is excluded ({len(plan.excluded)}) or infeasible "
+              f"({len(plan.infeasible)}); see `sweeper plan {args.file}`", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"{args.file}: OK ({len(plan.points)} points, {len(plan.trials)} trials)")
+    skipped = len(plan.excluded) + len(plan.infeasible)
+    if skipped:
+        print(f"  {len(plan.excluded)} excluded and {len(plan.infeasible)} infeasible points left out "
+              f"(see `sweeper plan {args.file}`)")
+    return EXIT_OK
+
+
+@command("plan", "show the points, trials and estimated cost of a sweep", SWEEP_FILE,
+         arg("--cpus", type=positive_int, default=None, metavar="N",
+             help="CPUs available to the sweep, for the wall-time estimate (default: this machine's)"))
+def _plan(args: argparse.Namespace) -> int:
+    print(make_plan(load_sweep(args.file), total_cpus=args.cpus).summary())
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sweeper", description="Hyperparameter sweeps of NumPy CNNs.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in COMMANDS.values():
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        for names, options in cmd.arguments:
+            p.add_argument(*names, **options)
+        p.set_defaults(run=cmd.run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage or the help
+        return exc.code if isinstance(exc.code, int) else EXIT_INVALID
+    try:
+        return args.run(args)
+    except SweepFileError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,232 @@
+"""Run a plan's pending trials on Ray and keep MLflow, the terminal and the plan in agreement.
+
+Scheduling is Ray's: each trial is one Ray task asking for ``cpus_per_trial`` CPUs, with
+``max_retries`` for worker deaths (a retry continues from the trial's last epoch checkpoint).
+The driver only bounds how many tasks are in flight (the cap on concurrent trials, or the
+cluster's CPU slots plus one, so no child run sits SCHEDULED for hours), creates each child run
+just before its task is submitted, and reacts to outcomes:
+
+* an error of the trial's own fails that point, and the sweep goes on;
+* the same error on ``stop_after_same_error`` points stops the sweep with one message;
+* Ctrl-C cancels the running tasks and marks their runs KILLED; ``sweeper resume`` continues.
+No child run is left RUNNING or SCHEDULED when :func:`run_plan` returns.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .plan import Plan, Trial
+from .progress import Counts, Progress
+from .trial import TrialOutcome, TrialTask
+from .tracking import Tracker
+
+EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 3, 130
+
+
+@dataclass
+class SweepResult:
+    counts: dict
+    exit_code: int
+    message: str
+    parent_run_id: Optional[str] = None
+    wall_seconds: float = 0.0
+    trial_seconds: list = field(default_factory=list)
+    failures: list = field(default_factory=list)  # (run name, reason)
+
+
+def connect(address: Optional[str] = None) -> bool:
+    """Use the Ray already initialised in this process, else start or join one; True if we did."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             configure_logging=False)
+    return True
+
+
+def _remote_execute(task: TrialTask, coordinator):
+    from .asha import ActorProxy
+    from .trial import execute
+
+    return execute(task, ActorProxy(coordinator))
+
+
+def _slots(cpus_per_trial: int, cap: Optional[int]) -> int:
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    slots = max(1, cpus // cpus_per_trial)
+    return min(cap, slots) if cap else slots + 1
+
+
+class Runner:
+    """One submission: drives ``plan.pending`` (less ``skip``) to an end state."""
+
+    def __init__(self, plan: Plan, tracker: Tracker, experiment_id: str, parent_id: str, *,
+                 skip: dict | None = None, resume_from: dict | None = None, progress: Progress | None = None):
+        self.plan, self.config = plan, plan.config
+        self.tracker, self.experiment_id, self.parent_id = tracker, experiment_id, parent_id
+        self.skip = skip or {}
+        self.resume_from = resume_from or {}
+        self.progress = progress or Progress(quiet=True)
+        self.counts = Counts(len(plan.trials), {"done_before": len(plan.done)})
+        self.queue = deque(t for t in plan.pending if t.key not in self.skip)
+        self.counts.state["failed_before"] = len(plan.pending) - len(self.queue)
+        self.counts.state["queued"] = len(self.queue)
+        self.inflight: dict = {}  # ref -> (trial, run_id)
+        self.outcomes: list[TrialOutcome] = []
+        self.failures: list[tuple[str, str]] = []
+        self.signatures: Counter = Counter()
+        self.best: tuple[float, str] | None = None
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def run(self) -> SweepResult:
+        import ray
+
+        res = self.config.resources
+        remote = ray.remote(_remote_execute)
+        from .asha import LocalCoordinator
+
+        rule = self.config.early_stopping.model_dump() if self.config.early_stopping else None
+        coordinator = ray.remote(num_cpus=0)(LocalCoordinator).remote(rule, self.config.train.epochs)
+        options = dict(num_cpus=res.cpus_per_trial, max_retries=self.config.failures.max_retries,
+                       retry_exceptions=False)
+        stop_reason, interrupted = None, False
+        try:
+            while self.queue or self.inflight:
+                slots = _slots(res.cpus_per_trial, res.max_concurrent)
+                while self.queue and len(self.inflight) < slots and stop_reason is None:
+                    trial = self.queue.popleft()
+                    run_id = self._create_run(trial)
+                    task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, res.cpus_per_trial,
+                                     run_id, self.tracker.uri, self.resume_from.get(trial.key))
+                    ref = remote.options(name=trial.run_name, **options).remote(task, coordinator)
+                    self.inflight[ref] = (trial, run_id)
+                    self.counts.move("queued", "running")
+                done, _ = ray.wait(list(self.inflight), num_returns=1, timeout=0.5)
+                for ref in done:
+                    stop_reason = self._collect(ref) or stop_reason
+                if stop_reason and self.inflight:
+                    self._cancel_inflight(f"sweep stopped: {stop_reason}")
+                if stop_reason:
+                    break
+                self.progress.update(self.counts, self._best_text(), self._remaining())
+        except KeyboardInterrupt:
+            interrupted = True
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup short
+            try:
+                self._cancel_inflight("interrupted by the user (Ctrl-C); `sweeper resume` continues from the "
+                                      "last epoch checkpoint")
+            finally:
+                signal.signal(signal.SIGINT, previous)
+        finally:
+            self._reconcile()
+            try:
+                ray.kill(coordinator)
+            except Exception:
+                pass
+        return self._result(stop_reason, interrupted)
+
+    def _create_run(self, trial: Trial) -> str:
+        return self.tracker.create_trial_run(self.experiment_id, self.parent_id, self.config.name, trial,
+                                             trial.point.values)
+
+    def _collect(self, ref) -> Optional[str]:
+        """Account for one finished task; returns a reason to stop the sweep, if any."""
+        import ray
+
+        trial, run_id = self.inflight.pop(ref)
+        try:
+            outcome: TrialOutcome = ray.get(ref)
+        except Exception as exc:  # the worker died more often than max_retries, or Ray failed
+            reason = (f"{type(exc).__name__}: the trial's worker failed "
+                      f"{self.config.failures.max_retries + 1} time(s): {str(exc).strip().splitlines()[0][:300]}")
+            self.tracker.terminate(run_id, "FAILED", reason)
+            outcome = TrialOutcome(trial.key, run_id, "FAILED", reason, type(exc).__name__)
+        self.outcomes.append(outcome)
+        if outcome.status == "FINISHED":
+            self.counts.move("running", "finished")
+            value = outcome.metrics.get("val_accuracy", outcome.metrics.get("test_accuracy"))
+            if value is not None and (self.best is None or value > self.best[0]):
+                self.best = (value, trial.run_name)
+            return None
+        if outcome.status == "DUPLICATE":
+            self.counts.move("running", "duplicate")
+            self.progress.event(f"{trial.run_name}: {outcome.reason}")
+            return None
+        self.counts.move("running", "failed")
+        self.failures.append((trial.run_name, outcome.reason))
+        self.progress.event(f"FAILED {trial.run_name}: {outcome.reason}")
+        self.signatures[outcome.signature] += 1
+        limit = self.config.failures.stop_after_same_error
+        if self.signatures[outcome.signature] >= limit:
+            return f"the same error on {self.signatures[outcome.signature]} points: {outcome.signature}"
+        return None
+
+    def _cancel_inflight(self, reason: str) -> None:
+        import ray
+
+        refs = list(self.inflight)
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        for ref in refs:
+            try:
+                ray.get(ref, timeout=30)
+            except Exception:  # cancelled, as intended
+                pass
+            else:  # it finished just before the cancel: keep its result
+                self._collect(ref)
+                continue
+            trial, run_id = self.inflight.pop(ref)
+            if self.tracker.terminate(run_id, "KILLED", reason):
+                self.counts.move("running", "killed")
+            else:  # it reached a terminal state on its own
+                status = self.tracker.client.get_run(run_id).info.status
+                self.counts.move("running", "finished" if status == "FINISHED" else "failed")
+
+    def _reconcile(self) -> None:
+        """Nothing may stay RUNNING or SCHEDULED after the command returns."""
+        for run in self.tracker.active_children(self.experiment_id, self.parent_id):
+            self.tracker.terminate(run.info.run_id, "KILLED", "the sweep command ended before this trial did")
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def _best_text(self) -> str:
+        return "" if self.best is None else f"{self.best[0]:.4f} ({self.best[1]})"
+
+    def _remaining(self) -> Optional[float]:
+        times = [o.seconds for o in self.outcomes if o.status == "FINISHED"]
+        if not times:
+            return None
+        left = self.counts.state["queued"] + self.counts.state["running"] * 0.5
+        slots = max(1, min(len(self.inflight) or 1, _slots(self.config.resources.cpus_per_trial,
+                                                           self.config.resources.max_concurrent)))
+        return left * (sum(times) / len(times)) / slots
+
+    def _result(self, stop_reason: Optional[str], interrupted: bool) -> SweepResult:
+        self.counts.check()
+        counts = self.counts.as_dict()
+        if interrupted:
+            code, status = EXIT_INTERRUPTED, "KILLED"
+            message = (f"interrupted: {self.counts.state['killed']} running trial(s) marked KILLED, "
+                       f"{self.counts.state['queued']} not started; run `sweeper resume {self.config.name}` to finish")
+        elif stop_reason:
+            code, status = EXIT_STOPPED, "FAILED"
+            message = (f"sweep stopped: {stop_reason}. Fix the cause, then `sweeper run` again "
+                       f"({self.counts.state['queued']} trial(s) not started)")
+        elif self.counts.state["failed"]:
+            code, status = EXIT_FAILED, "FINISHED"
+            message = f"{self.counts.state['failed']} trial(s) failed; see `sweeper status {self.config.name}`"
+        else:
+            code, status, message = EXIT_OK, "FINISHED", "sweep complete"
+        self.tracker.update_parent(self.parent_id, counts, status, None if code == EXIT_OK else message)
+        return SweepResult(counts, code, message, self.parent_id, self.progress.elapsed(),
+                           [o.seconds for o in self.outcomes], self.failures)
+

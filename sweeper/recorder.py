@@ -1,0 +1,165 @@
+"""Where a trial writes what happens: an MLflow child run, or the terminal for ``sweeper train``.
+
+Exactly once: a point's trial is done when one FINISHED run with its hash and repeat exists.
+Two submissions may still train the same point at once (two terminals, one store). Before
+training, a trial that finds a FINISHED run of its point stops. After finishing, it looks again:
+of all FINISHED runs of the point, the earliest started (then the smallest run id) is kept, and
+every other one is marked KILLED with the reason "duplicate of run ...". Each trial applies the
+same rule, and the last one to finish sees all of them, so exactly one FINISHED run remains and
+the duplicate's metrics stay visible instead of being dropped.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import cnn
+
+from .pictures import kernels_png
+from .tracking import ATTEMPT, DETERMINISTIC, ERROR_KIND, POINT, REASON, REPEAT, Tracker
+
+EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+class NullRecorder:
+    """``sweeper train``: nothing is recorded in MLflow; epochs are echoed to the terminal."""
+
+    def __init__(self, echo=None):
+        self.echo = echo or (lambda line: None)
+
+    def start(self, **info) -> int:
+        return 1
+
+    def finished_elsewhere(self):
+        return None
+
+    def load_checkpoint(self, optimizer):
+        return None
+
+    def describe(self, model, n_train, n_val, n_test):
+        self.echo(cnn.describe(model.spec))
+        self.echo(f"images: {n_train} train, {n_val} validation, {n_test} test")
+
+    def log_epoch(self, epoch, metrics):
+        self.echo(f"epoch {epoch}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+    def save_checkpoint(self, path, epoch):
+        pass
+
+    def finish(self, model, metrics, stopped_early):
+        self.model = model
+        self.echo("final: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        return "FINISHED", ""
+
+    def fail(self, status, reason, tb=None):
+        self.echo(f"{status}: {reason}")
+
+
+class RunRecorder:
+    """Writes one trial into its MLflow child run (created SCHEDULED by the driver)."""
+
+    def __init__(self, task):
+        self.task = task
+        self.run_id = task.run_id
+        self.tracker = Tracker(task.tracking_uri)
+        self.client = self.tracker.client
+        run = self.client.get_run(self.run_id)
+        self.experiment_id = run.info.experiment_id
+        self.tags = run.data.tags
+
+    def start(self, **info) -> int:
+        attempt = int(self.tags.get(ATTEMPT, "0")) + 1
+        for key, value in {ATTEMPT: attempt, **{f"sweep.{k}": v for k, v in info.items()}}.items():
+            self.client.set_tag(self.run_id, key, str(value))
+        self.client.update_run(self.run_id, status="RUNNING")
+        return attempt
+
+    def _finished_runs(self):
+        key = self.task.key
+        return self.tracker.trials(self.experiment_id, "FINISHED",
+                                   f"tags.`{POINT}` = '{key[0]}' and tags.`{REPEAT}` = '{key[1]}'")
+
+    def finished_elsewhere(self):
+        others = [r.info.run_id for r in self._finished_runs() if r.info.run_id != self.run_id]
+        return others[0] if others else None
+
+    def load_checkpoint(self, optimizer):
+        """This run's own last checkpoint (a retry), else the interrupted run it resumes, else None."""
+        for run_id in (self.run_id, self.task.resume_from):
+            if not run_id:
+                continue
+            tags = self.tags if run_id == self.run_id else self.client.get_run(run_id).data.tags
+            if not tags.get("sweep.checkpoint_epoch"):
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                path = self.client.download_artifacts(run_id, "checkpoint/checkpoint.npz", tmp)
+                model, meta = cnn.load_checkpoint(path, optimizer)
+            if run_id != self.run_id:
+                self.client.set_tag(self.run_id, "sweep.resumed_from", run_id)
+            self.client.set_tag(self.run_id, "sweep.resumed_at_epoch", str(meta["epoch"]))
+            return model, meta
+        return None
+
+    def describe(self, model, n_train, n_val, n_test):
+        from mlflow.entities import Param
+
+        # Identical values may be logged again on a retry; MLflow only refuses a changed param.
+        params = {"n_params": model.n_params, "forward_flops": model.flops, "train_images": n_train,
+                  "val_images": n_val, "test_images": n_test}
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def log_epoch(self, epoch, metrics):
+        from mlflow.entities import Metric
+
+        now = _now_ms()
+        batch = [Metric(k, float(metrics[k]), now, epoch) for k in EPOCH_METRICS if k in metrics]
+        batch.append(Metric("epoch_seconds", float(metrics["seconds"]), now, epoch))
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def save_checkpoint(self, path, epoch):
+        self.client.log_artifact(self.run_id, str(path), "checkpoint")
+        self.client.set_tag(self.run_id, "sweep.checkpoint_epoch", str(epoch))
+
+    def finish(self, model, metrics, stopped_early):
+        from mlflow.entities import Metric
+
+        now = _now_ms()
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            (tmp / "config.json").write_text(json.dumps(self.task.config, indent=2, sort_keys=True))
+            cnn.save_model(tmp / "model.npz", model)
+            first = next(layer for layer in model.layers if "W" in layer.params)
+            (tmp / "kernels.png").write_bytes(kernels_png(first.params["W"]))
+            for name in ("config.json", "model.npz", "kernels.png"):
+                self.client.log_artifact(self.run_id, str(tmp / name))
+        if stopped_early:
+            self.client.set_tag(self.run_id, "sweep.stopped_early", str(int(metrics["epochs_run"])))
+        self.client.set_terminated(self.run_id, "FINISHED")
+        return self._settle_duplicates()
+
+    def _settle_duplicates(self):
+        runs = sorted(self._finished_runs(), key=lambda r: (r.info.start_time, r.info.run_id))
+        keeper = runs[0].info.run_id if runs else self.run_id
+        for run in runs[1:]:
+            self.client.set_tag(run.info.run_id, REASON, f"duplicate of run {keeper}")
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        if keeper != self.run_id:
+            return "DUPLICATE", f"duplicate of run {keeper}"
+        return "FINISHED", ""
+
+    def fail(self, status, reason, tb=None):
+        if status == "FAILED":
+            self.client.set_tag(self.run_id, ERROR_KIND, DETERMINISTIC)
+            if tb:
+                self.client.log_text(self.run_id, tb, "error.txt")
+        self.client.set_tag(self.run_id, REASON, reason[:4000])
+        self.client.set_terminated(self.run_id, status)
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
