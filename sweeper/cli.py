@@ -81,6 +81,61 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+TRACKING = arg("--tracking-uri", metavar="URI", default=None,
+               help="MLflow tracking URI (default: the sweep file's, MLFLOW_TRACKING_URI, or ./mlflow.db)")
+ADDRESS = arg("--address", metavar="ADDR", default=None,
+              help="Ray cluster to join, e.g. 10.0.0.5:6379 (default: RAY_ADDRESS, else a local Ray)")
+QUIET = arg("-q", "--quiet", action="store_true", help="no live progress line; failures and the summary only")
+RETRY = arg("--retry-failed", action="store_true",
+            help="train again the points whose trials failed with an error of their own before")
+
+
+def _finish(result) -> int:
+    from .executor import EXIT_OK
+
+    if result.exit_code != EXIT_OK:
+        print(result.message, file=sys.stderr)
+    return result.exit_code
+
+
+@command("run", "train every pending trial of a sweep on Ray, logging to MLflow", SWEEP_FILE, ADDRESS, TRACKING,
+         QUIET, RETRY)
+def _run(args: argparse.Namespace) -> int:
+    from .service import run_sweep
+
+    return _finish(run_sweep(args.file, address=args.address, quiet=args.quiet, retry_failed=args.retry_failed,
+                             tracking_uri=args.tracking_uri))
+
+
+@command("resume", "finish an interrupted sweep, by name or by file", arg("sweep", metavar="NAME_OR_FILE"),
+         ADDRESS, TRACKING, QUIET, RETRY)
+def _resume(args: argparse.Namespace) -> int:
+    from .service import resume_sweep
+
+    return _finish(resume_sweep(args.sweep, address=args.address, quiet=args.quiet,
+                                retry_failed=args.retry_failed, tracking_uri=args.tracking_uri))
+
+
+@command("status", "counts per state, failures with reasons and the best points of a sweep",
+         arg("name", metavar="NAME"), TRACKING, arg("--top", type=positive_int, default=5, help="best points to list"))
+def _status(args: argparse.Namespace) -> int:
+    from .service import status_report
+
+    print(status_report(args.name, args.tracking_uri, args.top))
+    return EXIT_OK
+
+
+@command("train", "train one point in this process, without Ray or MLflow, for debugging", SWEEP_FILE,
+         arg("--set", action="append", default=[], metavar="FIELD=VALUE", dest="assignments",
+             help="a model or train field (repeatable), e.g. --set kernel_size=5 --set pooling=l2"),
+         arg("--repeat", type=int, default=0, help="which repeat's seed to use (default 0)"),
+         arg("--save", metavar="PATH", default=None, help="save the trained weights to this .npz file"))
+def _train(args: argparse.Namespace) -> int:
+    from .single import train_point
+
+    return train_point(args.file, args.assignments, args.repeat, args.save)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweeper", description="Hyperparameter sweeps of NumPy CNNs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -102,6 +157,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return args.run(args)
     except SweepFileError as exc:
         print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    except LookupError as exc:  # a sweep name not found in MLflow
+        print(f"sweeper {args.command}: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return EXIT_INVALID
 
 

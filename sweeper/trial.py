@@ -92,14 +92,15 @@ def _spec_dict(config: dict) -> dict:
     return ModelConfig.model_validate(config["model"]).to_spec().to_dict()
 
 
-def execute(task: TrialTask, coordinator=None, echo=None) -> TrialOutcome:
+def execute(task: TrialTask, coordinator=None, recorder=None) -> TrialOutcome:
     """Train ``task``; with ``task.run_id`` record everything in that MLflow run."""
     from threadpoolctl import threadpool_limits
 
     from .recorder import NullRecorder, RunRecorder
 
     started = time.perf_counter()
-    recorder = RunRecorder(task) if task.run_id else NullRecorder(echo)
+    if recorder is None:
+        recorder = RunRecorder(task) if task.run_id else NullRecorder()
     coordinator = coordinator or LocalCoordinator(None)
     outcome = TrialOutcome(task.key, task.run_id, "FAILED")
     try:
@@ -149,8 +150,8 @@ def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome) -> Non
     test_loss, test_accuracy = cnn.evaluate(model, test)
     metrics = {"test_loss": test_loss, "test_accuracy": test_accuracy, "train_seconds": train_seconds,
                "epochs_run": result.epochs_run}
-    if result.history and "val_accuracy" in result.history[-1]:
+    status, reason = recorder.finish(model, metrics, result.stopped_early)
+    if result.history and "val_accuracy" in result.history[-1]:  # already logged per epoch
         metrics["val_accuracy"] = result.history[-1]["val_accuracy"]
     outcome.metrics, outcome.history, outcome.stopped_early = metrics, result.history, result.stopped_early
-    status, reason = recorder.finish(model, metrics, result.stopped_early)
     outcome.status, outcome.reason = status, reason

@@ -24,3 +24,32 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line("PyTorch parity, worst errors observed:")
         for dtype, worst in sorted(OBSERVED.items()):
             terminalreporter.write_line(f"  {dtype}: max abs {worst['abs']:.2e}, max rel {worst['rel']:.2e}")
+
+
+@pytest.fixture(scope="session")
+def ray_local(tmp_path_factory):
+    """One local Ray for the whole test session (starting one takes several seconds).
+
+    Yields the GCS address, so that a sweep run in a subprocess can join it with ``--address``.
+    """
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                 configure_logging=False)
+    address = ray.get_runtime_context().gcs_address
+    yield address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory):
+    """A real MLflow SQLite store shared by the session; each test uses its own sweep names.
+
+    Creating the schema costs ~20 s of migrations here, so it is done once.
+    """
+    from mlflow import MlflowClient
+
+    folder = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    MlflowClient(uri).search_experiments()
+    return uri
