@@ -15,7 +15,20 @@ def shared_mnist_dir() -> Path | None:
     return None
 
 
+#: Figures measured by tests (accuracies, timings), printed after the run for the record.
+FIGURES: list[str] = []
+
+
+@pytest.fixture
+def record_figure():
+    return FIGURES.append
+
+
 def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.write_line("Measured figures:")
+        for line in FIGURES:
+            terminalreporter.write_line(f"  {line}")
     try:
         from tests.test_ops import OBSERVED
     except Exception:  # the ops tests did not run
