@@ -44,6 +44,27 @@ def stratified_indices(labels: np.ndarray, fraction: float, seed) -> tuple[np.nd
     return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
 
 
+def allocate(counts: np.ndarray, size: int) -> np.ndarray:
+    """Per-class sample sizes summing to ``size``, proportional to ``counts`` (largest remainder)."""
+    quota = counts * size / counts.sum()
+    take = np.floor(quota).astype(np.int64)
+    # Ties go to the lower class index (stable sort), so the allocation is fully determined.
+    order = np.argsort(-(quota - take), kind="stable")
+    take[order[: size - take.sum()]] += 1
+    return take
+
+
+def stratified_sample(labels: np.ndarray, size: int, seed) -> np.ndarray:
+    """Sorted indices of exactly ``size`` images keeping every class's share of ``labels``."""
+    classes, counts = np.unique(labels, return_counts=True)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for cls, k in zip(classes, allocate(counts, size)):
+        idx = np.flatnonzero(labels == cls)
+        keep.append(idx[rng.permutation(idx.size)[:k]])
+    return np.sort(np.concatenate(keep))
+
+
 def split(dataset: Dataset, fraction: float, seed=0) -> tuple[Dataset, Dataset]:
     """``(rest, held_out)`` with ``fraction`` of every class held out, the same for the same seed."""
     a, b = stratified_indices(dataset.y, fraction, seed)
@@ -54,5 +75,4 @@ def subsample(dataset: Dataset, size: int, seed=0) -> Dataset:
     """A stratified subset of ``size`` images (all of them when ``size >= len(dataset)``)."""
     if size >= len(dataset):
         return dataset
-    _, keep = stratified_indices(dataset.y, size / len(dataset), seed)
-    return dataset.take(keep)
+    return dataset.take(stratified_sample(dataset.y, size, seed))

@@ -22,32 +22,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runnable from a plain checkout, without installing the package
 
+from cnn.dataset import stratified_sample  # noqa: E402
 from cnn.mnist import (  # noqa: E402
     TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, find_file, load_pair, missing_files,
 )
 
 SPLITS = (("train", TRAIN_IMAGES, TRAIN_LABELS), ("test", TEST_IMAGES, TEST_LABELS))
-
-
-def allocate(counts: np.ndarray, size: int) -> np.ndarray:
-    """Per-class sample sizes summing to ``size``, proportional to ``counts`` (largest remainder)."""
-    quota = counts * size / counts.sum()
-    take = np.floor(quota).astype(np.int64)
-    # Ties go to the lower class index (stable sort), so the allocation is fully determined.
-    order = np.argsort(-(quota - take), kind="stable")
-    take[order[: size - take.sum()]] += 1
-    return take
-
-
-def stratified_sample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Sorted indices of a ``size``-image subset keeping every class's share of ``labels``."""
-    classes, counts = np.unique(labels, return_counts=True)
-    rng = np.random.default_rng(seed)
-    keep = []
-    for cls, k in zip(classes, allocate(counts, size)):
-        idx = np.flatnonzero(labels == cls)
-        keep.append(idx[rng.permutation(idx.size)[:k]])
-    return np.sort(np.concatenate(keep))
 
 
 def write_idx_gz(path: Path, array: np.ndarray) -> bytes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Optional
@@ -33,9 +34,17 @@ class SweepResult:
     exit_code: int
     message: str
     parent_run_id: Optional[str] = None
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0  # from the first submitted trial to the last result
     trial_seconds: list = field(default_factory=list)
     failures: list = field(default_factory=list)  # (run name, reason)
+    cpus: int = 0  # CPUs of the Ray cluster the trials ran on
+
+    @property
+    def efficiency(self) -> Optional[float]:
+        """(sum of trial times / CPUs) / wall time: 1.0 means every CPU trained all the time."""
+        if not self.trial_seconds or not self.cpus or not self.wall_seconds:
+            return None
+        return sum(self.trial_seconds) / self.cpus / self.wall_seconds
 
 
 def connect(address: Optional[str] = None) -> bool:
@@ -84,6 +93,8 @@ class Runner:
         self.failures: list[tuple[str, str]] = []
         self.signatures: Counter = Counter()
         self.best: tuple[float, str] | None = None
+        self.cpus = 0
+        self.started = time.monotonic()
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -91,6 +102,8 @@ class Runner:
         import ray
 
         res = self.config.resources
+        self.cpus = int(ray.cluster_resources().get("CPU", 0))
+        self.started = time.monotonic()
         remote = ray.remote(_remote_execute)
         from .asha import LocalCoordinator
 
@@ -227,6 +240,6 @@ class Runner:
         else:
             code, status, message = EXIT_OK, "FINISHED", "sweep complete"
         self.tracker.update_parent(self.parent_id, counts, status, None if code == EXIT_OK else message)
-        return SweepResult(counts, code, message, self.parent_id, self.progress.elapsed(),
-                           [o.seconds for o in self.outcomes], self.failures)
+        return SweepResult(counts, code, message, self.parent_id, time.monotonic() - self.started,
+                           [o.seconds for o in self.outcomes], self.failures, self.cpus)
 

@@ -75,8 +75,11 @@ def run_sweep(path, *, command: str = "run", address: Optional[str] = None, quie
             import ray
 
             ray.shutdown()
-    progress.event(f"{result.message} in {duration(result.wall_seconds)}: "
+    progress.event(f"{result.message} in {duration(progress.elapsed())} ({duration(result.wall_seconds)} training): "
                    + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v))
+    if result.efficiency is not None:
+        progress.event(f"trial time {sum(result.trial_seconds):.1f}s on {result.cpus} CPU(s): "
+                       f"efficiency (sum of trial times / CPUs) / wall = {result.efficiency:.0%}")
     return result
 
 
