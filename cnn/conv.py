@@ -8,13 +8,18 @@ Shapes: input ``x (N, C, H, W)``, weights ``W (F, C, kh, kw)``, bias ``b (F,)``,
     backward:  dW   = dy2.T @ cols                  dy2 = dy as (N*OH*OW, F)
                db   = dy2.sum(0)
                dx   = col2im(dy2 @ Wm)             (the lecture's rotated-kernel convolution)
+
+The code computes the same products transposed, on ``cols.T (C*kh*kw, N*OH*OW)`` (see
+:mod:`cnn.im2col` for why): ``y.T = Wm @ cols.T`` comes out as ``(F, N, OH, OW)``, which is
+returned as a transposed view rather than copied; elementwise layers downstream keep that memory
+order, so the next convolution's channels-first copy and ``dy.T`` here are often free.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .geometry import PaddingArg, pair, positive_pair
-from .im2col import col2im, conv_geometry, pad_input, windows
+from .im2col import col2im_t, conv_geometry, im2col_t
 from .layer import Layer
 
 
@@ -35,6 +40,7 @@ class Conv2D(Layer):
             pair(padding, f"{name} padding")
         self.padding = padding
         self.needs_input_grad = True  # the first layer of a model turns this off
+        self._scratch: dict[str, np.ndarray] = {}
         kh, kw = self.kernel_size
         fan_in = in_channels * kh * kw
         rng = np.random.default_rng(0) if rng is None else rng
@@ -43,24 +49,32 @@ class Conv2D(Layer):
         w = rng.standard_normal((out_channels, in_channels, kh, kw)) * np.sqrt(2.0 / fan_in)
         self.params = {"W": w.astype(dtype), "b": np.zeros(out_channels, dtype=dtype)}
 
+    def _buffer(self, key: str, shape, dtype) -> np.ndarray:
+        """A scratch array kept from step to step. Allocating tens of megabytes anew every step
+        costs page faults and the kernel's zero-filling of fresh pages; reuse costs neither."""
+        buf = self._scratch.get(key)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = self._scratch[key] = np.empty(shape, dtype=dtype)
+        return buf
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
         k, s, pad, (oh, ow) = conv_geometry(x.shape, self.kernel_size, self.stride, self.padding)
-        # (N, OH, OW, C, kh, kw) in one copy; its rows are the lecture's A' rows.
-        cols = windows(pad_input(x, pad), k, s, (oh, ow)).transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, -1)
-        w = self.params["W"].reshape(self.out_channels, -1)
-        y = cols @ w.T
-        y += self.params["b"]
-        self.cache = (x.shape, cols)
-        return y.reshape(n, oh, ow, self.out_channels).transpose(0, 3, 1, 2)
+        shape = (self.in_channels * k[0] * k[1], n * oh * ow)
+        cols_t = im2col_t(x, k, s, pad, (oh, ow), out=self._buffer("cols", shape, x.dtype))  # the lecture's A'^T
+        y = self.params["W"].reshape(self.out_channels, -1) @ cols_t
+        y += self.params["b"][:, None]
+        self.cache = (x.shape, cols_t, (k, s, pad, (oh, ow)))
+        return y.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3)
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
-        x_shape, cols = self.cache
+        x_shape, cols_t, geometry = self.cache
         f = self.out_channels
-        dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, f)
+        dy_t = dy.transpose(1, 0, 2, 3).reshape(f, -1)  # (F, N*OH*OW); no copy when dy came from forward
         w = self.params["W"]
-        self.grads = {"W": (dy2.T @ cols).reshape(w.shape), "b": dy2.sum(axis=0)}
+        self.grads = {"W": (dy_t @ cols_t.T).reshape(w.shape), "b": dy_t.sum(axis=1)}
         self.cache = None
         if not self.needs_input_grad:
             return None
-        return col2im(dy2 @ w.reshape(f, -1), x_shape, self.kernel_size, self.stride, self.padding)
+        dcols = np.matmul(w.reshape(f, -1).T, dy_t, out=self._buffer("dcols", cols_t.shape, cols_t.dtype))
+        return col2im_t(dcols, x_shape, *geometry)

@@ -1,0 +1,154 @@
+"""Run every benchmark and write ``latest.json`` and ``latest.md``.
+
+    python -m benchmarks.run [--quick] [--out benchmarks/results] [--threads N]
+
+``--quick`` is the CI smoke run: two small architectures, a tiny batch, a few seconds; its numbers
+say the code runs, not how fast. Both frameworks get the same thread count: threadpoolctl limits
+NumPy's BLAS, ``torch.set_num_threads`` limits PyTorch.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+
+import cnn
+
+from . import archs, layers, machine, matmul, memory, report
+from .steps import numpy_trainer, random_batch, torch_trainer
+from .timing import alternate, geomean, median
+
+FULL = dict(quick=False, archs=tuple(archs.GRID), batches=(64, 128), reps=7, warmup=2, target_s=0.3,
+            layer_batch=64, layer_reps=7, matmul_size=1024)
+QUICK = dict(quick=True, archs=archs.QUICK, batches=(8,), reps=3, warmup=1, target_s=0.01,
+             layer_batch=8, layer_reps=2, matmul_size=256)
+
+TARGET_RATIO, TARGET_MIN_RATIO, TARGET_CONV, TARGET_MEMORY = 0.5, 0.3, 0.5, 1.5
+
+
+def throughput(config: dict, log) -> dict:
+    import torch
+    rows = []
+    for name in config["archs"]:
+        spec = archs.spec_for(name)
+        for n in config["batches"]:
+            model = cnn.Model(spec, seed=0)
+            net = archs.torch_twin(model)
+            x, y = random_batch(n)
+            with torch.no_grad():  # the twin is the same function: checked before timing it
+                diff = float(np.abs(model.forward(x) - net(torch.from_numpy(x)).numpy()).max())
+            np_step, torch_step = numpy_trainer(model), torch_trainer(net)
+            samples = alternate({"numpy": lambda: np_step(x, y), "torch": lambda: torch_step(x, y)},
+                                config["reps"], config["warmup"], config["target_s"])
+            a, b = n / median(samples["numpy"]), n / median(samples["torch"])
+            rows.append({"arch": name, "batch": n, "numpy_images_per_s": a, "torch_images_per_s": b,
+                         "ratio": a / b, "max_logit_diff": diff,
+                         "numpy_step_s": samples["numpy"], "torch_step_s": samples["torch"]})
+            log(f"{name:22s} batch {n:4d}: numpy {a:8.0f} img/s  torch {b:8.0f} img/s  ratio {a / b:.2f}")
+    ratios = [r["ratio"] for r in rows]
+    worst = min(rows, key=lambda r: r["ratio"])
+    summary = {"geomean_ratio": geomean(ratios), "min_ratio": worst["ratio"],
+               "min_arch": f"{worst['arch']} @ {worst['batch']}"}
+    for n in config["batches"]:
+        summary[f"geomean_ratio_batch{n}"] = geomean(r["ratio"] for r in rows if r["batch"] == n)
+    return {"rows": rows, "summary": summary}
+
+
+def layer_profiles(config: dict) -> dict:
+    n = config["layer_batch"]
+    x, y = random_batch(n)
+    return {"batch": n, "archs": {name: layers.profile_layers(cnn.Model(archs.spec_for(name), seed=0), x, y,
+                                                              config["layer_reps"])
+                                  for name in config["archs"]}}
+
+
+def conv_rates(config: dict, profiles: dict, peak: float) -> dict:
+    n, rows = profiles["batch"], []
+    for name, prof in profiles["archs"].items():
+        infos = {i.name: i for i in cnn.infer_shapes(archs.spec_for(name))}
+        for row in prof["layers"]:
+            if "flops_per_s" not in row:
+                continue
+            info = infos[row["layer"]]
+            (oh, ow), k = info.out_shape[1:], info.config["kernel_size"]
+            matched = matmul.conv_rate(n * oh * ow, info.in_shape[0] * k[0] * k[1], info.out_shape[0],
+                                       with_dx=row["computes_dx"], reps=3,
+                                       target_s=config["target_s"])
+            rows.append({"arch": name, "layer": row["layer"], "in_channels": row["in_channels"],
+                         "out_channels": row["out_channels"], "gflops": row["flops_per_s"] / 1e9,
+                         "fraction_of_peak": row["flops_per_s"] / peak, "matched_gflops": matched / 1e9,
+                         "target_applies": row["in_channels"] >= 8})
+    return {"batch": n, "rows": rows}
+
+
+def memory_rows(config: dict) -> dict:
+    n, rows = config["layer_batch"], []
+    x, y = random_batch(n)
+    for name in config["archs"]:
+        model = cnn.Model(archs.spec_for(name), seed=0)
+
+        def make_step():
+            step, opt = numpy_trainer(model, with_optimizer=True)
+            return step, lambda: sum(v.nbytes for v in opt.state.values())
+
+        peak = memory.step_peak_bytes(make_step, x, y)
+        need = memory.theoretical_bytes(model, n)
+        rows.append({"arch": name, "batch": n, "peak_bytes": peak, "need_bytes": need["total_bytes"],
+                     "need": need, "ratio": peak / need["total_bytes"]})
+    return {"rows": rows}
+
+
+def run(quick: bool = False, out: Path | str = "benchmarks/results", threads: int | None = None,
+        log=print) -> dict:
+    import threadpoolctl
+    import torch
+
+    config = dict(QUICK if quick else FULL)
+    threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
+            res = {"machine": machine.machine_info(threads), "config": {k: list(v) if isinstance(v, tuple) else v
+                                                                        for k, v in config.items()}}
+            peak = matmul.peak_rate(config["matmul_size"], config["reps"], config["target_s"])
+            res["matmul"] = {"size": config["matmul_size"], "peak_flops_per_s": peak, "peak_gflops": peak / 1e9}
+            log(f"float32 matmul {config['matmul_size']}^3: {peak / 1e9:.1f} GFLOP/s")
+            res["throughput"] = throughput(config, log)
+            res["layers"] = layer_profiles(config)
+            res["conv_rate"] = conv_rates(config, res["layers"], peak)
+            res["memory"] = memory_rows(config)
+    finally:
+        torch.set_num_threads(previous)
+    s = res["throughput"]["summary"]
+    applies = [r["fraction_of_peak"] for r in res["conv_rate"]["rows"] if r["target_applies"]]
+    ratios = [r["ratio"] for r in res["memory"]["rows"]]
+    res["targets"] = {
+        "throughput_ok": s["geomean_ratio"] >= TARGET_RATIO and s["min_ratio"] >= TARGET_MIN_RATIO,
+        "conv_rate_min": min(applies, default=float("nan")),
+        "conv_rate_ok": bool(applies) and min(applies) >= TARGET_CONV,
+        "memory_max_ratio": max(ratios),
+        "memory_ok": max(ratios) <= TARGET_MEMORY,
+        "sweep_efficiency": "not measured: needs the sweep service",
+    }
+    js, md = report.write(res, Path(out))
+    log(f"wrote {js} and {md}")
+    return res
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few-second smoke run (CI)")
+    parser.add_argument("--out", default="benchmarks/results", help="folder for latest.json and latest.md")
+    parser.add_argument("--threads", type=int, default=None, help="threads for both frameworks (default: all usable CPUs)")
+    args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be >= 1")
+    run(args.quick, args.out, args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

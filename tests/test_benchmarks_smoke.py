@@ -1,0 +1,42 @@
+"""The quick benchmark runs end to end and writes every section; no timing is asserted."""
+import json
+import math
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("threadpoolctl")
+
+from benchmarks import run  # noqa: E402
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_quick_benchmark_writes_every_section(tmp_path):
+    run.run(quick=True, out=tmp_path, threads=1, log=lambda *_: None)
+    res = json.loads((tmp_path / "latest.json").read_text())
+    assert {"machine", "config", "matmul", "throughput", "layers", "conv_rate", "memory", "targets"} <= set(res)
+    assert res["machine"]["cpu"] and res["machine"]["numpy"] and res["machine"]["threads"] == 1
+
+    assert _positive(res["matmul"]["peak_flops_per_s"])
+    rows = res["throughput"]["rows"]
+    assert len(rows) == len(res["config"]["archs"]) * len(res["config"]["batches"])
+    for row in rows:
+        for key in ("numpy_images_per_s", "torch_images_per_s", "ratio"):
+            assert _positive(row[key]), (row["arch"], key)
+        assert row["max_logit_diff"] < 1e-3, "the PyTorch twin must compute the same network"
+    assert _positive(res["throughput"]["summary"]["geomean_ratio"])
+
+    for arch, prof in res["layers"]["archs"].items():
+        assert _positive(prof["step_s"])
+        assert all(r["forward_s"] >= 0 and r["backward_s"] >= 0 for r in prof["layers"])
+        assert any(r["layer"].endswith(".conv") for r in prof["layers"])
+    assert res["conv_rate"]["rows"] and all(_positive(r["gflops"]) for r in res["conv_rate"]["rows"])
+    for row in res["memory"]["rows"]:
+        assert _positive(row["peak_bytes"]) and _positive(row["need_bytes"]) and _positive(row["ratio"])
+
+    md = (tmp_path / "latest.md").read_text()
+    for heading in ("throughput", "arithmetic rate", "Peak memory", "Where a NumPy step goes"):
+        assert heading in md
