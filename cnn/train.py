@@ -72,7 +72,6 @@ def fit(model, optimizer, train: Dataset, val: Optional[Dataset] = None, *, epoc
     if len(train) == 0:
         raise ValueError("the training set is empty")
     result = FitResult(history=list(history or []), epochs_run=start_epoch - 1)
-    n = len(train)
     with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss is reported below, once
         _epochs(model, optimizer, train, val, epochs, batch_size, seed, callbacks, start_epoch, result)
     return result

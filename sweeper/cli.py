@@ -136,6 +136,15 @@ def _train(args: argparse.Namespace) -> int:
     return train_point(args.file, args.assignments, args.repeat, args.save)
 
 
+@command("report", "write a comparison report of a sweep (Markdown, HTML, plots)", arg("name", metavar="NAME"),
+         TRACKING, arg("--out", metavar="DIR", default=None, help="folder to write into (default: reports/NAME)"),
+         arg("--attach", action="store_true", help="also log it to the sweep's latest parent run, under report/"))
+def _report(args: argparse.Namespace) -> int:
+    from dashboards.cli import report_command
+
+    return report_command(args.name, args.tracking_uri, args.out, args.attach)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweeper", description="Hyperparameter sweeps of NumPy CNNs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

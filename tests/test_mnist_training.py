@@ -1,7 +1,6 @@
 """Real MNIST: the reference nets reach the issue's accuracy targets (figures printed at the end)."""
 import time
 
-import numpy as np
 import pytest
 
 import cnn
