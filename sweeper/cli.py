@@ -58,6 +58,9 @@ def command(name: str, help: str, *arguments: tuple[tuple, dict]):
     return register
 
 
+TRACKING = arg("--tracking-uri", metavar="URI", default=None,
+               help="MLflow tracking URI (default: the sweep file's, MLFLOW_TRACKING_URI, or ./mlflow.db)")
+
 @command("validate", "check a sweep file and count its points and trials", SWEEP_FILE)
 def _validate(args: argparse.Namespace) -> int:
     plan = make_plan(load_sweep(args.file))
@@ -75,14 +78,19 @@ def _validate(args: argparse.Namespace) -> int:
 
 @command("plan", "show the points, trials and estimated cost of a sweep", SWEEP_FILE,
          arg("--cpus", type=positive_int, default=None, metavar="N",
-             help="CPUs available to the sweep, for the wall-time estimate (default: this machine's)"))
+             help="CPUs available to the sweep, for the wall-time estimate (default: this machine's)"), TRACKING)
 def _plan(args: argparse.Namespace) -> int:
-    print(make_plan(load_sweep(args.file), total_cpus=args.cpus).summary())
+    from .service import plan_sweep
+
+    plan, failed_before = plan_sweep(args.file, args.tracking_uri, args.cpus)
+    print(plan.summary())
+    if failed_before:
+        print(f"failed before, not trained again without --retry-failed ({len(failed_before)}):")
+        for (point, repeat), (run_id, reason) in sorted(failed_before.items()):
+            print(f"  {point} #{repeat + 1} (run {run_id}): {reason}")
     return EXIT_OK
 
 
-TRACKING = arg("--tracking-uri", metavar="URI", default=None,
-               help="MLflow tracking URI (default: the sweep file's, MLFLOW_TRACKING_URI, or ./mlflow.db)")
 ADDRESS = arg("--address", metavar="ADDR", default=None,
               help="Ray cluster to join, e.g. 10.0.0.5:6379 (default: RAY_ADDRESS, else a local Ray)")
 QUIET = arg("-q", "--quiet", action="store_true", help="no live progress line; failures and the summary only")

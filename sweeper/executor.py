@@ -38,6 +38,10 @@ class SweepResult:
     trial_seconds: list = field(default_factory=list)
     failures: list = field(default_factory=list)  # (run name, reason)
     cpus: int = 0  # CPUs of the Ray cluster the trials ran on
+    # Per trial: the driver's stamps (run creation, submission, collection) with the worker's
+    # profile; and the driver's own seconds per activity. The sweep benchmark reads both.
+    timeline: list = field(default_factory=list)
+    driver: dict = field(default_factory=dict)
 
     @property
     def efficiency(self) -> Optional[float]:
@@ -95,6 +99,8 @@ class Runner:
         self.best: tuple[float, str] | None = None
         self.cpus = 0
         self.started = time.monotonic()
+        self.stamps: dict = {}  # run_id -> the driver's timings of that trial
+        self.driver: Counter = Counter()  # seconds per driver activity
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -117,15 +123,21 @@ class Runner:
                 slots = _slots(res.cpus_per_trial, res.max_concurrent)
                 while self.queue and len(self.inflight) < slots and stop_reason is None:
                     trial = self.queue.popleft()
+                    began = time.time()
                     run_id = self._create_run(trial)
+                    self.stamps[run_id] = {"run_name": trial.run_name, "create_run": time.time() - began}
+                    self.driver["create_run"] += time.time() - began
                     task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, res.cpus_per_trial,
                                      run_id, self.tracker.uri, self.resume_from.get(trial.key))
                     ref = remote.options(name=trial.run_name, **options).remote(task, coordinator)
+                    self.stamps[run_id]["submitted_at"] = time.time()
                     self.inflight[ref] = (trial, run_id)
                     self.counts.move("queued", "running")
                 done, _ = ray.wait(list(self.inflight), num_returns=1, timeout=0.5)
                 for ref in done:
+                    began = time.time()
                     stop_reason = self._collect(ref) or stop_reason
+                    self.driver["collect"] += time.time() - began
                 if stop_reason and self.inflight:
                     self._cancel_inflight(f"sweep stopped: {stop_reason}")
                 if stop_reason:
@@ -140,7 +152,9 @@ class Runner:
             finally:
                 signal.signal(signal.SIGINT, previous)
         finally:
+            began = time.time()
             self._reconcile()
+            self.driver["reconcile"] += time.time() - began
             try:
                 ray.kill(coordinator)
             except Exception:
@@ -156,6 +170,7 @@ class Runner:
         import ray
 
         trial, run_id = self.inflight.pop(ref)
+        self.stamps.setdefault(run_id, {})["collected_at"] = time.time()
         try:
             outcome: TrialOutcome = ray.get(ref)
         except Exception as exc:  # the worker died more often than max_retries, or Ray failed
@@ -240,6 +255,8 @@ class Runner:
         else:
             code, status, message = EXIT_OK, "FINISHED", "sweep complete"
         self.tracker.update_parent(self.parent_id, counts, status, None if code == EXIT_OK else message)
+        timeline = [{**self.stamps.get(o.run_id, {}), "status": o.status, "seconds": o.seconds, **o.profile}
+                    for o in self.outcomes]
         return SweepResult(counts, code, message, self.parent_id, time.monotonic() - self.started,
-                           [o.seconds for o in self.outcomes], self.failures, self.cpus)
+                           [o.seconds for o in self.outcomes], self.failures, self.cpus, timeline, dict(self.driver))
 

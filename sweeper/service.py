@@ -42,6 +42,18 @@ def plan_rows(plan: Plan, failed_before: dict) -> list[dict]:
     return rows
 
 
+def plan_sweep(path, tracking_uri: Optional[str] = None, total_cpus: Optional[int] = None):
+    """``(plan, failed_before)`` of ``path`` against what MLflow already holds; writes nothing."""
+    config = load_sweep(path)
+    tracker = tracker_for(config, tracking_uri)
+    experiment_id = tracker.experiment_id(config.experiment_name, create=False) if existing_store(tracker) else None
+    finished = tracker.finished(experiment_id) if experiment_id else {}
+    plan = make_plan(config, finished, total_cpus=total_cpus)
+    pending = {t.key for t in plan.pending}
+    failed = tracker.failed(experiment_id) if experiment_id else {}
+    return plan, {k: v for k, v in failed.items() if k in pending}
+
+
 def run_sweep(path, *, command: str = "run", address: Optional[str] = None, quiet: bool = False,
               retry_failed: bool = False, stream=None, tracking_uri: Optional[str] = None) -> SweepResult:
     """Plan ``path`` against what MLflow holds and train what is missing on Ray."""

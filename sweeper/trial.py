@@ -52,6 +52,9 @@ class TrialOutcome:
     seconds: float = 0.0
     attempt: int = 1
     stopped_early: bool = False
+    # Where the trial's time went (seconds per phase, plus pid and wall-clock start/end), so the
+    # sweep benchmark can tell training from the recording and scheduling around it.
+    profile: dict = field(default_factory=dict)
 
 
 def error_signature(exc: BaseException) -> str:
@@ -92,6 +95,34 @@ def _spec_dict(config: dict) -> dict:
     return ModelConfig.model_validate(config["model"]).to_spec().to_dict()
 
 
+class _Timed:
+    """Proxies a recorder (or coordinator), adding the seconds spent in each method to ``profile``."""
+
+    def __init__(self, inner, profile: dict):
+        self._inner, self._profile = inner, profile
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self._profile[name] = self._profile.get(name, 0.0) + time.perf_counter() - t
+
+        return timed
+
+
+def blas_threads() -> int:
+    """Threads the BLAS will actually use now, as threadpoolctl reports them (recorded per trial)."""
+    from threadpoolctl import threadpool_info
+
+    return max((p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"), default=0)
+
+
 def execute(task: TrialTask, coordinator=None, recorder=None) -> TrialOutcome:
     """Train ``task``; with ``task.run_id`` record everything in that MLflow run."""
     from threadpoolctl import threadpool_limits
@@ -99,14 +130,17 @@ def execute(task: TrialTask, coordinator=None, recorder=None) -> TrialOutcome:
     from .recorder import NullRecorder, RunRecorder
 
     started = time.perf_counter()
+    outcome = TrialOutcome(task.key, task.run_id, "FAILED")
+    profile = outcome.profile = {"pid": os.getpid(), "started_at": time.time()}
     if recorder is None:
         recorder = RunRecorder(task) if task.run_id else NullRecorder()
-    coordinator = coordinator or LocalCoordinator(None)
-    outcome = TrialOutcome(task.key, task.run_id, "FAILED")
+        profile["open"] = time.perf_counter() - started  # the MLflow client (once per process) and get_run
+    recorder = _Timed(recorder, profile)
+    coordinator = _Timed(coordinator or LocalCoordinator(None), profile)
     try:
         # BLAS threads = the trial's CPUs, so trials side by side do not oversubscribe the cores.
         with threadpool_limits(limits=task.cpus):
-            attempt = recorder.start(threads=task.cpus, pid=os.getpid(), host=socket.gethostname())
+            attempt = recorder.start(threads=blas_threads(), pid=os.getpid(), host=socket.gethostname())
             outcome.attempt = attempt
             duplicate = recorder.finished_elsewhere()
             if duplicate:
@@ -119,12 +153,15 @@ def execute(task: TrialTask, coordinator=None, recorder=None) -> TrialOutcome:
         outcome.reason = f"{type(exc).__name__}: {exc}"
         recorder.fail("FAILED", outcome.reason, traceback.format_exc())
     outcome.seconds = time.perf_counter() - started
+    profile["ended_at"] = time.time()
     return outcome
 
 
 def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome) -> None:
-    config = task.config
+    config, profile = task.config, outcome.profile
+    began = time.perf_counter()
     train, val, test = datasets(config)
+    profile["data"] = time.perf_counter() - began  # loaded once per worker process, then cached
     model, optimizer = build(config, task.seed)
     start_epoch, history = 1, []
     checkpoint = recorder.load_checkpoint(optimizer)
@@ -139,15 +176,20 @@ def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome) -> Non
         if report.epoch < t["epochs"]:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "checkpoint.npz"
+                began = time.perf_counter()
                 cnn.save_checkpoint(path, report.model, report.optimizer, report.epoch, report.history)
+                profile["write_checkpoint"] = profile.get("write_checkpoint", 0.0) + time.perf_counter() - began
                 recorder.save_checkpoint(path, report.epoch)
         return not coordinator.report(task.key, report.epoch, report.metrics)
 
     fit_started = time.perf_counter()
     result = cnn.fit(model, optimizer, train, val, epochs=t["epochs"], batch_size=t["batch_size"], seed=task.seed,
                      callbacks=[on_epoch], start_epoch=start_epoch, history=history)
-    train_seconds = time.perf_counter() - fit_started + sum(e["seconds"] for e in history)
+    profile["fit"] = time.perf_counter() - fit_started  # the epochs, with the callbacks' recording
+    train_seconds = profile["fit"] + sum(e["seconds"] for e in history)
+    began = time.perf_counter()
     test_loss, test_accuracy = cnn.evaluate(model, test)
+    profile["evaluate"] = time.perf_counter() - began
     metrics = {"test_loss": test_loss, "test_accuracy": test_accuracy, "train_seconds": train_seconds,
                "epochs_run": result.epochs_run}
     status, reason = recorder.finish(model, metrics, result.stopped_early)
