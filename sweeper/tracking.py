@@ -86,7 +86,10 @@ class Tracker:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
             return exp.experiment_id
-        return self.client.create_experiment(name) if create else None
+        if not create:
+            return None
+        # Without this tag MLflow 3's UI opens the experiment on its GenAI trace pages, not the runs.
+        return self.client.create_experiment(name, tags={"mlflow.experimentKind": "custom_model_development"})
 
     def search(self, experiment_id: str, filter_string: str = "", order_by=None) -> list:
         """Every run matching ``filter_string``, all pages."""
