@@ -61,5 +61,10 @@ class ActorProxy:
 
     def report(self, key, epoch, metrics) -> bool:
         import ray
+        from ray.exceptions import ActorUnavailableError, RayActorError
 
-        return ray.get(self.handle.report.remote(key, epoch, metrics))
+        try:
+            return ray.get(self.handle.report.remote(key, epoch, metrics))
+        except (RayActorError, ActorUnavailableError):
+            # The coordinator went with its node: train on rather than fail a healthy trial.
+            return True
