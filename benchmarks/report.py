@@ -4,17 +4,38 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .sweep import TARGET_EFFICIENCY, TARGET_OVERHEAD_S
+
+BREAKDOWN_LABELS = {
+    "idle_head": "idle CPUs until every CPU has a trial (first runs, worker start, imports)",
+    "idle_between": "idle CPUs between trials",
+    "idle_tail": "idle CPUs after the last trial started (last round, final bookkeeping)",
+    "data_load": "data load (once per worker process)",
+    "mlflow_open": "MLflow: open the client and the run (imports in a new worker)",
+    "mlflow_start": "MLflow: mark RUNNING, attempt and worker tags",
+    "mlflow_finished_elsewhere": "MLflow: search for a finished duplicate",
+    "mlflow_load_checkpoint": "MLflow: look for a checkpoint",
+    "mlflow_describe": "MLflow: model size params",
+    "mlflow_log_epoch": "MLflow: per-epoch metrics",
+    "mlflow_save_checkpoint": "MLflow: epoch checkpoint upload and tag",
+    "checkpoint_file": "epoch checkpoints written to files",
+    "coordinator": "early-stopping coordinator round trips",
+    "mlflow_finish": "MLflow: final metrics, artifacts, FINISHED, duplicate check",
+    "mlflow_fail": "MLflow: failure record",
+    "slowdown": "training slower than alone (the other CPU's trial, driver, Ray, SQLite)",
+}
+
 
 def _mb(b) -> str:
     return f"{b / 2**20:.1f}"
 
 
 def markdown(res: dict) -> str:
-    m, t = res["machine"], res["targets"]
+    m = res["machine"]
     blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} threads)"
                      for b in m["numpy_blas"])
     out = [
-        "# NumPy CNN against PyTorch on the CPU",
+        "# NumPy CNN against PyTorch on the CPU" if "throughput" in res else "# The sweep service on all CPUs",
         "",
         f"Machine: {m['cpu']}, {m['usable_cpus']} usable of {m['logical_cpus']} logical CPUs, "
         f"{m['threads']} thread(s) for both frameworks; Python {m['python']}, NumPy {m['numpy']} "
@@ -23,8 +44,20 @@ def markdown(res: dict) -> str:
         + (f" Load average at start: {', '.join(f'{v:.1f}' for v in m['load_average_at_start'])}."
            if m.get("load_average_at_start") else ""),
         f"Mode: {'quick (smoke run, not representative)' if res['config']['quick'] else 'full'}; "
-        f"median of {res['config']['reps']} alternated repetitions; float32, Adam, softmax cross-entropy.",
+        f"median of {res['config']['reps']} alternated repetitions; float32, Adam, softmax cross-entropy."
+        + (f" Sections: {', '.join(res['sections'])}." if "sections" in res else ""),
         "",
+    ]
+    if "throughput" in res:
+        out += kernels_markdown(res)
+    if "sweep" in res:
+        out += sweep_markdown(res["sweep"])
+    return "\n".join(out)
+
+
+def kernels_markdown(res: dict) -> list[str]:
+    t = res["targets"]
+    out = [
         "## Training-step throughput (images/s, forward + backward + update)",
         "",
         "| architecture | batch | NumPy | PyTorch | ratio |",
@@ -60,8 +93,55 @@ def markdown(res: dict) -> str:
         for row in prof["layers"]:
             out.append(f"| {arch} | {row['layer']} | {1e3 * row['forward_s']:.2f} | {1e3 * row['backward_s']:.2f} | "
                        f"{100 * row['share']:.0f}% |")
-    out += ["", "Sweep efficiency (trials on all CPUs through the sweep service) is not measured here yet.", ""]
-    return "\n".join(out)
+    out.append("")
+    return out
+
+
+def sweep_markdown(sw: dict) -> list[str]:
+    c, b = sw["config"], sw["breakdown"]
+    n, cpus, pool = sw["trials"], sw["cpus"], sw["plain_pool"]
+    out = [
+        "## Sweep efficiency (the sweep service on all CPUs)", "",
+        f"A grid of {n} equal trials (bundled data, {c['train_size']} training images, {c['epochs']} epochs, "
+        f"depth {c['depth']}; the points differ only in the learning rate) on {cpus} CPU(s), one trial per CPU: "
+        "`sweeper.service.run_sweep` on a local Ray already up, into a fresh MLflow SQLite store.", "",
+        "| | seconds |", "|---|---:|",
+        f"| one trial alone, in-process, 1 thread, no MLflow (T1, median of {len(sw['single_trial_seconds'])}) | "
+        f"{sw['T1']:.2f} |",
+        f"| ideal: N x T1 / CPUs | {sw['ideal_wall_seconds']:.1f} |",
+        f"| plain processes, one per CPU, no Ray, no MLflow (data loaded first) | {pool['wall_seconds']:.1f} |",
+        f"| the service: execution phase (W) | {sw['wall_seconds']:.1f} |",
+        f"| the whole `run_sweep` call (with planning and the parent run) | {sw['call_seconds']:.1f} |", "",
+        f"Efficiency N x T1 / CPUs / W: **{100 * sw['efficiency']:.0f}%** (target >= "
+        f"{100 * TARGET_EFFICIENCY:.0f}%: {'met' if sw['targets']['efficiency_ok'] else 'missed'}); with the "
+        f"trials' own times, sum / CPUs / W: {100 * sw['efficiency_own_times']:.0f}%; plain processes: "
+        f"{100 * sw['pool_efficiency']:.0f}% (what the machine gives with every CPU busy).", "",
+        f"Overhead per trial (W x CPUs - N x T1) / N: **{sw['overhead_per_trial']:.2f} s** (target < "
+        f"{TARGET_OVERHEAD_S} s: {'met' if sw['targets']['overhead_ok'] else 'missed'}); over plain processes "
+        f"(what Ray and MLflow add): {sw['service_over_pool_per_trial']:.2f} s.", "",
+        "| where it went, per trial | seconds |", "|---|---:|",
+    ]
+    out += [f"| {BREAKDOWN_LABELS.get(k, k)} | {v:.3f} |" for k, v in b["per_trial"].items()]
+    out += [f"| total | {b['total_per_trial']:.3f} |", "",
+            f"Worker processes: {b['worker_processes']}. The first trial of each opens MLflow (imports and "
+            f"the store) in {_s(b['open_first_s'])} s, later ones in {_s(b['open_later_s'])} s; its data load "
+            f"takes {_s(b['data_first_s'])} s; from submission to its first line {_s(b['start_latency_first_s'])} s. "
+            f"A later trial's MLflow calls: {_s(b['recording_later_s'])} s. The driver creates a child run in "
+            f"{_s(b['create_run_s'])} s (median) and collects a result {_s(b['collect_latency_s'])} s after it ends.", ""]
+    a = sw.get("amortised")
+    if a:
+        k = a["trials_per_cpu_for_target"]
+        out += [f"Fixed cost per worker process (its first trial's start, imports, MLflow client and data): "
+                f"{a['fixed_per_worker_s']:.2f} s; cost of every trial (its MLflow calls, the gap before it, its "
+                f"run's creation): {a['steady_per_trial_s']:.2f} s. With k trials per CPU, Ray and MLflow add about "
+                f"{a['steady_per_trial_s']:.2f} + {a['fixed_per_worker_s']:.2f} / k s per trial, under "
+                f"{TARGET_OVERHEAD_S} s from k = {'-' if k is None else f'{k:.0f}'} "
+                f"(here k = {n / cpus:.0f}; the slowdown of training next to a busy CPU comes on top).", ""]
+    return out
+
+
+def _s(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def write(res: dict, out_dir: Path) -> tuple[Path, Path]:

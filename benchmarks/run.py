@@ -1,10 +1,15 @@
 """Run every benchmark and write ``latest.json`` and ``latest.md``.
 
-    python -m benchmarks.run [--quick] [--out benchmarks/results] [--threads N]
+    python -m benchmarks.run [--quick] [--out benchmarks/results] [--threads N] [--sections kernels,sweep]
 
 ``--quick`` is the CI smoke run: two small architectures, a tiny batch, a few seconds; its numbers
 say the code runs, not how fast. Both frameworks get the same thread count: threadpoolctl limits
 NumPy's BLAS, ``torch.set_num_threads`` limits PyTorch.
+
+Sections: ``kernels`` (NumPy against PyTorch: throughput, layers, convolution rate, memory) and
+``sweep`` (a grid of equal trials through the sweep service on all CPUs; see benchmarks/sweep.py).
+The sweep section starts its own local Ray and a fresh MLflow store (about half a minute before
+its clock starts), and ``--threads`` does not apply to it: each trial pins itself to one thread.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import numpy as np
 
 import cnn
 
-from . import archs, layers, machine, matmul, memory, report
+from . import archs, layers, machine, matmul, memory, report, sweep
 from .steps import numpy_trainer, random_batch, torch_trainer
 from .timing import alternate, geomean, median
 
@@ -26,6 +31,7 @@ QUICK = dict(quick=True, archs=archs.QUICK, batches=(8,), reps=3, warmup=1, targ
              layer_batch=8, layer_reps=2, matmul_size=256)
 
 TARGET_RATIO, TARGET_MIN_RATIO, TARGET_CONV, TARGET_MEMORY = 0.5, 0.3, 0.5, 1.5
+SECTIONS = ("kernels", "sweep")
 
 
 def throughput(config: dict, log) -> dict:
@@ -100,19 +106,15 @@ def memory_rows(config: dict) -> dict:
     return {"rows": rows}
 
 
-def run(quick: bool = False, out: Path | str = "benchmarks/results", threads: int | None = None,
-        log=print) -> dict:
+def kernels(config: dict, threads: int, log) -> dict:
     import threadpoolctl
     import torch
 
-    config = dict(QUICK if quick else FULL)
-    threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    res = {}
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
-            res = {"machine": machine.machine_info(threads), "config": {k: list(v) if isinstance(v, tuple) else v
-                                                                        for k, v in config.items()}}
             peak = matmul.peak_rate(config["matmul_size"], config["reps"], config["target_s"])
             res["matmul"] = {"size": config["matmul_size"], "peak_flops_per_s": peak, "peak_gflops": peak / 1e9}
             log(f"float32 matmul {config['matmul_size']}^3: {peak / 1e9:.1f} GFLOP/s")
@@ -122,17 +124,50 @@ def run(quick: bool = False, out: Path | str = "benchmarks/results", threads: in
             res["memory"] = memory_rows(config)
     finally:
         torch.set_num_threads(previous)
+    return res
+
+
+def kernel_targets(res: dict) -> dict:
     s = res["throughput"]["summary"]
     applies = [r["fraction_of_peak"] for r in res["conv_rate"]["rows"] if r["target_applies"]]
     ratios = [r["ratio"] for r in res["memory"]["rows"]]
-    res["targets"] = {
+    return {
         "throughput_ok": s["geomean_ratio"] >= TARGET_RATIO and s["min_ratio"] >= TARGET_MIN_RATIO,
         "conv_rate_min": min(applies, default=float("nan")),
         "conv_rate_ok": bool(applies) and min(applies) >= TARGET_CONV,
         "memory_max_ratio": max(ratios),
         "memory_ok": max(ratios) <= TARGET_MEMORY,
-        "sweep_efficiency": "not measured: needs the sweep service",
     }
+
+
+def run(quick: bool = False, out: Path | str = "benchmarks/results", threads: int | None = None,
+        log=print, sections=SECTIONS, tracking_uri: str | None = None) -> dict:
+    """Run ``sections`` and write them (only them) to ``out``/latest.{json,md}.
+
+    ``tracking_uri``: an existing MLflow store for the sweep section (tests pass theirs to skip
+    the migrations of a fresh one); by default a fresh SQLite store in a temporary folder.
+    """
+    import threadpoolctl
+
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown section(s) {sorted(unknown)}; choose from {SECTIONS}")
+    config = dict(QUICK if quick else FULL)
+    threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):  # report the BLAS as the kernels run it
+        info = machine.machine_info(threads)
+    res = {"machine": info,
+           "config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
+           "sections": [s for s in SECTIONS if s in sections], "targets": {}}
+    if "kernels" in sections:
+        res.update(kernels(config, threads, log))
+        res["targets"].update(kernel_targets(res))
+    if "sweep" in sections:
+        res["sweep"] = sweep.run(quick, tracking_uri=tracking_uri, log=log)
+        res["targets"].update(sweep_efficiency=res["sweep"]["efficiency"],
+                              sweep_efficiency_ok=res["sweep"]["targets"]["efficiency_ok"],
+                              sweep_overhead_per_trial=res["sweep"]["overhead_per_trial"],
+                              sweep_overhead_ok=res["sweep"]["targets"]["overhead_ok"])
     js, md = report.write(res, Path(out))
     log(f"wrote {js} and {md}")
     return res
@@ -140,13 +175,19 @@ def run(quick: bool = False, out: Path | str = "benchmarks/results", threads: in
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few-second smoke run (CI)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run (CI): seconds for the kernels, about half a minute for the sweep")
     parser.add_argument("--out", default="benchmarks/results", help="folder for latest.json and latest.md")
     parser.add_argument("--threads", type=int, default=None, help="threads for both frameworks (default: all usable CPUs)")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run (default: all): {', '.join(SECTIONS)}")
     args = parser.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be >= 1")
-    run(args.quick, args.out, args.threads)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    if not sections or set(sections) - set(SECTIONS):
+        parser.error(f"--sections: choose from {', '.join(SECTIONS)}")
+    run(args.quick, args.out, args.threads, sections=sections)
     return 0
 
 

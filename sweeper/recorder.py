@@ -69,9 +69,12 @@ class RunRecorder:
         self.tags = run.data.tags
 
     def start(self, **info) -> int:
+        from mlflow.entities import RunTag
+
         attempt = int(self.tags.get(ATTEMPT, "0")) + 1
-        for key, value in {ATTEMPT: attempt, **{f"sweep.{k}": v for k, v in info.items()}}.items():
-            self.client.set_tag(self.run_id, key, str(value))
+        # One batch, not a write per tag: on SQLite each write is a transaction of its own.
+        tags = {ATTEMPT: attempt, **{f"sweep.{k}": v for k, v in info.items()}}
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         self.client.update_run(self.run_id, status="RUNNING")
         return attempt
 

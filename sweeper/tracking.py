@@ -197,6 +197,10 @@ class Tracker:
         self.client.set_terminated(run_id, status)
         return True
 
+    def discard(self, run_id: str) -> None:
+        """Delete a child run created ahead whose trial never started (a search no longer finds it)."""
+        self.client.delete_run(run_id)
+
     def active_children(self, experiment_id: str, parent_id: str) -> list:
         runs = self.trials(experiment_id, extra=f"tags.`{SUBMISSION}` = '{parent_id}'")
         return [r for r in runs if r.info.status in ACTIVE]

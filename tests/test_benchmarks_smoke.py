@@ -15,7 +15,7 @@ def _positive(x) -> bool:
 
 
 def test_quick_benchmark_writes_every_section(tmp_path):
-    run.run(quick=True, out=tmp_path, threads=1, log=lambda *_: None)
+    run.run(quick=True, out=tmp_path, threads=1, log=lambda *_: None, sections=["kernels"])
     res = json.loads((tmp_path / "latest.json").read_text())
     assert {"machine", "config", "matmul", "throughput", "layers", "conv_rate", "memory", "targets"} <= set(res)
     assert res["machine"]["cpu"] and res["machine"]["numpy"] and res["machine"]["threads"] == 1
@@ -40,3 +40,23 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     md = (tmp_path / "latest.md").read_text()
     for heading in ("throughput", "arithmetic rate", "Peak memory", "Where a NumPy step goes"):
         assert heading in md
+
+
+@pytest.mark.slow
+def test_quick_sweep_section_measures_efficiency_and_overhead(tmp_path, ray_local, mlflow_uri):
+    """The sweep section on the session's Ray and MLflow store (so no migrations): about 15 s."""
+    res = run.run(quick=True, out=tmp_path, log=lambda *_: None, sections=["sweep"], tracking_uri=mlflow_uri)
+    sw = json.loads((tmp_path / "latest.json").read_text())["sweep"]
+    assert res["sections"] == ["sweep"] and "throughput" not in res
+    assert sw["trials"] == sw["config"]["trials_per_cpu"] * sw["cpus"] == len(sw["trial_seconds"])
+    for key in ("T1", "wall_seconds", "call_seconds", "efficiency", "efficiency_own_times", "pool_efficiency"):
+        assert _positive(sw[key]), key
+    assert math.isfinite(sw["overhead_per_trial"])
+    b = sw["breakdown"]
+    # The parts add up to the overhead: W x CPUs = N x T1 + what went elsewhere.
+    assert b["total_per_trial"] == pytest.approx(sw["overhead_per_trial"], abs=0.1)
+    assert 1 <= b["worker_processes"] <= sw["trials"] and b["open_first_s"] > 0
+    targets = {"sweep_efficiency", "sweep_efficiency_ok", "sweep_overhead_per_trial", "sweep_overhead_ok"}
+    assert targets <= set(res["targets"])
+    md = (tmp_path / "latest.md").read_text()
+    assert "Sweep efficiency" in md and "where it went, per trial" in md
