@@ -355,6 +355,26 @@ wait_node() {
 
 head_running() { [[ -n $(role_matching ray-head gcs_server || true) ]]; }
 
+# ray start for one node role (ray-head | ray-worker), marked so `down` finds its processes;
+# the remaining arguments are the role's own `ray start` options.
+ray_start() {
+    local role=$1 tmp=$2
+    shift 2
+    timeout "$TIMEOUT" env MLFLOW_TRACKING_URI="http://127.0.0.1:$MLFLOW_PORT" \
+        "$MARK=$CLUSTER_DIR" "$ROLE=$role" HOME="$RAY_HOME" RAY_USAGE_STATS_ENABLED=0 "$VENV/bin/ray" start "$@" \
+        --object-store-memory $((OBJECT_STORE_MB * 1024 * 1024)) \
+        --temp-dir "$tmp" --disable-usage-stats < /dev/null > "$LOGS/$role.log" 2>&1 \
+        || { tail -n 30 "$LOGS/$role.log" >&2; die "ray start ($role) failed or timed out after ${TIMEOUT}s (log: $LOGS/$role.log)"; }
+}
+
+# Wait until the raylet of a role runs and Ray reports its node alive.
+wait_ray_node() {
+    local role=$1 label=$2 id
+    id=$(raylet_node_id "$role")
+    [[ -n $id ]] || { tail -n 30 "$LOGS/$role.log" >&2; die "ray start ($role) returned but no raylet of the $label runs"; }
+    wait_node "$id" "$label"
+}
+
 start_ray_head() {
     local started=$SECONDS tmp
     tmp=$(ray_tmp)
@@ -367,17 +387,9 @@ start_ray_head() {
         log "Ray head already running on 127.0.0.1:$RAY_PORT"
     else
         log "starting Ray head on 127.0.0.1:$RAY_PORT ($HEAD_CPUS CPU, temp dir $tmp)"
-        timeout "$TIMEOUT" env MLFLOW_TRACKING_URI="http://127.0.0.1:$MLFLOW_PORT" \
-            "$MARK=$CLUSTER_DIR" "$ROLE=ray-head" HOME="$RAY_HOME" RAY_USAGE_STATS_ENABLED=0 "$VENV/bin/ray" start --head \
-            --port "$RAY_PORT" --num-cpus "$HEAD_CPUS" --include-dashboard=false \
-            --object-store-memory $((OBJECT_STORE_MB * 1024 * 1024)) \
-            --temp-dir "$tmp" --disable-usage-stats < /dev/null > "$LOGS/ray-head.log" 2>&1 \
-            || { tail -n 30 "$LOGS/ray-head.log" >&2; die "ray start --head failed or timed out after ${TIMEOUT}s (log: $LOGS/ray-head.log)"; }
+        ray_start ray-head "$tmp" --head --port "$RAY_PORT" --num-cpus "$HEAD_CPUS" --include-dashboard=false
     fi
-    local id
-    id=$(raylet_node_id ray-head)
-    [[ -n $id ]] || { tail -n 30 "$LOGS/ray-head.log" >&2; die "ray start --head returned but no raylet of the head runs"; }
-    wait_node "$id" "head node"
+    wait_ray_node ray-head "head node"
     log "Ray head up ($((SECONDS - started))s)"
 }
 
@@ -400,16 +412,8 @@ start_ray_worker() {
         stop_pids 5 $left
     fi
     log "starting a Ray worker node ($WORKER_CPUS CPU) joining 127.0.0.1:$RAY_PORT"
-    timeout "$TIMEOUT" env MLFLOW_TRACKING_URI="http://127.0.0.1:$MLFLOW_PORT" \
-        "$MARK=$CLUSTER_DIR" "$ROLE=ray-worker" HOME="$RAY_HOME" RAY_USAGE_STATS_ENABLED=0 "$VENV/bin/ray" start \
-        --address "127.0.0.1:$RAY_PORT" --num-cpus "$WORKER_CPUS" \
-        --object-store-memory $((OBJECT_STORE_MB * 1024 * 1024)) \
-        --temp-dir "$tmp" --disable-usage-stats < /dev/null > "$LOGS/ray-worker.log" 2>&1 \
-        || { tail -n 30 "$LOGS/ray-worker.log" >&2; die "ray start --address failed or timed out after ${TIMEOUT}s (log: $LOGS/ray-worker.log)"; }
-    local id
-    id=$(raylet_node_id ray-worker)
-    [[ -n $id ]] || { tail -n 30 "$LOGS/ray-worker.log" >&2; die "ray start --address returned but no raylet of the worker node runs"; }
-    wait_node "$id" "worker node"
+    ray_start ray-worker "$tmp" --address "127.0.0.1:$RAY_PORT" --num-cpus "$WORKER_CPUS"
+    wait_ray_node ray-worker "worker node"
     log "Ray worker node up ($((SECONDS - started))s)"
 }
 
