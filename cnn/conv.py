@@ -9,10 +9,11 @@ Shapes: input ``x (N, C, H, W)``, weights ``W (F, C, kh, kw)``, bias ``b (F,)``,
                db   = dy2.sum(0)
                dx   = col2im(dy2 @ Wm)             (the lecture's rotated-kernel convolution)
 
-The code computes the same products transposed, on ``cols.T (C*kh*kw, N*OH*OW)`` (see
-:mod:`cnn.im2col` for why): ``y.T = Wm @ cols.T`` comes out as ``(F, N, OH, OW)``, which is
-returned as a transposed view rather than copied; elementwise layers downstream keep that memory
-order, so the next convolution's channels-first copy and ``dy.T`` here are often free.
+The code computes the same products transposed, on ``cols.T (C*kh*kw, OH*OW*N)`` with the batch
+innermost (see :mod:`cnn.im2col` and :mod:`cnn.layout` for why): ``y.T = Wm @ cols.T`` comes out
+as ``(F, OH, OW, N)``, which is returned as an ``(N, F, OH, OW)`` view rather than copied;
+element-wise layers and pooling downstream keep that memory order, so the next convolution's
+batch-last copy and ``dy.T`` here are plain reshapes.
 """
 from __future__ import annotations
 
@@ -60,17 +61,17 @@ class Conv2D(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
         k, s, pad, (oh, ow) = conv_geometry(x.shape, self.kernel_size, self.stride, self.padding)
-        shape = (self.in_channels * k[0] * k[1], n * oh * ow)
+        shape = (self.in_channels * k[0] * k[1], oh * ow * n)
         cols_t = im2col_t(x, k, s, pad, (oh, ow), out=self._buffer("cols", shape, x.dtype))  # the lecture's A'^T
         y = self.params["W"].reshape(self.out_channels, -1) @ cols_t
         y += self.params["b"][:, None]
         self.cache = (x.shape, cols_t, (k, s, pad, (oh, ow)))
-        return y.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3)
+        return y.reshape(self.out_channels, oh, ow, n).transpose(3, 0, 1, 2)
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         x_shape, cols_t, geometry = self.cache
         f = self.out_channels
-        dy_t = dy.transpose(1, 0, 2, 3).reshape(f, -1)  # (F, N*OH*OW); no copy when dy came from forward
+        dy_t = dy.transpose(1, 2, 3, 0).reshape(f, -1)  # (F, OH*OW*N); no copy when dy is batch-last
         w = self.params["W"]
         self.grads = {"W": (dy_t @ cols_t.T).reshape(w.shape), "b": dy_t.sum(axis=1)}
         self.cache = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .layer import Layer
+from .layout import empty_ordered, memory_order
 
 
 class Flatten(Layer):
@@ -17,12 +18,16 @@ class Flatten(Layer):
         super().__init__(name)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.cache = x.shape
+        self.cache = (x.shape, memory_order(x))
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        shape, self.cache = self.cache, None
-        return dy.reshape(shape)
+        (shape, order), self.cache = self.cache, None
+        # Back in the input's memory order (batch-last after a convolution): the layers below
+        # then work on long contiguous runs instead of mixing two orders.
+        dx = empty_ordered(shape, order, dy.dtype)
+        dx[...] = dy.reshape(shape)
+        return dx
 
 
 class Dense(Layer):

@@ -10,17 +10,22 @@ the padded image ``n``, flattened in ``(C, kh, kw)`` order: the same order as Py
 ``(F, C, kh, kw)``, so ``im2col(x) @ W.reshape(F, -1).T`` is the convolution. The lecture lists
 positions and window entries in column order instead; its ``A'^T`` is ``im2col`` of ``A.T``.
 
-The kernels build the transpose, ``im2col(x).T`` of shape ``(C * kh * kw, N * OH * OW)``, because
-it is the layout that copies fastest: memory order ``(C, kh, kw, N, OH, OW)`` makes the piece of
-every kernel offset ``(i, j)`` one contiguous block, filled from a strided slice of the input
-whose rows are contiguous. (Gathering ``(kh, kw)`` innermost instead, as a window view does, moves
-a handful of floats per step and was 2-3x slower.) The matmul takes either orientation for free.
+The kernels (``im2col_t``, ``col2im_t``) build the transpose with the batch innermost: shape
+``(C * kh * kw, OH * OW * N)``, memory order ``(C, kh, kw, OH, OW, N)``. The piece of every
+kernel offset ``(i, j)`` is then one contiguous block, filled from a strided slice of the
+batch-last input ``(C, Hp, Wp, N)`` (see :mod:`cnn.layout`) that moves runs of N floats (stride
+> 1) or OW * N floats (stride 1). Gathering ``(kh, kw)`` innermost instead, as a window view
+does, moves a handful of floats per step and was 2-3x slower; batch-first blocks ``(C, N, OH,
+OW)`` move runs of OW floats and were 2-7x slower in the benchmark's layers. The matmul takes
+either orientation for free. ``im2col``/``col2im`` are the row-per-window form the lecture draws,
+built from the kernels.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .geometry import PaddingArg, Padding4, output_hw, positive_pair, resolve_padding
+from .layout import batch_last, empty_as
 
 
 def conv_geometry(x_shape, kernel_size, stride=1, padding: PaddingArg = 0):
@@ -38,9 +43,15 @@ def conv_geometry(x_shape, kernel_size, stride=1, padding: PaddingArg = 0):
 
 
 def pad_input(x: np.ndarray, pad: Padding4, value=0.0) -> np.ndarray:
+    """``x (N, C, H, W)`` padded along H and W with ``value``, in ``x``'s memory order."""
     if not any(pad[0] + pad[1]):
         return x
-    return np.pad(x, ((0, 0), (0, 0), pad[0], pad[1]), constant_values=value)
+    (top, bottom), (left, right) = pad
+    n, c, h, w = x.shape
+    out = empty_as(x, (n, c, h + top + bottom, w + left + right))
+    out.fill(value)
+    out[:, :, top : top + h, left : left + w] = x
+    return out
 
 
 def _offsets(k, s, out_hw):
@@ -50,50 +61,42 @@ def _offsets(k, s, out_hw):
             for i in range(k[0]) for j in range(k[1])]
 
 
-def channels_first(x: np.ndarray, pad: Padding4) -> np.ndarray:
-    """``x (N, C, H, W)`` as a padded, contiguous ``(C, N, Hp, Wp)``: the pad and transpose in one copy."""
-    n, c, h, w = x.shape
-    (top, bottom), (left, right) = pad
-    out = np.zeros((c, n, h + top + bottom, w + left + right), dtype=x.dtype) if top + bottom + left + right \
-        else np.empty((c, n, h, w), dtype=x.dtype)
-    out[:, :, top : top + h, left : left + w] = x.transpose(1, 0, 2, 3)
-    return out
-
-
 def im2col_t(x: np.ndarray, k, s, pad: Padding4, out_hw, out: np.ndarray | None = None) -> np.ndarray:
-    """``im2col(x).T`` as a contiguous ``(C * kh * kw, N * OH * OW)``: one block copy per kernel offset.
+    """The columns, batch innermost: ``(C * kh * kw, OH * OW * N)``, one block copy per kernel offset.
 
+    Column ``(i * OW + j) * N + n`` holds image ``n``'s window at output pixel ``(i, j)``.
     ``out``, if given, is a buffer of that shape and dtype to fill instead of allocating one.
     """
     n, c = x.shape[:2]
     oh, ow = out_hw
-    xp = channels_first(x, pad)
-    shape = (c, k[0], k[1], n, oh, ow)
+    xb = batch_last(x, pad)
+    shape = (c, k[0], k[1], oh, ow, n)
     cols = np.empty(shape, dtype=x.dtype) if out is None else out.reshape(shape)
     for i, j, rows, cs in _offsets(k, s, out_hw):
-        cols[:, i, j] = xp[:, :, rows, cs]
-    return cols.reshape(c * k[0] * k[1], n * oh * ow)
+        cols[:, i, j] = xb[:, rows, cs]
+    return cols.reshape(c * k[0] * k[1], oh * ow * n)
 
 
 def col2im_t(cols_t: np.ndarray, x_shape, k, s, pad: Padding4, out_hw) -> np.ndarray:
-    """The adjoint of :func:`im2col_t`: ``(C*kh*kw, N*OH*OW)`` -> ``(N, C, H, W)``, overlaps summed.
+    """The adjoint of :func:`im2col_t`: ``(C*kh*kw, OH*OW*N)`` -> ``(N, C, H, W)``, overlaps summed.
 
-    Accumulates in the channels-first layout the columns come in (contiguous blocks, no gather),
-    one strided-slice addition per kernel offset, then transposes back once.
+    Accumulates batch-last, one strided-slice addition per kernel offset, and returns an
+    ``(N, C, H, W)`` view of that batch-last memory (no copy back).
     """
     n, c, h, w = x_shape
     (top, bottom), (left, right) = pad
-    blocks = cols_t.reshape(c, k[0], k[1], n, out_hw[0], out_hw[1])
-    dxp = np.zeros((c, n, h + top + bottom, w + left + right), dtype=cols_t.dtype)
+    blocks = cols_t.reshape(c, k[0], k[1], out_hw[0], out_hw[1], n)
+    dxb = np.zeros((c, h + top + bottom, w + left + right, n), dtype=cols_t.dtype)
     for i, j, rows, cs in _offsets(k, s, out_hw):
-        dxp[:, :, rows, cs] += blocks[:, i, j]
-    return np.ascontiguousarray(dxp[:, :, top : top + h, left : left + w].transpose(1, 0, 2, 3))
+        dxb[:, rows, cs] += blocks[:, i, j]
+    return dxb[:, top : top + h, left : left + w].transpose(3, 0, 1, 2)
 
 
 def im2col(x: np.ndarray, kernel_size, stride=1, padding: PaddingArg = 0) -> np.ndarray:
     """``(N, C, H, W)`` -> ``(N * OH * OW, C * kh * kw)``: one row per kernel position."""
-    k, s, pad, out_hw = conv_geometry(x.shape, kernel_size, stride, padding)
-    return im2col_t(x, k, s, pad, out_hw).T
+    k, s, pad, (oh, ow) = conv_geometry(x.shape, kernel_size, stride, padding)
+    cols_t = im2col_t(x, k, s, pad, (oh, ow))
+    return cols_t.reshape(-1, oh * ow, x.shape[0]).transpose(2, 1, 0).reshape(x.shape[0] * oh * ow, -1)
 
 
 def col2im(cols: np.ndarray, x_shape, kernel_size, stride=1, padding: PaddingArg = 0) -> np.ndarray:
@@ -102,5 +105,7 @@ def col2im(cols: np.ndarray, x_shape, kernel_size, stride=1, padding: PaddingArg
     ``cols`` has shape ``(N * OH * OW, C * kh * kw)``; the result has ``x_shape`` ``(N, C, H, W)``.
     Overlapping windows sum.
     """
-    k, s, pad, out_hw = conv_geometry(x_shape, kernel_size, stride, padding)
-    return col2im_t(np.ascontiguousarray(cols.T), x_shape, k, s, pad, out_hw)
+    k, s, pad, (oh, ow) = conv_geometry(x_shape, kernel_size, stride, padding)
+    n = x_shape[0]
+    cols_t = np.ascontiguousarray(cols.reshape(n, oh * ow, -1).transpose(2, 1, 0)).reshape(-1, oh * ow * n)
+    return np.ascontiguousarray(col2im_t(cols_t, x_shape, k, s, pad, (oh, ow)))

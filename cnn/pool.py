@@ -1,6 +1,7 @@
 """Pooling by max, average and L2 over ``kh x kw`` windows, vectorised over strided slices.
 
-Shapes: ``x (N, C, H, W)`` -> ``y (N, C, OH, OW)``, ``OH = (H + 2P - kh) // S + 1``.
+Shapes: ``x (N, C, H, W)`` -> ``y (N, C, OH, OW)``, ``OH = (H + 2P - kh) // S + 1``. Outputs and
+gradients keep the memory order of the input (batch-last after a convolution, see :mod:`cnn.layout`).
 
     max:  y = max over the window     dx += dy at the window's first maximum (row-major order)
     avg:  y = sum over the window / (kh*kw)   dx += dy / (kh*kw)     (padded zeros count)
@@ -22,6 +23,7 @@ import numpy as np
 
 from .geometry import pair, positive_pair
 from .im2col import conv_geometry, pad_input
+from .layout import empty_as, zeros_as
 from .layer import Layer
 
 MODES = ("max", "avg", "l2")
@@ -37,7 +39,7 @@ def _max_along(a: np.ndarray, k: int, s: int, out: int, axis: int):
     """Window maxima along one axis and the offset of each window's first maximum."""
     first = a[_along(axis, 0, s, out)]
     if k == 1:
-        return first.copy(), np.zeros(first.shape, dtype=np.uint8)
+        return first.copy(order="K"), zeros_as(first, dtype=np.uint8)
     second = a[_along(axis, 1, s, out)]
     hit = np.greater(second, first)  # strict: an earlier offset keeps a tie
     m = np.maximum(first, second)
@@ -52,7 +54,7 @@ def _max_along(a: np.ndarray, k: int, s: int, out: int, axis: int):
 
 
 def _sum_along(a: np.ndarray, k: int, s: int, out: int, axis: int) -> np.ndarray:
-    total = a[_along(axis, 0, s, out)].copy()
+    total = a[_along(axis, 0, s, out)].copy(order="K")
     for t in range(1, k):
         total += a[_along(axis, t, s, out)]
     return total
@@ -66,11 +68,9 @@ def _spread(g: np.ndarray, k: int, s: int, size: int, axis: int, arg=None) -> np
     out_n = g.shape[axis]
     shape = list(g.shape)
     shape[axis] = size
-    if k == s:  # windows tile the axis exactly: every input is written once
-        dx = np.empty(shape, dtype=g.dtype)
-    else:
-        dx = np.zeros(shape, dtype=g.dtype)
-    hit = None if arg is None else np.empty(arg.shape, dtype=bool)
+    # In g's memory order (batch-last after a convolution): every slice below then moves long runs.
+    dx = empty_as(g, shape) if k == s else zeros_as(g, shape)  # k == s: every input is written once
+    hit = None if arg is None else empty_as(arg, dtype=bool)
     for t in range(k):
         target = dx[_along(axis, t, s, out_n)]
         if arg is None:
@@ -145,6 +145,6 @@ class Pool2D(Layer):
         full = (h + top + bottom, w + left + right)
         if used == full and not (top or left):
             return dxu
-        dxp = np.zeros((n, c) + full, dtype=dxu.dtype)
+        dxp = zeros_as(dxu, (n, c) + full)
         dxp[:, :, : used[0], : used[1]] = dxu
         return dxp[:, :, top : top + h, left : left + w]

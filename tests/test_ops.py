@@ -28,26 +28,38 @@ def _record(dtype, name, got, want):
         worst["rel"] = max(worst["rel"], float((err[mask] / scale[mask]).max()))
 
 
+def _batch_last(a):
+    """The same values with batch-last memory ``(C, H, W, N)``, as a convolution hands them on."""
+    return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2) if a.ndim == 4 else a
+
+
 def helper_test_op(layer, torch_fn, x, dtype, params=(), seed=0):
-    """Compare ``layer`` with ``torch_fn(x_t, *params_t)``: output, dx and each named param grad."""
+    """Compare ``layer`` with ``torch_fn(x_t, *params_t)``: output, dx and each named param grad.
+
+    4-D inputs run twice, C-contiguous and batch-last (see cnn.layout): the kernels take strided
+    slices whose shapes depend on the memory order, and both orders reach every layer in a model.
+    """
     x = x.astype(dtype)
     rng = np.random.default_rng(seed)
     xt = torch.from_numpy(x.copy()).requires_grad_(True)
     pt = [torch.from_numpy(layer.params[p].copy()).requires_grad_(True) for p in params]
     yt = torch_fn(xt, *pt)
-    y = layer.forward(x)
-    assert y.dtype == dtype, f"{type(layer).__name__} returned {y.dtype} for {dtype} input"
-    np.testing.assert_allclose(y, yt.detach().numpy(), **TOL[dtype], err_msg="forward")
-    _record(dtype, "forward", y, yt.detach().numpy())
-    dy = rng.standard_normal(y.shape).astype(dtype)
+    dy = rng.standard_normal(tuple(yt.shape)).astype(dtype)
     yt.backward(torch.from_numpy(dy))
-    dx = layer.backward(dy)
-    assert dx.dtype == dtype
-    np.testing.assert_allclose(dx, xt.grad.numpy(), **TOL[dtype], err_msg="dx")
-    _record(dtype, "dx", dx, xt.grad.numpy())
-    for name, p in zip(params, pt):
-        np.testing.assert_allclose(layer.grads[name], p.grad.numpy(), **TOL[dtype], err_msg=f"d{name}")
-        _record(dtype, "d" + name, layer.grads[name], p.grad.numpy())
+    for order, to in (("C", np.ascontiguousarray), ("batch-last", _batch_last)):
+        y = layer.forward(to(x))
+        assert y.dtype == dtype, f"{type(layer).__name__} returned {y.dtype} for {dtype} input"
+        np.testing.assert_allclose(y, yt.detach().numpy(), **TOL[dtype], err_msg=f"forward ({order})")
+        _record(dtype, "forward", y, yt.detach().numpy())
+        dx = layer.backward(to(dy))
+        assert dx.dtype == dtype
+        np.testing.assert_allclose(dx, xt.grad.numpy(), **TOL[dtype], err_msg=f"dx ({order})")
+        _record(dtype, "dx", dx, xt.grad.numpy())
+        for name, p in zip(params, pt):
+            np.testing.assert_allclose(layer.grads[name], p.grad.numpy(), **TOL[dtype], err_msg=f"d{name} ({order})")
+            _record(dtype, "d" + name, layer.grads[name], p.grad.numpy())
+        if x.ndim != 4:
+            break
 
 
 DTYPES = [np.float64, np.float32]
@@ -168,3 +180,24 @@ def test_softmax_cross_entropy_matches_torch(scale, dtype):
     np.testing.assert_allclose(loss, ref.item(), **TOL[dtype])
     np.testing.assert_allclose(grad, lt.grad.numpy(), **TOL[dtype])
     assert grad.dtype == dtype
+
+
+@pytest.mark.parametrize("mode", cnn.pool.MODES)
+def test_batch_last_memory_passes_through_a_block(mode):
+    # The speed of the kernels rests on this (cnn.layout): a conv's output, and everything an
+    # element-wise layer, a pooling layer or Flatten's backward makes from it, stays batch-last.
+    from cnn.layout import BATCH_LAST, memory_order
+
+    x = np.random.default_rng(0).standard_normal((4, 3, 12, 10)).astype(np.float32)
+    layers = [cnn.Conv2D(3, 5, 3, 1, "same"), cnn.ReLU(), cnn.Pool2D(mode, 2), cnn.Sigmoid(),
+              cnn.Conv2D(5, 6, 3, 2, 1), cnn.Pool2D(mode, 3, 1, 1)]
+    h = x
+    for layer in layers:
+        h = layer.forward(h)
+        assert memory_order(h) == BATCH_LAST, f"{layer!r} output"
+    flat = cnn.Flatten()
+    d = flat.backward(np.ones_like(flat.forward(h)))
+    assert memory_order(d) == BATCH_LAST, "Flatten backward"
+    for layer in reversed(layers[1:]):
+        d = layer.backward(d)
+        assert memory_order(d) == BATCH_LAST, f"{layer!r} input gradient"
