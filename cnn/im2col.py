@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import PaddingArg, Padding4, output_hw, positive_pair, resolve_padding
+from .geometry import Padding4, PaddingArg, output_hw, positive_pair, resolve_padding
 from .layout import batch_last, empty_as
 
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from .geometry import pair, positive_pair
 from .im2col import conv_geometry, pad_input
-from .layout import empty_as, zeros_as
 from .layer import Layer
+from .layout import empty_as, zeros_as
 
 MODES = ("max", "avg", "l2")
 
