@@ -11,17 +11,17 @@ BREAKDOWN_LABELS = {
     "idle_between": "idle CPUs between trials",
     "idle_tail": "idle CPUs after the last trial started (last round, final bookkeeping)",
     "data_load": "data load (once per worker process)",
-    "mlflow_open": "MLflow: open the client and the run (imports in a new worker)",
-    "mlflow_start": "MLflow: mark RUNNING, attempt and worker tags",
-    "mlflow_finished_elsewhere": "MLflow: search for a finished duplicate",
-    "mlflow_load_checkpoint": "MLflow: look for a checkpoint",
-    "mlflow_describe": "MLflow: model size params",
-    "mlflow_log_epoch": "MLflow: per-epoch metrics",
-    "mlflow_save_checkpoint": "MLflow: epoch checkpoint upload and tag",
+    "mlflow_open": "recording: open the client and the run (only where a worker writes MLflow itself)",
+    "mlflow_start": "recording: mark RUNNING, attempt and worker tags",
+    "mlflow_finished_elsewhere": "recording: search for a finished duplicate",
+    "mlflow_load_checkpoint": "recording: look for a checkpoint",
+    "mlflow_describe": "recording: model size params",
+    "mlflow_log_epoch": "recording: per-epoch metrics",
+    "mlflow_save_checkpoint": "recording: epoch checkpoint upload and tag",
     "checkpoint_file": "epoch checkpoints written to files",
     "coordinator": "early-stopping coordinator round trips",
-    "mlflow_finish": "MLflow: final metrics, artifacts, FINISHED, duplicate check",
-    "mlflow_fail": "MLflow: failure record",
+    "mlflow_finish": "recording: final metrics, artifacts, FINISHED, duplicate check",
+    "mlflow_fail": "recording: failure record",
     "slowdown": "training slower than alone (the other CPU's trial, driver, Ray, SQLite)",
 }
 
@@ -104,7 +104,7 @@ def sweep_markdown(sw: dict) -> list[str]:
         "## Sweep efficiency (the sweep service on all CPUs)", "",
         f"A grid of {n} equal trials (bundled data, {c['train_size']} training images, {c['epochs']} epochs, "
         f"depth {c['depth']}; the points differ only in the learning rate) on {cpus} CPU(s), one trial per CPU: "
-        "`sweeper.service.run_sweep` on a local Ray already up, into a fresh MLflow SQLite store.", "",
+        "`sweeper.service.run_sweep` on a fresh local Ray each round, into an MLflow SQLite store.", "",
         "| | seconds |", "|---|---:|",
         f"| one trial alone, in-process, 1 thread, no MLflow (T1, median of {len(sw['single_trial_seconds'])}) | "
         f"{sw['T1']:.2f} |",
@@ -119,20 +119,34 @@ def sweep_markdown(sw: dict) -> list[str]:
         f"Overhead per trial (W x CPUs - N x T1) / N: **{sw['overhead_per_trial']:.2f} s** (target < "
         f"{TARGET_OVERHEAD_S} s: {'met' if sw['targets']['overhead_ok'] else 'missed'}); over plain processes "
         f"(what Ray and MLflow add): {sw['service_over_pool_per_trial']:.2f} s.", "",
-        "| where it went, per trial | seconds |", "|---|---:|",
     ]
+    rounds = sw.get("rounds", [])
+    if len(rounds) > 1:
+        out += [f"Efficiency and overhead above are medians of {len(rounds)} rounds, each a cold Ray with its "
+                "own T1 measured around it; the tables are the median round's.", "",
+                "| round | T1 s | ideal s | pool s | W s | efficiency | own times | pool | overhead s/trial | "
+                "over pool s/trial |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        out += [f"| {i + 1} | {r['T1']:.2f} | {r['ideal_wall_seconds']:.1f} | {r['plain_pool_seconds']:.1f} | "
+                f"{r['wall_seconds']:.1f} | {100 * r['efficiency']:.0f}% | {100 * r['efficiency_own_times']:.0f}% | "
+                f"{100 * r['pool_efficiency']:.0f}% | {r['overhead_per_trial']:.2f} | "
+                f"{r['service_over_pool_per_trial']:.2f} |" for i, r in enumerate(rounds)]
+        out.append("")
+    out += ["| where it went, per trial | seconds |", "|---|---:|"]
     out += [f"| {BREAKDOWN_LABELS.get(k, k)} | {v:.3f} |" for k, v in b["per_trial"].items()]
     out += [f"| total | {b['total_per_trial']:.3f} |", "",
-            f"Worker processes: {b['worker_processes']}. The first trial of each opens MLflow (imports and "
-            f"the store) in {_s(b['open_first_s'])} s, later ones in {_s(b['open_later_s'])} s; its data load "
-            f"takes {_s(b['data_first_s'])} s; from submission to its first line {_s(b['start_latency_first_s'])} s. "
-            f"A later trial's MLflow calls: {_s(b['recording_later_s'])} s. The driver creates a child run in "
-            f"{_s(b['create_run_s'])} s (median) and collects a result {_s(b['collect_latency_s'])} s after it ends.", ""]
+            "\"recording\" is what the trial spends handing its records on: the driver writes them to MLflow "
+            "(sweeper/relay.py), on the same CPUs, so its share shows as the trials' slowdown.", "",
+            f"Worker processes: {b['worker_processes']}. The first trial of each loads the data in "
+            f"{_s(b['data_first_s'])} s; from submission to its first line {_s(b['start_latency_first_s'])} s "
+            f"(worker lease, imports). A later trial's recording calls: {_s(b['recording_later_s'])} s. The driver "
+            f"creates a child run in {_s(b['create_run_s'])} s (median) and collects a result "
+            f"{_s(b['collect_latency_s'])} s after it ends. The driver's MLflow work in all: "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(b["driver_seconds"].items())) + ".", ""]
     a = sw.get("amortised")
     if a:
         k = a["trials_per_cpu_for_target"]
-        out += [f"Fixed cost per worker process (its first trial's start, imports, MLflow client and data): "
-                f"{a['fixed_per_worker_s']:.2f} s; cost of every trial (its MLflow calls, the gap before it, its "
+        out += [f"Fixed cost per worker process (its first trial's start, imports and data): "
+                f"{a['fixed_per_worker_s']:.2f} s; cost of every trial (its recording calls, the gap before it, its "
                 f"run's creation): {a['steady_per_trial_s']:.2f} s. With k trials per CPU, Ray and MLflow add about "
                 f"{a['steady_per_trial_s']:.2f} + {a['fixed_per_worker_s']:.2f} / k s per trial, under "
                 f"{TARGET_OVERHEAD_S} s from k = {'-' if k is None else f'{k:.0f}'} "

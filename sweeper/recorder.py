@@ -76,6 +76,7 @@ class RunRecorder:
         tags = {ATTEMPT: attempt, **{f"sweep.{k}": v for k, v in info.items()}}
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         self.client.update_run(self.run_id, status="RUNNING")
+        self.tags = {**self.tags, ATTEMPT: str(attempt)}  # a retry recorded by the same recorder counts on
         return attempt
 
     def _finished_runs(self):
@@ -90,26 +91,36 @@ class RunRecorder:
     def load_checkpoint(self, optimizer):
         """This run's own last checkpoint (a retry), else the interrupted run it resumes, else None."""
         for run_id in (self.run_id, self.task.resume_from):
-            if not run_id:
+            data = self.checkpoint_bytes(run_id)
+            if data is None:
                 continue
-            tags = self.tags if run_id == self.run_id else self.client.get_run(run_id).data.tags
-            if not tags.get("sweep.checkpoint_epoch"):
-                continue
-            with tempfile.TemporaryDirectory() as tmp:
-                path = self.client.download_artifacts(run_id, "checkpoint/checkpoint.npz", tmp)
-                model, meta = cnn.load_checkpoint(path, optimizer)
-            if run_id != self.run_id:
-                self.client.set_tag(self.run_id, "sweep.resumed_from", run_id)
-            self.client.set_tag(self.run_id, "sweep.resumed_at_epoch", str(meta["epoch"]))
+            model, meta = load_checkpoint_bytes(data, optimizer)
+            self.mark_resumed(run_id, meta["epoch"])
             return model, meta
         return None
 
+    def checkpoint_bytes(self, run_id) -> bytes | None:
+        """The last epoch checkpoint of ``run_id`` (this run or another), or None."""
+        if not run_id:
+            return None
+        tags = self.tags if run_id == self.run_id else self.client.get_run(run_id).data.tags
+        if not tags.get("sweep.checkpoint_epoch"):
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            return Path(self.client.download_artifacts(run_id, "checkpoint/checkpoint.npz", tmp)).read_bytes()
+
+    def mark_resumed(self, from_run, epoch):
+        if from_run and from_run != self.run_id:
+            self.client.set_tag(self.run_id, "sweep.resumed_from", from_run)
+        self.client.set_tag(self.run_id, "sweep.resumed_at_epoch", str(epoch))
+
     def describe(self, model, n_train, n_val, n_test):
+        self.log_params(model_params(model, n_train, n_val, n_test))
+
+    def log_params(self, params: dict):
         from mlflow.entities import Param
 
         # Identical values may be logged again on a retry; MLflow only refuses a changed param.
-        params = {"n_params": model.n_params, "forward_flops": model.flops, "train_images": n_train,
-                  "val_images": n_val, "test_images": n_test}
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
     def log_epoch(self, epoch, metrics):
@@ -125,18 +136,18 @@ class RunRecorder:
         self.client.set_tag(self.run_id, "sweep.checkpoint_epoch", str(epoch))
 
     def finish(self, model, metrics, stopped_early):
+        return self.finish_with(final_artifacts(self.task.config, model), metrics, stopped_early)
+
+    def finish_with(self, artifacts: dict, metrics, stopped_early):
+        """Final metrics, the run's artifacts (file name -> bytes), FINISHED, then the duplicate rule."""
         from mlflow.entities import Metric
 
         now = _now_ms()
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
         with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
-            (tmp / "config.json").write_text(json.dumps(self.task.config, indent=2, sort_keys=True))
-            cnn.save_model(tmp / "model.npz", model)
-            first = next(layer for layer in model.layers if "W" in layer.params)
-            (tmp / "kernels.png").write_bytes(kernels_png(first.params["W"]))
-            for name in ("config.json", "model.npz", "kernels.png"):
-                self.client.log_artifact(self.run_id, str(tmp / name))
+            for name, data in artifacts.items():
+                (Path(tmp) / name).write_bytes(data)
+                self.client.log_artifact(self.run_id, str(Path(tmp) / name))
         if stopped_early:
             self.client.set_tag(self.run_id, "sweep.stopped_early", str(int(metrics["epochs_run"])))
         self.client.set_terminated(self.run_id, "FINISHED")
@@ -159,6 +170,30 @@ class RunRecorder:
                 self.client.log_text(self.run_id, tb, "error.txt")
         self.client.set_tag(self.run_id, REASON, reason[:4000])
         self.client.set_terminated(self.run_id, status)
+
+
+def model_params(model, n_train, n_val, n_test) -> dict:
+    """What a run records about its model and data, as MLflow params."""
+    return {"n_params": model.n_params, "forward_flops": model.flops, "train_images": n_train,
+            "val_images": n_val, "test_images": n_test}
+
+
+def final_artifacts(config: dict, model) -> dict[str, bytes]:
+    """A finished run's files: its config, the trained model and a picture of the first kernels."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cnn.save_model(Path(tmp) / "model.npz", model)
+        weights = (Path(tmp) / "model.npz").read_bytes()
+    first = next(layer for layer in model.layers if "W" in layer.params)
+    return {"config.json": json.dumps(config, indent=2, sort_keys=True).encode(), "model.npz": weights,
+            "kernels.png": kernels_png(first.params["W"])}
+
+
+def load_checkpoint_bytes(data: bytes, optimizer):
+    """``cnn.load_checkpoint`` of a checkpoint held in memory: ``(model, meta)``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "checkpoint.npz"
+        path.write_bytes(data)
+        return cnn.load_checkpoint(path, optimizer)
 
 
 def _now_ms() -> int:

@@ -1,10 +1,11 @@
 """One trial: train one point with one seed, pinned to its CPUs, recording as it goes.
 
-:func:`execute` is what a Ray worker runs (and what ``sweeper train`` runs in-process). It never
-raises for an error of the trial's own (a diverging loss, a shape that slipped through): it
-records the run as FAILED with the reason and returns an outcome, so the sweep goes on. A worker
-that *dies* (killed, out of memory) cannot record anything; Ray runs the task again and
-:func:`execute` continues from the run's last epoch checkpoint with ``sweep.attempt`` raised.
+:func:`execute` is what a Ray worker runs (through :mod:`sweeper.relay`, which streams what it
+records to the driver) and what ``sweeper train`` runs in-process. It never raises for an error
+of the trial's own (a diverging loss, a shape that slipped through): it records the run as FAILED
+with the reason and returns an outcome, so the sweep goes on. A worker that *dies* (killed, out
+of memory) cannot record anything; the driver submits the trial again and :func:`execute`
+continues from the last epoch checkpoint with ``sweep.attempt`` raised.
 """
 from __future__ import annotations
 
@@ -38,6 +39,13 @@ class TrialTask:
     run_id: Optional[str] = None  # the MLflow child run; None: record nothing (``sweeper train``)
     tracking_uri: Optional[str] = None
     resume_from: Optional[str] = None  # a KILLED run whose checkpoint this trial starts from
+    # In a sweep the driver hands the checkpoint over itself (see sweeper.relay): its bytes, and
+    # the run that wrote it.
+    checkpoint: Optional[bytes] = None
+    checkpoint_run: Optional[str] = None
+    # The model's spec (cnn.ModelSpec.to_dict()), resolved by the driver: a worker then never
+    # imports the pydantic config models (half a second in every new worker process).
+    spec: Optional[dict] = None
 
 
 @dataclass
@@ -81,15 +89,15 @@ def datasets(config: dict):
                  config["seed"], config["train"]["dtype"])
 
 
-def build(config: dict, seed: int):
-    spec = cnn.ModelSpec.from_dict({**_spec_dict(config)})
+def build(config: dict, seed: int, spec: Optional[dict] = None):
+    spec = cnn.ModelSpec.from_dict(spec or spec_dict(config))
     t = config["train"]
     model = cnn.Model(spec, seed=seed, dtype=t["dtype"])
     optimizer = cnn.make_optimizer(t["optimizer"], t["learning_rate"], t.get("momentum", 0.9), t.get("weight_decay", 0.0))
     return model, optimizer
 
 
-def _spec_dict(config: dict) -> dict:
+def spec_dict(config: dict) -> dict:
     from .config import ModelConfig
 
     return ModelConfig.model_validate(config["model"]).to_spec().to_dict()
@@ -162,7 +170,7 @@ def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome) -> Non
     began = time.perf_counter()
     train, val, test = datasets(config)
     profile["data"] = time.perf_counter() - began  # loaded once per worker process, then cached
-    model, optimizer = build(config, task.seed)
+    model, optimizer = build(config, task.seed, task.spec)
     start_epoch, history = 1, []
     checkpoint = recorder.load_checkpoint(optimizer)
     if checkpoint is not None:
