@@ -104,10 +104,10 @@ def experiment_for(tracking_uri: Optional[str], sweep_name: str) -> tuple[Tracke
     Not :meth:`Tracker.experiment_id`: that creates or restores experiments, and this only reads.
     """
     tracker = Tracker(resolve_tracking_uri(tracking_uri))
-    experiment = tracker.client.get_experiment_by_name(sweep_name) if _store_exists(tracker.uri) else None
-    if experiment is None:
+    experiment_id = tracker.find_sweep(sweep_name) if _store_exists(tracker.uri) else None
+    if experiment_id is None:
         raise SweepNotFound(f"no sweep named {sweep_name!r} in {tracker.uri}")
-    return tracker, experiment.experiment_id
+    return tracker, experiment_id
 
 
 def _row(run) -> tuple[dict, dict, dict]:

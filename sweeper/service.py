@@ -60,7 +60,7 @@ def run_sweep(path, *, command: str = "run", address: Optional[str] = None, quie
     config = load_sweep(path)
     text = Path(path).read_text()
     tracker = tracker_for(config, tracking_uri)
-    experiment_id = tracker.experiment_id(config.experiment_name)  # in the driver, before any worker
+    experiment_id = tracker.experiment_id(config.experiment_name, sweep_name=config.name)  # in the driver, before any worker
     plan = make_plan(config, tracker.finished(experiment_id))
     pending_keys = {t.key for t in plan.pending}
     failed_before = {} if retry_failed else {k: v for k, v in tracker.failed(experiment_id).items() if k in pending_keys}
@@ -106,7 +106,7 @@ def resume_sweep(target: str, *, tracking_uri: Optional[str] = None, **kwargs) -
     if Path(target).is_file():
         return run_sweep(target, command="resume", tracking_uri=tracking_uri, **kwargs)
     tracker = Tracker(resolve_tracking_uri(tracking_uri))
-    experiment_id = tracker.experiment_id(target, create=False) if existing_store(tracker) else None
+    experiment_id = tracker.find_sweep(target) if existing_store(tracker) else None
     parent = tracker.latest_parent(experiment_id) if experiment_id else None
     if parent is None:
         raise SweepNotFound(f"no sweep named {target!r} in {tracker.uri} (give the sweep file instead)")
@@ -119,7 +119,7 @@ def resume_sweep(target: str, *, tracking_uri: Optional[str] = None, **kwargs) -
 def status_report(name: str, tracking_uri: Optional[str] = None, top: int = 5) -> str:
     """Counts per state, failures with reasons, best points: from MLflow alone."""
     tracker = Tracker(resolve_tracking_uri(tracking_uri))
-    experiment_id = tracker.experiment_id(name, create=False) if existing_store(tracker) else None
+    experiment_id = tracker.find_sweep(name) if existing_store(tracker) else None
     if experiment_id is None:
         raise SweepNotFound(f"no sweep named {name!r} in {tracker.uri}")
     runs = tracker.trials(experiment_id)

@@ -80,16 +80,30 @@ class Tracker:
 
     # -- experiments and searches ------------------------------------------------------------
 
-    def experiment_id(self, name: str, create: bool = True) -> Optional[str]:
+    def experiment_id(self, name: str, create: bool = True, sweep_name: Optional[str] = None) -> Optional[str]:
+        """The experiment ``name`` (restored if deleted), created if ``create``; tagged ``sweep.name``
+        so that a sweep whose ``mlflow.experiment`` differs from its name is found by its name."""
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
+            if sweep_name and exp.tags.get(NAME) != sweep_name:
+                self.client.set_experiment_tag(exp.experiment_id, NAME, sweep_name)
             return exp.experiment_id
         if not create:
             return None
-        # Without this tag MLflow 3's UI opens the experiment on its GenAI trace pages, not the runs.
-        return self.client.create_experiment(name, tags={"mlflow.experimentKind": "custom_model_development"})
+        # Without the kind tag MLflow 3's UI opens the experiment on its GenAI trace pages, not the runs.
+        tags = {"mlflow.experimentKind": "custom_model_development", **({NAME: sweep_name} if sweep_name else {})}
+        return self.client.create_experiment(name, tags=tags)
+
+    def find_sweep(self, sweep_name: str) -> Optional[str]:
+        """Read-only: the experiment of ``sweep_name``: the one of that name, else the one tagged with it."""
+        exp = self.client.get_experiment_by_name(sweep_name)
+        if exp is not None and exp.lifecycle_stage == "active":
+            return exp.experiment_id
+        tagged = self.client.search_experiments(filter_string=f"tags.`{NAME}` = '{sweep_name}'",
+                                                order_by=["last_update_time DESC"])
+        return tagged[0].experiment_id if tagged else None
 
     def search(self, experiment_id: str, filter_string: str = "", order_by=None) -> list:
         """Every run matching ``filter_string``, all pages."""

@@ -112,6 +112,22 @@ def test_widened_grid_trains_only_new_points_and_skips_infeasible(tmp_path, ray_
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
+def test_a_sweep_in_an_experiment_of_another_name_is_found_by_its_name(tmp_path, ray_local, mlflow_uri, capsys):
+    path = sweep_file(tmp_path, "e2e-renamed", mlflow_uri, grid={"kernel_size": [3]})
+    data = yaml.safe_load(path.read_text())
+    data["mlflow"]["experiment"] = "e2e renamed experiment"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert main(["run", str(path), "-q"]) == 0
+    client = Tracker(mlflow_uri).client
+    assert client.get_experiment_by_name("e2e-renamed") is None
+    capsys.readouterr()
+    assert main(["status", "e2e-renamed", "--tracking-uri", mlflow_uri]) == 0
+    assert "FINISHED 1" in capsys.readouterr().out
+    assert main(["report", "e2e-renamed", "--tracking-uri", mlflow_uri, "--out", str(tmp_path / "report")]) == 0
+    assert any((tmp_path / "report").iterdir())
+    assert main(["resume", "e2e-renamed", "--tracking-uri", mlflow_uri, "-q"]) == 0  # nothing left to train
+
+
 def test_diverging_trial_fails_with_reason_and_the_rest_finish(tmp_path, ray_local, mlflow_uri):
     path = sweep_file(tmp_path, "e2e-diverge", mlflow_uri, grid={"learning_rate": [0.001, 1.0e38]},
                       train={"optimizer": "sgd"})
