@@ -31,7 +31,7 @@ import yaml
 
 # A trial: ~4 s alone. Rounds: the whole measurement (T1, the pool, the service, T1 again) is
 # repeated and the medians reported, because this machine's speed drifts by 20-30% over a minute.
-FULL = dict(train_size=6000, epochs=5, depth=8, trials_per_cpu=4, t1_reps=4, rounds=3)
+FULL = dict(train_size=6000, epochs=5, depth=8, trials_per_cpu=4, t1_reps=4, rounds=5)
 QUICK = dict(train_size=600, epochs=2, depth=4, trials_per_cpu=2, t1_reps=2, rounds=1)
 TARGET_EFFICIENCY, TARGET_OVERHEAD_S = 0.9, 0.3
 NAME = "bench-sweep"

@@ -28,7 +28,7 @@ from typing import Optional
 from .plan import Plan, Trial
 from .progress import Counts, Progress
 from .relay import TrialStream, stream_trial
-from .tracking import Tracker
+from .tracking import ATTEMPT, Tracker
 from .trial import TrialOutcome, TrialTask, spec_dict
 
 EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 3, 130
@@ -201,7 +201,8 @@ class Runner:
         task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, res.cpus_per_trial,
                          run_id, self.tracker.uri, self.resume_from.get(trial.key), spec=spec_dict(trial.point.config))
         began = time.time()
-        stream = TrialStream(trial, task, self.config.failures.max_retries)
+        # The run was created just now by this driver (SCHEDULED, attempt 0): no need to read it back.
+        stream = TrialStream(trial, task, self.config.failures.max_retries, self.experiment_id, {ATTEMPT: "0"})
         duplicate = stream.duplicate_of()
         if duplicate:
             self.driver["record_start"] += time.time() - began
@@ -248,6 +249,7 @@ class Runner:
     def _worker_died(self, stream: TrialStream, exc: Exception) -> Optional[str]:
         """Submit the trial again from its last checkpoint, or fail it once retries are spent."""
         first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        stream.flush()
         if stream.retries_left > 0:
             stream.retries_left -= 1
             self.progress.event(f"{stream.task.run_name}: {type(exc).__name__}; trying again"
@@ -301,6 +303,10 @@ class Runner:
                 except Exception:  # StopIteration, cancelled, or the store failed: nothing more to record
                     break
             del self.inflight[gen]
+            try:
+                stream.flush()
+            except Exception:  # the store failed: the run is marked below if it can be
+                pass
             if outcome is not None:  # it finished just before the cancel: keep its result
                 self._account(stream, outcome)
                 continue

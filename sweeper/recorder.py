@@ -20,6 +20,7 @@ from .pictures import kernels_png
 from .tracking import ATTEMPT, DETERMINISTIC, ERROR_KIND, POINT, REASON, REPEAT, Tracker
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+CHECKPOINT_EPOCH = "sweep.checkpoint_epoch"
 
 
 class NullRecorder:
@@ -59,14 +60,16 @@ class NullRecorder:
 class RunRecorder:
     """Writes one trial into its MLflow child run (created SCHEDULED by the driver)."""
 
-    def __init__(self, task):
+    def __init__(self, task, experiment_id=None, tags=None):
+        """``experiment_id`` and ``tags``: what the creator of the run knows already (saves a read)."""
         self.task = task
         self.run_id = task.run_id
         self.tracker = Tracker(task.tracking_uri)
         self.client = self.tracker.client
-        run = self.client.get_run(self.run_id)
-        self.experiment_id = run.info.experiment_id
-        self.tags = run.data.tags
+        if experiment_id is None or tags is None:
+            run = self.client.get_run(self.run_id)
+            experiment_id, tags = run.info.experiment_id, run.data.tags
+        self.experiment_id, self.tags = experiment_id, dict(tags)
 
     def start(self, **info) -> int:
         from mlflow.entities import RunTag
@@ -104,7 +107,7 @@ class RunRecorder:
         if not run_id:
             return None
         tags = self.tags if run_id == self.run_id else self.client.get_run(run_id).data.tags
-        if not tags.get("sweep.checkpoint_epoch"):
+        if not tags.get(CHECKPOINT_EPOCH):
             return None
         with tempfile.TemporaryDirectory() as tmp:
             return Path(self.client.download_artifacts(run_id, "checkpoint/checkpoint.npz", tmp)).read_bytes()
@@ -123,17 +126,22 @@ class RunRecorder:
         # Identical values may be logged again on a retry; MLflow only refuses a changed param.
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
-    def log_epoch(self, epoch, metrics):
-        from mlflow.entities import Metric
+    def log_epoch(self, epoch, metrics, checkpoint=None):
+        """The epoch's metrics; with ``checkpoint`` (its file) the checkpoint too, in one batch with its tag."""
+        from mlflow.entities import Metric, RunTag
 
         now = _now_ms()
         batch = [Metric(k, float(metrics[k]), now, epoch) for k in EPOCH_METRICS if k in metrics]
         batch.append(Metric("epoch_seconds", float(metrics["seconds"]), now, epoch))
-        self.client.log_batch(self.run_id, metrics=batch)
+        tags = []
+        if checkpoint is not None:  # the file first: the tag says a checkpoint can be downloaded
+            self.client.log_artifact(self.run_id, str(checkpoint), "checkpoint")
+            tags = [RunTag(CHECKPOINT_EPOCH, str(epoch))]
+        self.client.log_batch(self.run_id, metrics=batch, tags=tags)
 
     def save_checkpoint(self, path, epoch):
         self.client.log_artifact(self.run_id, str(path), "checkpoint")
-        self.client.set_tag(self.run_id, "sweep.checkpoint_epoch", str(epoch))
+        self.client.set_tag(self.run_id, CHECKPOINT_EPOCH, str(epoch))
 
     def finish(self, model, metrics, stopped_early):
         return self.finish_with(final_artifacts(self.task.config, model), metrics, stopped_early)

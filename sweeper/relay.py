@@ -94,11 +94,12 @@ def stream_trial(task: TrialTask, coordinator=None):
 class TrialStream:
     """The driver's side of one trial: applies its messages to its MLflow run."""
 
-    def __init__(self, trial, task: TrialTask, retries: int):
+    def __init__(self, trial, task: TrialTask, retries: int, experiment_id=None, tags=None):
         self.trial, self.task, self.retries_left = trial, task, retries
-        self.recorder = RunRecorder(task)
+        self.recorder = RunRecorder(task, experiment_id, tags)
         self.attempt = 0
         self.finish: Optional[tuple] = None  # the "finish" message, recorded with the outcome
+        self.epoch: Optional[tuple] = None  # a "log_epoch" waiting for its checkpoint
 
     @property
     def run_id(self) -> str:
@@ -117,10 +118,18 @@ class TrialStream:
         if data is not None:
             self.task = dataclasses.replace(self.task, checkpoint=data, checkpoint_run=self.task.resume_from)
 
+    def flush(self) -> None:
+        """Write what is held back (an epoch's metrics): the trial ended without another message."""
+        if self.epoch is not None:
+            self.recorder.log_epoch(*self.epoch)
+            self.epoch = None
+
     def handle(self, message: tuple) -> Optional[TrialOutcome]:
         """Record one message; the trial's outcome once its last message is in, else None."""
         kind, *args = message
         rec = self.recorder
+        if kind != "checkpoint":
+            self.flush()
         if kind == "start":
             self.attempt = rec.start(**args[0])
         elif kind == "resumed":
@@ -128,13 +137,20 @@ class TrialStream:
         elif kind == "describe":
             rec.log_params(args[0])
         elif kind == "log_epoch":
-            rec.log_epoch(*args)
+            # Held until the epoch's checkpoint (it follows at once): metrics and the checkpoint's
+            # tag then go in one write instead of two. Any other message flushes it first.
+            self.epoch = args
         elif kind == "checkpoint":
             epoch, data = args
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "checkpoint.npz"
                 path.write_bytes(data)
-                rec.save_checkpoint(path, epoch)
+                if self.epoch is not None and self.epoch[0] == epoch:
+                    rec.log_epoch(*self.epoch, checkpoint=path)
+                    self.epoch = None
+                else:
+                    self.flush()
+                    rec.save_checkpoint(path, epoch)
             # What a retry after a worker death starts from.
             self.task = dataclasses.replace(self.task, checkpoint=data, checkpoint_run=self.run_id)
         elif kind == "finish":
