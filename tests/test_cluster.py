@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.procs import default_sigint
+
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = [
@@ -186,7 +188,9 @@ def start_sweep(path: Path, cluster: dict) -> subprocess.Popen:
     the driver prints a dead raylet's last logs)."""
     log = path.with_suffix(f".{time.monotonic_ns()}.log")
     with open(log, "w") as out:
-        proc = subprocess.Popen(sweeper_command(path, cluster), cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        # stop() may send SIGINT: the child must hear it (tests/procs.py).
+        proc = subprocess.Popen(sweeper_command(path, cluster), cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=default_sigint)
     proc.log = log
     return proc
 

@@ -16,6 +16,7 @@ import yaml
 
 from sweeper.cli import main
 from sweeper.tracking import Tracker
+from tests.procs import default_sigint
 
 pytestmark = pytest.mark.slow
 
@@ -198,14 +199,16 @@ def test_ctrl_c_marks_runs_killed_and_resume_completes(tmp_path, ray_local, mlfl
     path = sweep_file(tmp_path, "e2e-interrupt", mlflow_uri, grid={"kernel_size": [3, 5], "pooling": ["max", "avg"]},
                       data={"train_size": 3000}, model={"depth": 8}, train={"epochs": 10})
     cmd = [sys.executable, "-m", "sweeper.cli", "run", str(path), "--address", ray_local, "-q"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     try:
         _wait_for(lambda: _running_after_epoch_one(mlflow_uri, "e2e-interrupt"), 120, "a trial past epoch 1")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, (f"{err}\n(this process: SIGINT handler {signal.getsignal(signal.SIGINT)!r}, "
+                                    f"blocked {signal.pthread_sigmask(signal.SIG_BLOCK, [])})")
     assert "sweeper resume e2e-interrupt" in err
     killed = children(mlflow_uri, "e2e-interrupt", "KILLED")
     assert killed and all("interrupted" in r.data.tags["sweep.status_reason"] for r in killed)
