@@ -11,7 +11,6 @@ BREAKDOWN_LABELS = {
     "idle_between": "idle CPUs between trials",
     "idle_tail": "idle CPUs after the last trial started (last round, final bookkeeping)",
     "data_load": "data load (once per worker process)",
-    "mlflow_open": "recording: open the client and the run (only where a worker writes MLflow itself)",
     "mlflow_start": "recording: mark RUNNING, attempt and worker tags",
     "mlflow_finished_elsewhere": "recording: search for a finished duplicate",
     "mlflow_load_checkpoint": "recording: look for a checkpoint",

@@ -35,9 +35,9 @@ FULL = dict(train_size=6000, epochs=5, depth=8, trials_per_cpu=4, t1_reps=4, rou
 QUICK = dict(train_size=600, epochs=2, depth=4, trials_per_cpu=2, t1_reps=2, rounds=1)
 TARGET_EFFICIENCY, TARGET_OVERHEAD_S = 0.9, 0.3
 NAME = "bench-sweep"
-#: Recorder methods as timed by ``sweeper.trial.execute`` (MLflow reads and writes), then the epoch
+#: Recorder methods as timed by ``sweeper.trial.execute`` (handing records to the driver), then the epoch
 #: checkpoint's file and the early-stopping coordinator's round trips.
-MLFLOW = ("open", "start", "finished_elsewhere", "load_checkpoint", "describe", "log_epoch", "save_checkpoint",
+MLFLOW = ("start", "finished_elsewhere", "load_checkpoint", "describe", "log_epoch", "save_checkpoint",
           "finish", "fail")
 RECORDING = MLFLOW + ("write_checkpoint", "report")
 
@@ -161,9 +161,7 @@ def breakdown(result, alone: list[dict], end_wall: float) -> dict:
         "per_trial": per,
         "total_per_trial": sum(per.values()),
         "worker_processes": len(by_pid),
-        # The first trial of a worker process imports MLflow and opens its store; later ones do not.
-        "open_first_s": med(r.get("open", 0.0) for r in first),
-        "open_later_s": med(r.get("open", 0.0) for r in later),
+        # The first trial of a worker process loads the data (then cached); later ones do not.
         "data_first_s": med(r.get("data", 0.0) for r in first),
         "recording_later_s": med(sum(r.get(k, 0.0) for k in RECORDING) for r in later),
         # From submission to the trial's first line, for the first trial of each worker process.
@@ -279,7 +277,7 @@ def summarise(size, cpus, n, alone, pool, result, end_wall, call, log) -> dict:
     # Fixed per worker process (imports, MLflow client, data) against the cost of every trial,
     # both as Ray and MLflow add them (net of the trial alone): how the overhead scales with k
     # trials per CPU, and the k from which the overhead target would hold (if the steady part allows).
-    fixed = sum(b[k] or 0 for k in ("open_first_s", "data_first_s", "start_latency_first_s")) - (b["open_later_s"] or 0)
+    fixed = sum(b[k] or 0 for k in ("data_first_s", "start_latency_first_s"))
     # Every trial: its MLflow calls, the gap before it, and its run's creation (the driver shares the CPUs).
     steady = (max(0.0, (b["recording_later_s"] or 0) - b["alone_recording_s"]) + b["per_trial"]["idle_between"]
               + (b["create_run_s"] or 0))

@@ -69,6 +69,12 @@ def connect(address: Optional[str] = None) -> bool:
     return True
 
 
+def _first_line(exc: BaseException) -> str:
+    """An error's first line, short enough for a run tag and the terminal (Ray's run to pages)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
 def _slots(cpus_per_trial: int, cap: Optional[int]) -> int:
     import ray
 
@@ -231,7 +237,7 @@ class Runner:
         except StopIteration:
             message = ("crash", "the trial's task ended without an outcome", "NoOutcome", None)
         except RayTaskError as exc:  # a bug in the task itself: running it again would fail again
-            message = ("crash", f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}", type(exc).__name__, None)
+            message = ("crash", f"{type(exc).__name__}: {_first_line(exc)}", type(exc).__name__, None)
         except Exception as exc:  # the worker or its node died, or Ray lost the task
             del self.inflight[gen]
             return self._worker_died(stream, exc)
@@ -248,7 +254,6 @@ class Runner:
 
     def _worker_died(self, stream: TrialStream, exc: Exception) -> Optional[str]:
         """Submit the trial again from its last checkpoint, or fail it once retries are spent."""
-        first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         stream.flush()
         if stream.retries_left > 0:
             stream.retries_left -= 1
@@ -257,7 +262,7 @@ class Runner:
             self._submit(stream)
             return None
         reason = (f"{type(exc).__name__}: the trial's worker failed "
-                  f"{self.config.failures.max_retries + 1} time(s): {first_line}")
+                  f"{self.config.failures.max_retries + 1} time(s): {_first_line(exc)}")
         self.tracker.terminate(stream.run_id, "FAILED", reason)
         return self._account(stream, TrialOutcome(stream.task.key, stream.run_id, "FAILED", reason,
                                                   type(exc).__name__, attempt=stream.attempt))

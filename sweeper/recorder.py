@@ -2,10 +2,10 @@
 
 Exactly once: a point's trial is done when one FINISHED run with its hash and repeat exists.
 Two submissions may still train the same point at once (two terminals, one store). Before
-training, a trial that finds a FINISHED run of its point stops. After finishing, it looks again:
-of all FINISHED runs of the point, the earliest started (then the smallest run id) is kept, and
-every other one is marked KILLED with the reason "duplicate of run ...". Each trial applies the
-same rule, and the last one to finish sees all of them, so exactly one FINISHED run remains and
+submitting a trial, its driver looks for a FINISHED run of the point and skips it if there is
+one. When the trial has finished, it looks again: of all FINISHED runs of the point, the earliest
+started (then the smallest run id) is kept, and every other one is marked KILLED with the reason
+"duplicate of run ...". Every submission applies the same rule, and the last to finish sees all, so exactly one FINISHED run remains and
 the duplicate's metrics stay visible instead of being dropped.
 """
 from __future__ import annotations
@@ -58,7 +58,11 @@ class NullRecorder:
 
 
 class RunRecorder:
-    """Writes one trial into its MLflow child run (created SCHEDULED by the driver)."""
+    """The driver's writer of one trial's MLflow child run (created SCHEDULED by the driver).
+
+    It applies what a trial sends (see :mod:`sweeper.relay`): the trial itself runs with a
+    :class:`~sweeper.relay.RelayRecorder`, or a :class:`NullRecorder` in ``sweeper train``.
+    """
 
     def __init__(self, task, experiment_id=None, tags=None):
         """``experiment_id`` and ``tags``: what the creator of the run knows already (saves a read)."""
@@ -91,17 +95,6 @@ class RunRecorder:
         others = [r.info.run_id for r in self._finished_runs() if r.info.run_id != self.run_id]
         return others[0] if others else None
 
-    def load_checkpoint(self, optimizer):
-        """This run's own last checkpoint (a retry), else the interrupted run it resumes, else None."""
-        for run_id in (self.run_id, self.task.resume_from):
-            data = self.checkpoint_bytes(run_id)
-            if data is None:
-                continue
-            model, meta = load_checkpoint_bytes(data, optimizer)
-            self.mark_resumed(run_id, meta["epoch"])
-            return model, meta
-        return None
-
     def checkpoint_bytes(self, run_id) -> bytes | None:
         """The last epoch checkpoint of ``run_id`` (this run or another), or None."""
         if not run_id:
@@ -116,9 +109,6 @@ class RunRecorder:
         if from_run and from_run != self.run_id:
             self.client.set_tag(self.run_id, "sweep.resumed_from", from_run)
         self.client.set_tag(self.run_id, "sweep.resumed_at_epoch", str(epoch))
-
-    def describe(self, model, n_train, n_val, n_test):
-        self.log_params(model_params(model, n_train, n_val, n_test))
 
     def log_params(self, params: dict):
         from mlflow.entities import Param
@@ -142,9 +132,6 @@ class RunRecorder:
     def save_checkpoint(self, path, epoch):
         self.client.log_artifact(self.run_id, str(path), "checkpoint")
         self.client.set_tag(self.run_id, CHECKPOINT_EPOCH, str(epoch))
-
-    def finish(self, model, metrics, stopped_early):
-        return self.finish_with(final_artifacts(self.task.config, model), metrics, stopped_early)
 
     def finish_with(self, artifacts: dict, metrics, stopped_early):
         """Final metrics, the run's artifacts (file name -> bytes), FINISHED, then the duplicate rule."""

@@ -132,18 +132,15 @@ def blas_threads() -> int:
 
 
 def execute(task: TrialTask, coordinator=None, recorder=None) -> TrialOutcome:
-    """Train ``task``; with ``task.run_id`` record everything in that MLflow run."""
+    """Train ``task``, telling ``recorder`` what happens (default: nothing is recorded)."""
     from threadpoolctl import threadpool_limits
 
-    from .recorder import NullRecorder, RunRecorder
+    from .recorder import NullRecorder
 
     started = time.perf_counter()
     outcome = TrialOutcome(task.key, task.run_id, "FAILED")
     profile = outcome.profile = {"pid": os.getpid(), "started_at": time.time()}
-    if recorder is None:
-        recorder = RunRecorder(task) if task.run_id else NullRecorder()
-        profile["open"] = time.perf_counter() - started  # the MLflow client (once per process) and get_run
-    recorder = _Timed(recorder, profile)
+    recorder = _Timed(recorder or NullRecorder(), profile)
     coordinator = _Timed(coordinator or LocalCoordinator(None), profile)
     try:
         # BLAS threads = the trial's CPUs, so trials side by side do not oversubscribe the cores.

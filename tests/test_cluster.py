@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster_nodes import kill_node, ray_processes, raylets
 from tests.procs import default_sigint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,73 +77,6 @@ def alive_nodes() -> list[dict]:
     assert out.returncode == 0, f"ray.init({_env('RAY_ADDRESS')}) failed:\n{out.stderr[-3000:]}"
     line = next(line for line in out.stdout.splitlines() if line.startswith("NODES="))
     return [n for n in json.loads(line[len("NODES="):]) if n["alive"]]
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _ppid_and_state(pid: int) -> tuple[int, str]:
-    stat = _read(Path(f"/proc/{pid}/stat"))
-    fields = stat.rsplit(")", 1)[-1].split()
-    return (int(fields[1]), fields[0]) if len(fields) > 1 else (0, "?")
-
-
-def raylets(port: int) -> dict[int, dict]:
-    """Live raylets of the cluster whose GCS listens on ``port``: pid -> node id, head or not."""
-    found = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        cmd = _read(proc / "cmdline")
-        if "/raylet " not in cmd.split(" --", 1)[0] + " " or not re.search(rf"--gcs-address=\S+:{port}\b", cmd):
-            continue
-        if _ppid_and_state(int(proc.name))[1] == "Z":
-            continue
-        node = re.search(r"--node_id=([0-9a-f]+)", cmd)
-        found[int(proc.name)] = {"node_id": node.group(1) if node else "?", "head": " --head " in cmd + " "}
-    return found
-
-
-def ray_processes(port: int, titles: set[str]) -> set[tuple[int, str, str]]:
-    """Ray workers running a task or actor titled ``ray::<title>`` now: (pid, title, node id)."""
-    nodes = raylets(port)
-    found = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        title = _read(proc / "cmdline").strip()
-        if not title.startswith("ray::") or title[len("ray::"):] not in titles:
-            continue
-        ppid, state = _ppid_and_state(int(proc.name))
-        if state != "Z" and ppid in nodes:
-            found.add((int(proc.name), title[len("ray::"):], nodes[ppid]["node_id"]))
-    return found
-
-
-def kill_node(raylet_pid: int) -> None:
-    """SIGKILL a node's raylet and every process under it at once, as if its machine died.
-
-    Killing the raylet alone is not enough: a worker process already running a trial outlives
-    its raylet, finishes the trial and returns the result to the driver directly.
-    """
-    children: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            children.setdefault(_ppid_and_state(int(proc.name))[0], []).append(int(proc.name))
-    doomed, todo = [], [raylet_pid]
-    while todo:
-        pid = todo.pop()
-        doomed.append(pid)
-        todo += children.get(pid, [])
-    for pid in doomed:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def restart_worker() -> None:
