@@ -36,4 +36,4 @@ eval "$(bash scripts/cluster.sh env)"
 export SWEEPER_CLUSTER=1
 echo "== cluster tests (MLFLOW_TRACKING_URI=$MLFLOW_TRACKING_URI RAY_ADDRESS=$RAY_ADDRESS)"
 # Bounded: the tests take 1-2 minutes; a hung sweep must not eat CI's time.
-timeout "${CLUSTER_TEST_TIMEOUT:-900}" "$VENV/bin/python" -m pytest -q -m cluster tests/test_cluster.py
+timeout "${CLUSTER_TEST_TIMEOUT:-900}" "$VENV/bin/python" -m pytest -q -m cluster tests/cluster/test_cluster.py

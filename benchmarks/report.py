@@ -103,7 +103,7 @@ def sweep_markdown(sw: dict) -> list[str]:
         "## Sweep efficiency (the sweep service on all CPUs)", "",
         f"A grid of {n} equal trials (bundled data, {c['train_size']} training images, {c['epochs']} epochs, "
         f"depth {c['depth']}; the points differ only in the learning rate) on {cpus} CPU(s), one trial per CPU: "
-        "`sweeper.service.run_sweep` on a fresh local Ray each round, into an MLflow SQLite store.", "",
+        "`sweeper.app.service.run_sweep` on a fresh local Ray each round, into an MLflow SQLite store.", "",
         "| | seconds |", "|---|---:|",
         f"| one trial alone, in-process, 1 thread, no MLflow (T1, median of {len(sw['single_trial_seconds'])}) | "
         f"{sw['T1']:.2f} |",

@@ -6,7 +6,7 @@ changes no cost) on C CPUs, one trial per CPU:
 * ideal  ``N * T1 / C``: T1 is one trial alone, in-process, one BLAS thread, no MLflow (median);
 * pool   plain processes, one per CPU, data loaded before the clock starts, no Ray, no MLflow:
          what the hardware gives when every CPU trains (shared caches, memory bandwidth, SMT);
-* W      ``sweeper.service.run_sweep`` on a fresh local Ray (its workers start cold, as in a
+* W      ``sweeper.app.service.run_sweep`` on a fresh local Ray (its workers start cold, as in a
          ``sweeper run``), into an MLflow SQLite store: ``SweepResult.wall_seconds``, the
          execution phase (planning and the parent run excluded; they take ~0.3 s).
 
@@ -35,7 +35,7 @@ FULL = dict(train_size=6000, epochs=5, depth=8, trials_per_cpu=4, t1_reps=4, rou
 QUICK = dict(train_size=600, epochs=2, depth=4, trials_per_cpu=2, t1_reps=2, rounds=1)
 TARGET_EFFICIENCY, TARGET_OVERHEAD_S = 0.9, 0.3
 NAME = "bench-sweep"
-#: Recorder methods as timed by ``sweeper.trial.execute`` (handing records to the driver), then the epoch
+#: Recorder methods as timed by ``sweeper.run.trial.execute`` (handing records to the driver), then the epoch
 #: checkpoint's file and the early-stopping coordinator's round trips.
 MLFLOW = ("start", "finished_elsewhere", "load_checkpoint", "describe", "log_epoch", "save_checkpoint",
           "finish", "fail")
@@ -52,9 +52,9 @@ def sweep_dict(size: dict, n: int, uri: str, name: str = NAME) -> dict:
 
 
 def _tasks(path: Path) -> list:
-    from sweeper.config import load_sweep
-    from sweeper.plan import make_plan
-    from sweeper.trial import TrialTask
+    from sweeper.spec.config import load_sweep
+    from sweeper.plan.points import make_plan
+    from sweeper.run.trial import TrialTask
 
     plan = make_plan(load_sweep(path), {})
     return [TrialTask(t.key, t.seed, t.point.config, t.run_name, 1) for t in plan.trials]
@@ -65,7 +65,7 @@ def single_trials(task, reps: int, warmup: bool = True) -> list[dict]:
 
     A first run loads the data (then cached) and is not counted.
     """
-    from sweeper.trial import execute
+    from sweeper.run.trial import execute
 
     if warmup:
         execute(task)
@@ -73,7 +73,7 @@ def single_trials(task, reps: int, warmup: bool = True) -> list[dict]:
 
 
 def _pool_worker(tasks, barrier, queue) -> None:
-    from sweeper.trial import datasets, execute
+    from sweeper.run.trial import datasets, execute
 
     datasets(tasks[0].config)  # the data, and every import, before the clock starts
     barrier.wait()
@@ -209,7 +209,7 @@ def run(quick: bool = False, folder: Path | str | None = None, cpus: int | None 
 
 def _round(size, cpus, n, tmp: Path, tracking_uri: str, log) -> dict:
     """One measurement: T1 (half before, half after), the plain pool, then the service."""
-    from sweeper.service import run_sweep
+    from sweeper.app.service import run_sweep
 
     name = f"{NAME}-{int(time.time() * 1000)}"  # the store holds the earlier rounds' runs
     path = tmp / f"{name}.yaml"

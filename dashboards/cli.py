@@ -1,6 +1,6 @@
 """``sweeper report``: the command's logic, kept here so that ``sweeper/cli.py`` stays argparse only.
 
-Registered in :mod:`sweeper.cli` as::
+Registered in :mod:`sweeper.app.cli` as::
 
     @command("report", "write a comparison report of a sweep (Markdown, HTML, plots)", arg("name", metavar="NAME"),
              TRACKING, arg("--out", metavar="DIR", default=None, help="folder to write into (default: reports/NAME)"),
@@ -29,9 +29,9 @@ def report_command(name: str, tracking_uri: Optional[str] = None, out_dir: Optio
     Prints where the report is (and the parent run it was attached to); exit 2 with one line on
     stderr when the sweep is not in the store.
     """
-    from sweeper.tracking import Tracker, resolve_tracking_uri
+    from ledger.tracking import Tracker, resolve_tracking_uri
 
-    from .frame import SweepNotFound, load_parent
+    from ledger.frame import SweepNotFound, load_parent
     from .report import build_report
 
     uri = resolve_tracking_uri(tracking_uri)

@@ -1,13 +1,13 @@
 """The comparison report of one sweep: ``report.md`` and a self-contained ``report.html``.
 
-:func:`build_report` reads the sweep from MLflow (:mod:`dashboards.frame`), compares its points
+:func:`build_report` reads the sweep from MLflow (:mod:`ledger.frame`), compares its points
 (:mod:`dashboards.stats`) and writes into ``out_dir``:
 
 * ``report.md`` and ``report.html``: the same sections, the HTML with inline CSS and the plots
   embedded as data URIs, so the one file can be mailed or attached to a run (no network, no JS);
 * ``learning_curves.png``, ``accuracy_by_value.png``, ``pareto.png`` when matplotlib is
   installed (the report says so when it is not);
-* ``runs.csv`` (:func:`~dashboards.frame.load_runs`) and ``points.csv``
+* ``runs.csv`` (:func:`~ledger.frame.load_runs`) and ``points.csv``
   (:func:`~dashboards.stats.per_point`) for anyone who wants the numbers behind the tables.
 
 Nothing is written to MLflow here; ``sweeper report --attach`` logs the folder afterwards.
@@ -24,10 +24,10 @@ from typing import Optional
 
 import pandas as pd
 
-from sweeper.tracking import resolve_tracking_uri
+from ledger.tracking import resolve_tracking_uri
 
 from . import plots, stats
-from .frame import LECTURE_KNOBS, load_history, load_parent, load_runs
+from ledger.frame import LECTURE_KNOBS, load_history, load_parent, load_runs
 
 PLOT_FILES = ("learning_curves.png", "accuracy_by_value.png", "pareto.png")
 #: Panels in the by-value figure: beyond this the figure is too small to read; the tables stay.
@@ -299,7 +299,7 @@ def to_html(sections: list[Section], title: str, images: dict[str, bytes]) -> st
 def build_report(tracking_uri: Optional[str], sweep_name: str, out_dir, top: int = 10) -> Path:
     """Write the report of ``sweep_name`` into ``out_dir`` (created); returns ``report.html``'s path.
 
-    Raises :class:`dashboards.frame.SweepNotFound` when the store has no such sweep.
+    Raises :class:`ledger.frame.SweepNotFound` when the store has no such sweep.
     """
     uri = resolve_tracking_uri(tracking_uri)
     runs = load_runs(uri, sweep_name)

@@ -6,7 +6,7 @@ Two stages, so that a point trained three times weighs as much as a point traine
 :func:`pareto_front`) works on those per-point rows. :func:`state_counts` and :func:`failures`
 read the run frame itself, every status included.
 
-Input: a run frame as :func:`dashboards.frame.load_runs` makes it (a hand-made frame needs
+Input: a run frame as :func:`ledger.frame.load_runs` makes it (a hand-made frame needs
 ``run_id``, ``run_name``, ``status``, ``point``, ``repeat``, ``start_time``, the metrics and the
 hyperparameter columns; the rest is optional).
 
@@ -22,7 +22,7 @@ from typing import Iterable, Optional, Sequence
 
 import pandas as pd
 
-from .frame import FINAL_METRICS, LECTURE_KNOBS, RUN_COLUMNS
+from ledger.frame import FINAL_METRICS, LECTURE_KNOBS, RUN_COLUMNS
 
 #: What the per-value tables summarise by default.
 SUMMARY_METRICS = ("test_accuracy", "val_accuracy", "train_seconds", "n_params")
@@ -74,7 +74,7 @@ def swept_fields(frame: pd.DataFrame) -> list[str]:
 
 def finished_trials(runs: pd.DataFrame) -> pd.DataFrame:
     """The FINISHED, non-duplicate runs, one per ``(point, repeat)`` (the earliest started, as
-    :meth:`sweeper.tracking.Tracker.finished` decides), same columns as ``runs``."""
+    :meth:`ledger.tracking.Tracker.finished` decides), same columns as ``runs``."""
     done = runs[runs["status"] == "FINISHED"]
     if "duplicate" in done.columns:
         done = done[~done["duplicate"].astype(bool)]
@@ -259,7 +259,7 @@ def failures(runs: pd.DataFrame, examples: int = 3) -> pd.DataFrame:
 def learning_curves(history: pd.DataFrame, runs: pd.DataFrame, metric: str = "val_accuracy") -> pd.DataFrame:
     """Mean ``metric`` per point and epoch over the point's finished trials.
 
-    ``history`` as :func:`dashboards.frame.load_history` returns it. Columns: ``point``,
+    ``history`` as :func:`ledger.frame.load_history` returns it. Columns: ``point``,
     ``point_name``, ``epoch``, ``mean``, ``std`` (over repeats), ``repeats``.
     """
     done = finished_trials(runs)[["run_id", "point", "point_name"]]

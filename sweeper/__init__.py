@@ -1,13 +1,20 @@
-"""Hyperparameter sweeps of the NumPy CNN declared in YAML: validation, planning, the CLI.
+"""Hyperparameter sweeps of the NumPy CNN declared in YAML, in the order the data flows:
+
+* :mod:`sweeper.spec`: the YAML file to a validated :class:`SweepConfig`;
+* :mod:`sweeper.plan`: points, hashes, trials and their cost;
+* :mod:`sweeper.run`: the Ray executor, the relay between trials and the driver, one trial, ASHA;
+* :mod:`sweeper.app`: the command line, the sweep commands' logic, live progress, ``sweeper train``.
+
+What a sweep records goes through :mod:`ledger`, the only package that writes MLflow.
 
 Importing the package is cheap, and so is importing one module of it: the names below load on
-first use (a Ray worker imports ``sweeper.relay`` and must not pay for pydantic's models), and
-Ray and MLflow are only imported by the modules that run sweeps.
+first use (a Ray worker imports ``sweeper.run.relay`` and must not pay for pydantic's models).
 """
 import importlib
 
-_EXPORTS = {"SweepConfig": "config", "load_sweep": "config", "Plan": "plan", "Point": "plan", "Trial": "plan",
-            "make_plan": "plan", "Problem": "yamlsource", "SweepFileError": "yamlsource"}
+_EXPORTS = {"SweepConfig": "spec.config", "load_sweep": "spec.config", "Plan": "plan.points",
+            "Point": "plan.points", "Trial": "plan.points", "make_plan": "plan.points",
+            "Problem": "spec.yamlsource", "SweepFileError": "spec.yamlsource"}
 
 __all__ = list(_EXPORTS)
 

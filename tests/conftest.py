@@ -30,7 +30,7 @@ def pytest_terminal_summary(terminalreporter):
         for line in FIGURES:
             terminalreporter.write_line(f"  {line}")
     try:
-        from tests.test_ops import OBSERVED
+        from tests.cnn.test_ops import OBSERVED
     except Exception:  # the ops tests did not run
         return
     if OBSERVED:

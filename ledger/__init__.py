@@ -1,0 +1,1 @@
+"""The sweep's record in MLflow, owned in one place."""

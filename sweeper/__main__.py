@@ -1,0 +1,4 @@
+"""``python -m sweeper``: the ``sweeper`` command."""
+from sweeper.app.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The ``sweeper`` command: argument parsing, the commands' logic, live progress."""

@@ -1,0 +1,156 @@
+"""The sweep commands' logic: run, resume, status. The CLI only parses arguments and prints.
+
+MLflow is the single record: the plan is re-derived from the sweep file, what is done from the
+FINISHED runs, and a resumed sweep reads its file back from the last parent run.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+from sweeper.spec.config import SweepConfig, load_sweep
+from sweeper.run.executor import EXIT_OK, Runner, SweepResult, connect
+from sweeper.plan.points import Plan, make_plan
+from sweeper.app.progress import Progress, duration
+from ledger.tracking import POINT, REASON, REPEAT, Tracker, resolve_tracking_uri
+
+
+class SweepNotFound(LookupError):
+    pass
+
+
+def tracker_for(config: SweepConfig, tracking_uri: Optional[str] = None) -> Tracker:
+    return Tracker(resolve_tracking_uri(tracking_uri or config.mlflow.tracking_uri))
+
+
+def existing_store(tracker: Tracker) -> bool:
+    """False for a SQLite file that does not exist yet: creating one takes ~20 s of migrations."""
+    if tracker.uri.startswith("sqlite:///"):
+        return Path(tracker.uri[len("sqlite:///"):]).exists()
+    return True
+
+
+def plan_rows(plan: Plan, failed_before: dict) -> list[dict]:
+    rows = [{"run_name": d.trial.run_name, "point": d.trial.point.hash, "repeat": d.trial.repeat,
+             "seed": d.trial.seed, "state": "done", "run_id": d.run_id} for d in plan.done]
+    rows += [{"run_name": t.run_name, "point": t.point.hash, "repeat": t.repeat, "seed": t.seed,
+              "state": "failed_before" if t.key in failed_before else "pending"} for t in plan.pending]
+    rows += [{"run_name": i.point.name, "point": i.point.hash, "state": "infeasible", "reason": i.reason}
+             for i in plan.infeasible]
+    rows += [{"run_name": e.name, "state": "excluded", "reason": f"exclude[{e.rule}]"} for e in plan.excluded]
+    return rows
+
+
+def plan_sweep(path, tracking_uri: Optional[str] = None, total_cpus: Optional[int] = None):
+    """``(plan, failed_before)`` of ``path`` against what MLflow already holds; writes nothing."""
+    config = load_sweep(path)
+    tracker = tracker_for(config, tracking_uri)
+    experiment_id = tracker.experiment_id(config.experiment_name, create=False) if existing_store(tracker) else None
+    finished = tracker.finished(experiment_id) if experiment_id else {}
+    plan = make_plan(config, finished, total_cpus=total_cpus)
+    pending = {t.key for t in plan.pending}
+    failed = tracker.failed(experiment_id) if experiment_id else {}
+    return plan, {k: v for k, v in failed.items() if k in pending}
+
+
+def run_sweep(path, *, command: str = "run", address: Optional[str] = None, quiet: bool = False,
+              retry_failed: bool = False, stream=None, tracking_uri: Optional[str] = None) -> SweepResult:
+    """Plan ``path`` against what MLflow holds and train what is missing on Ray."""
+    config = load_sweep(path)
+    text = Path(path).read_text()
+    tracker = tracker_for(config, tracking_uri)
+    experiment_id = tracker.experiment_id(config.experiment_name, sweep_name=config.name)  # in the driver, before any worker
+    plan = make_plan(config, tracker.finished(experiment_id))
+    pending_keys = {t.key for t in plan.pending}
+    failed_before = {} if retry_failed else {k: v for k, v in tracker.failed(experiment_id).items() if k in pending_keys}
+    resume_from = {k: v for k, v in tracker.checkpoints(experiment_id).items() if k in pending_keys}
+    progress = Progress(stream, quiet=quiet)
+    parent_id = tracker.start_parent(experiment_id, config.name, command, text, plan.summary(),
+                                     plan_rows(plan, failed_before))
+    progress.event(f"sweep {config.name}: {len(plan.trials)} trial(s) of {len(plan.points)} point(s); "
+                   f"{len(plan.done)} done before, {len(plan.pending) - len(failed_before)} to train, "
+                   f"{len(failed_before)} failed before (--retry-failed to train them again), "
+                   f"{len(plan.infeasible)} infeasible and {len(plan.excluded)} excluded point(s) skipped")
+    for key, (run_id, reason) in failed_before.items():
+        progress.event(f"  skipping {key[0]} #{key[1] + 1}: failed before in run {run_id}: {reason}")
+    runner = Runner(plan, tracker, experiment_id, parent_id, skip=failed_before, resume_from=resume_from,
+                    progress=progress)
+    if not runner.queue:
+        return _nothing_to_do(runner, progress)
+    started = connect(address)
+    try:
+        result = runner.run()
+    finally:
+        progress.close()
+        if started:
+            import ray
+
+            ray.shutdown()
+    progress.event(f"{result.message} in {duration(progress.elapsed())} ({duration(result.wall_seconds)} training): "
+                   + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v))
+    if result.efficiency is not None:
+        progress.event(f"trial time {sum(result.trial_seconds):.1f}s on {result.cpus} CPU(s): "
+                       f"efficiency (sum of trial times / CPUs) / wall = {result.efficiency:.0%}")
+    return result
+
+
+def _nothing_to_do(runner: Runner, progress: Progress) -> SweepResult:
+    result = runner._result(None, False)
+    progress.event("nothing to train: every trial of the plan is done (or failed before)")
+    return result
+
+
+def resume_sweep(target: str, *, tracking_uri: Optional[str] = None, **kwargs) -> SweepResult:
+    """Resume by sweep file, or by name: the file is read back from the sweep's last parent run."""
+    if Path(target).is_file():
+        return run_sweep(target, command="resume", tracking_uri=tracking_uri, **kwargs)
+    tracker = Tracker(resolve_tracking_uri(tracking_uri))
+    experiment_id = tracker.find_sweep(target) if existing_store(tracker) else None
+    parent = tracker.latest_parent(experiment_id) if experiment_id else None
+    if parent is None:
+        raise SweepNotFound(f"no sweep named {target!r} in {tracker.uri} (give the sweep file instead)")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{target}.yaml"
+        path.write_text(tracker.sweep_text(parent.info.run_id))
+        return run_sweep(path, command="resume", tracking_uri=tracking_uri, **kwargs)
+
+
+def status_report(name: str, tracking_uri: Optional[str] = None, top: int = 5) -> str:
+    """Counts per state, failures with reasons, best points: from MLflow alone."""
+    tracker = Tracker(resolve_tracking_uri(tracking_uri))
+    experiment_id = tracker.find_sweep(name) if existing_store(tracker) else None
+    if experiment_id is None:
+        raise SweepNotFound(f"no sweep named {name!r} in {tracker.uri}")
+    runs = tracker.trials(experiment_id)
+    by_key: dict = {}
+    for run in runs:  # start_time order: the last run of a key decides unless one FINISHED
+        key = (run.data.tags.get(POINT), run.data.tags.get(REPEAT))
+        if by_key.get(key) is None or by_key[key].info.status != "FINISHED":
+            by_key[key] = run
+    states: dict[str, int] = {}
+    for run in by_key.values():
+        states[run.info.status] = states.get(run.info.status, 0) + 1
+    parent = tracker.latest_parent(experiment_id)
+    lines = [f"sweep {name} ({tracker.uri}): {len(by_key)} trial(s) recorded in {len(runs)} run(s)"]
+    if parent is not None:
+        planned = int(float(parent.data.metrics.get("trials_planned", 0)))
+        lines.append(f"last submission: {parent.info.run_name}, {parent.info.status}, {planned} trial(s) planned"
+                     + (f": {parent.data.tags[REASON]}" if REASON in parent.data.tags else ""))
+    lines.append("states: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
+    failed = [r for r in by_key.values() if r.info.status == "FAILED"]
+    if failed:
+        lines.append("failures:")
+        lines += [f"  {r.info.run_name}: {r.data.tags.get(REASON, '?')}" for r in failed]
+    finished = [r for r in by_key.values() if r.info.status == "FINISHED" and "test_accuracy" in r.data.metrics]
+    finished.sort(key=lambda r: -r.data.metrics["test_accuracy"])
+    if finished:
+        lines.append(f"best {min(top, len(finished))} by test accuracy:")
+        for r in finished[:top]:
+            m = r.data.metrics
+            lines.append(f"  {r.info.run_name:<32} test {m['test_accuracy']:.4f}  val {m.get('val_accuracy', float('nan')):.4f}"
+                         f"  {m.get('train_seconds', 0):.1f}s  run {r.info.run_id}")
+    return "\n".join(lines)
+
+
+__all__ = ["run_sweep", "resume_sweep", "status_report", "SweepNotFound", "EXIT_OK"]

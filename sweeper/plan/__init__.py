@@ -1,0 +1,1 @@
+"""A sweep config to its points (hashed, feasible), trials (seeded) and cost."""

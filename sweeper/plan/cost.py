@@ -1,0 +1,97 @@
+"""Cost of a plan: FLOPs per trial from the model's shape inference, seconds from a measured rate.
+
+A trial costs ``3 x forward FLOPs x train images x epochs`` (backward is about twice the forward)
+plus the forward passes over the validation set every epoch and the test set once. Seconds come
+from this machine's single-thread float32 matmul rate, measured once, times :data:`EFFICIENCY`.
+"""
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sweeper.spec.config import SweepConfig
+    from sweeper.plan.points import Plan, Point
+
+#: Fraction of the single-thread float32 matmul rate that training reaches: im2col copies, the
+#: elementwise layers, pooling and Python overhead around small matmuls. Calibrated by timing one
+#: epoch of the quickstart points (batch 64, one thread): 0.047 to 0.060. Re-time it if the
+#: layers in ``cnn`` get faster; the estimate scales as 1 / EFFICIENCY.
+EFFICIENCY = 0.05
+#: float64 matmuls run at about half the float32 rate.
+DTYPE_SLOWDOWN = {"float32": 1.0, "float64": 2.0}
+
+
+@lru_cache(maxsize=None)
+def measure_flops_per_cpu(seconds: float = 0.2) -> float:
+    """Single-thread float32 matmul FLOP/s on this machine, measured once per process."""
+    try:
+        from threadpoolctl import threadpool_limits
+        limit = threadpool_limits(1)
+    except ImportError:  # then BLAS may use every core and the rate is optimistic
+        limit = None
+    try:
+        rng = np.random.default_rng(0)
+        n = 256
+        a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+        a @ b  # warm up the BLAS
+        count, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            a @ b
+            count += 1
+        return 2 * n ** 3 * count / elapsed
+    finally:
+        if limit is not None:
+            limit.restore_original_limits()
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """FLOPs and seconds per point hash, and totals for the pending trials."""
+
+    flops_per_cpu: float  # measured matmul rate, before EFFICIENCY
+    trial_flops: dict  # point hash -> FLOPs of one trial
+    trial_seconds: dict  # point hash -> seconds of one trial on cpus_per_trial CPUs
+    pending_flops: float
+    cpu_seconds: float  # of the pending trials
+    concurrency: int
+    wall_seconds: float
+
+
+def trial_flops(point: Point, config: SweepConfig) -> int:
+    """3 x forward x train images x epochs (forward + backward) + forward on validation every
+    epoch + forward on the test set once."""
+    train, val, test = config.data.sizes()
+    epochs = point.config["train"]["epochs"]
+    return point.flops * (3 * train * epochs + val * epochs + test)
+
+
+def _makespan(durations: list[float], slots: int) -> float:
+    """Longest-first list scheduling of ``durations`` on ``slots`` workers."""
+    loads = [0.0] * max(1, slots)
+    for d in sorted(durations, reverse=True):
+        heapq.heappush(loads, heapq.heappop(loads) + d)
+    return max(loads)
+
+
+def estimate_cost(plan: "Plan", flops_per_cpu: Optional[float] = None) -> CostEstimate:
+    config = plan.config
+    rate = flops_per_cpu or measure_flops_per_cpu()
+    cpus = config.resources.cpus_per_trial
+    flops, seconds = {}, {}
+    for point in plan.points:
+        flops[point.hash] = trial_flops(point, config)
+        slowdown = DTYPE_SLOWDOWN[point.config["train"]["dtype"]]
+        seconds[point.hash] = flops[point.hash] * slowdown / (rate * EFFICIENCY * cpus)
+    pending = [seconds[t.point.hash] for t in plan.pending]
+    slots = max(1, plan.total_cpus // cpus)
+    if config.resources.max_concurrent:
+        slots = min(slots, config.resources.max_concurrent)
+    slots = max(1, min(slots, len(pending)))
+    return CostEstimate(rate, flops, seconds, float(sum(flops[t.point.hash] for t in plan.pending)),
+                        sum(pending) * cpus, slots, _makespan(pending, slots) if pending else 0.0)

@@ -1,0 +1,353 @@
+"""Expand a :class:`~sweeper.config.SweepConfig` into the points and trials to train, and cost them.
+
+A *point* is one combination of grid values resolved into a full configuration; a *trial* is
+one training run of a point with its own seed (``repeats`` trials per point). :func:`make_plan`
+is deterministic: the same file gives the same points, in the same order, with the same hashes
+and seeds on every machine, so a sweep can be resumed by matching ``(hash, repeat)`` against the
+runs already logged.
+
+Order of operations: the cartesian product of the grid axes (in :data:`~sweeper.config.GRID_ORDER`)
+-> drop points matching an ``exclude`` entry -> drop infeasible points (shapes that collapse, or
+inputs left unseen when ``feasibility.unseen_inputs`` is ``skip``) -> for ``method: random``, draw
+``samples`` of the remaining points -> ``repeats`` trials each -> split into done and pending.
+Drawing from the feasible points only means every sample trains.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Mapping, Optional
+
+
+from cnn.spec import ModelSpec, ShapeError, coverage_problems, forward_flops, infer_shapes, param_count
+
+from sweeper.spec.config import GRID_SECTIONS, ModelConfig, SweepConfig, TrainConfig, canonical_json
+from sweeper.plan.cost import EFFICIENCY, CostEstimate, estimate_cost, measure_flops_per_cpu, trial_flops  # noqa: F401
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Points and trials
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def config_hash(config: dict) -> str:
+    """First 12 hex digits of the sha256 of the canonical JSON of ``config``.
+
+    ``data.path`` is left out: where the MNIST files live does not change what is trained, and a
+    sweep resumed on another machine must find its finished runs.
+    """
+    data = {k: v for k, v in config.get("data", {}).items() if k != "path"}
+    return _sha256(canonical_json({**config, "data": data}))[:12]
+
+
+def trial_seed(sweep_seed: int, point_hash: str, repeat: int) -> int:
+    """The seed of one trial: ``int(sha256("{sweep_seed}/{point_hash}/{repeat}")) % 2**31``."""
+    return int(_sha256(f"{sweep_seed}/{point_hash}/{repeat}"), 16) % 2 ** 31
+
+
+def conv_coverage_problems(spec: ModelSpec) -> list[str]:
+    """:func:`cnn.spec.coverage_problems` of the convolutions only.
+
+    A pooling window dropping the odd last row of a map is the usual floor behaviour; a conv
+    stride that never looks at the last row of the image is what the feasibility rule is about.
+    """
+    uncovered = [layer for layer in infer_shapes(spec) if any(layer.unseen)]
+    return [msg for layer, msg in zip(uncovered, coverage_problems(spec)) if layer.kind == "conv"]
+
+
+def _size(value) -> str:
+    return "x".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _value(value) -> str:
+    if isinstance(value, list):  # dense sizes (a tuple is an [h, w] pair)
+        return ",".join(map(str, value)) or "none"
+    return "none" if value is None else _size(value)
+
+
+def point_name(values: Mapping[str, object]) -> str:
+    """A legible run name from the swept values, e.g. ``k5 d16 s2 same l2``."""
+    parts = []
+    for key, value in values.items():
+        if key == "kernel_size":
+            parts.append(f"k{_size(value)}")
+        elif key == "depth":
+            parts.append(f"d{value}")
+        elif key == "stride":
+            parts.append(f"s{_size(value)}")
+        elif key == "padding":
+            parts.append("same" if value == "same" else f"p{_size(value)}")
+        elif key == "pooling":
+            parts.append("nopool" if value == "none" else str(value))
+        else:
+            parts.append(f"{key}={_value(value)}")
+    return " ".join(parts) or "base"
+
+
+@dataclass(frozen=True, eq=False)
+class Point:
+    """One resolved combination of grid values. Equal points have equal ``hash``."""
+
+    values: dict  # the swept values, in grid order
+    config: dict  # {"seed", "data", "model", "train"}, JSON types only
+    hash: str
+    name: str
+    spec: ModelSpec
+    flops: Optional[int]  # forward FLOPs per image; None when the shapes collapse
+    unseen: tuple[str, ...] = ()  # conv coverage problems (kept with unseen_inputs: allow)
+    shape_error: Optional[str] = None  # the ShapeError message when the shapes collapse
+
+    @property
+    def params(self) -> int:
+        return param_count(self.spec)
+
+    def __eq__(self, other):
+        return isinstance(other, Point) and other.hash == self.hash
+
+    def __hash__(self):
+        return hash(self.hash)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training run of a point; ``repeat`` counts from 0."""
+
+    point: Point
+    repeat: int
+    seed: int
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """What a finished run is recorded under: ``(point hash, repeat)``."""
+        return (self.point.hash, self.repeat)
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.point.name} #{self.repeat + 1}"
+
+
+@dataclass(frozen=True)
+class Excluded:
+    """A grid point left out by the first ``exclude`` entry it matches."""
+
+    values: dict
+    name: str
+    rule: int  # index into the sweep's ``exclude`` list
+    entry: dict
+
+
+@dataclass(frozen=True)
+class Infeasible:
+    """A point that cannot (shapes) or should not (unseen inputs) be trained, and why."""
+
+    point: Point
+    reason: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """A trial already finished in an earlier run of the sweep."""
+
+    trial: Trial
+    run_id: str
+
+
+def resolve_point(config: SweepConfig, values: Mapping[str, object]) -> Point:
+    """The :class:`Point` of ``config`` with the swept ``values`` in place of the base settings."""
+    sections = {"model": config.model.model_dump(), "train": config.train.model_dump()}
+    for key, value in values.items():
+        sections[GRID_SECTIONS[key]][key] = value
+    model = ModelConfig.model_validate(sections["model"])
+    train = TrainConfig.model_validate(sections["train"])
+    resolved = {"seed": config.seed, "data": config.data.model_dump(),
+                "model": model.model_dump(), "train": train.model_dump()}
+    resolved = json.loads(canonical_json(resolved))  # tuples -> lists, as it will be logged
+    resolved = {key: resolved[key] for key in ("seed", "data", "model", "train")}
+    spec = model.to_spec()
+    try:
+        flops, unseen, error = forward_flops(spec), tuple(conv_coverage_problems(spec)), None
+    except ShapeError as exc:
+        flops, unseen, error = None, (), str(exc)
+    return Point(dict(values), resolved, config_hash(resolved), point_name(values), spec, flops, unseen, error)
+
+
+def _matching_rule(values: Mapping[str, object], exclude: list[dict]) -> Optional[int]:
+    for i, entry in enumerate(exclude):
+        if all(canonical_json(values[k]) == canonical_json(v) for k, v in entry.items()):
+            return i
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a sweep will train; ``summary()`` prints it. ``cost`` is estimated on first use."""
+
+    config: SweepConfig
+    space: int  # points in the grid before exclusion
+    points: tuple[Point, ...]  # to train: feasible, not excluded (and drawn, for random)
+    trials: tuple[Trial, ...]
+    excluded: tuple[Excluded, ...]
+    infeasible: tuple[Infeasible, ...]
+    done: tuple[Done, ...]
+    pending: tuple[Trial, ...]
+    candidates: int  # feasible, not excluded points (what random draws from)
+    unmatched: tuple[tuple[str, int], ...] = ()  # finished keys that are not trials of this plan
+    total_cpus: int = 1
+    flops_per_cpu: Optional[float] = field(default=None, repr=False)  # None: measure
+
+    @cached_property
+    def cost(self) -> "CostEstimate":
+        return estimate_cost(self, self.flops_per_cpu)
+
+    def summary(self) -> str:
+        """Counts, infeasible and excluded points with reasons, the points to train, and the cost."""
+        return _format_summary(self)
+
+
+def make_plan(config: SweepConfig, finished: Optional[Mapping[tuple[str, int], str]] = None,
+              total_cpus: Optional[int] = None, flops_per_cpu: Optional[float] = None) -> Plan:
+    """Expand ``config``; ``finished`` maps ``(point hash, repeat)`` to the run id of a finished trial.
+
+    ``total_cpus`` (default: this machine's) and ``flops_per_cpu`` (default: measured) only
+    affect the cost estimate.
+    """
+    finished = dict(finished or {})
+    axes = config.grid.axes()
+    names = [name for name, _ in axes]
+    excluded, infeasible, candidates = [], [], []
+    space = 0
+    for combo in itertools.product(*(values for _, values in axes)):
+        space += 1
+        values = dict(zip(names, combo))
+        rule = _matching_rule(values, config.exclude)
+        if rule is not None:
+            excluded.append(Excluded(values, point_name(values), rule, config.exclude[rule]))
+            continue
+        point = resolve_point(config, values)
+        if point.shape_error is not None:
+            infeasible.append(Infeasible(point, point.shape_error))
+        elif point.unseen and config.feasibility.unseen_inputs == "skip":
+            infeasible.append(Infeasible(point, "; ".join(point.unseen)))
+        else:
+            candidates.append(point)
+    points = candidates
+    if config.method == "random":
+        # Rank by a hash of (seed, point): reproducible without depending on a RNG's stream.
+        ranked = sorted(candidates, key=lambda p: _sha256(f"{config.seed}/sample/{p.hash}"))
+        chosen = {p.hash for p in ranked[:config.samples]}
+        points = [p for p in candidates if p.hash in chosen]
+    trials = [Trial(p, r, trial_seed(config.seed, p.hash, r)) for p in points for r in range(config.repeats)]
+    done = [Done(t, finished[t.key]) for t in trials if t.key in finished]
+    pending = [t for t in trials if t.key not in finished]
+    keys = {t.key for t in trials}
+    unmatched = tuple(sorted(k for k in finished if k not in keys))
+    return Plan(config, space, tuple(points), tuple(trials), tuple(excluded), tuple(infeasible), tuple(done),
+                tuple(pending), len(candidates), unmatched, total_cpus or _cpus(), flops_per_cpu)
+
+
+def _cpus() -> int:
+    # The CPUs this process may run on, which a container can set below os.cpu_count().
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary text
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple], indent: str = "  ") -> list[str]:
+    """Left-aligned text columns, the last one left ragged (reasons can be long)."""
+    rows = [tuple(str(c) for c in row) for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    return [indent + "  ".join([c.ljust(w) for c, w in zip(row, widths)] + [row[-1]]).rstrip() for row in rows]
+
+
+def _space_text(plan: Plan) -> str:
+    axes = plan.config.grid.axes()
+    if not axes:
+        return "no grid: 1 point"
+    product = " x ".join(f"{name} ({len(values)})" for name, values in axes)
+    return f"{product} = {plan.space} points"
+
+
+def _format_summary(plan: Plan) -> str:
+    config = plan.config
+    repeats = config.repeats
+    lines = [f"Sweep {config.name!r} (method {config.method}, seed {config.seed}): {_space_text(plan)}"]
+    lines.append(f"  excluded {len(plan.excluded)}, infeasible {len(plan.infeasible)}, "
+                 f"feasible {plan.candidates}")
+    if config.method == "random":
+        short = " (fewer feasible points than samples: all taken)" if plan.candidates < config.samples else ""
+        lines.append(f"  random draw: {len(plan.points)} of {plan.candidates} feasible points{short}")
+    lines.append(f"  to train: {len(plan.points)} points x {repeats} repeat{'s' * (repeats > 1)} = "
+                 f"{len(plan.trials)} trials: {len(plan.done)} done, {len(plan.pending)} pending")
+    train, val, test = config.data.sizes()
+    lines.append(f"  data: {config.data.source}, {train} train / {val} validation / {test} test images")
+    if plan.unmatched:
+        lines.append(f"  {len(plan.unmatched)} finished run(s) match no trial of this plan (ignored)")
+
+    if plan.infeasible:
+        lines += ["", f"Infeasible points ({len(plan.infeasible)}):"]
+        lines += _table(("point", "reason"), [(i.point.name, i.reason) for i in plan.infeasible])
+    if plan.excluded:
+        lines += ["", f"Excluded points ({len(plan.excluded)}):"]
+        lines += _table(("point", "rule"), [(e.name, f"exclude[{e.rule}] {canonical_json(e.entry)}")
+                                            for e in plan.excluded])
+    if plan.points:
+        cost = plan.cost
+        done = {}
+        for d in plan.done:
+            done[d.trial.point.hash] = done.get(d.trial.point.hash, 0) + 1
+        lines += ["", f"Points to train ({len(plan.points)}):"]
+        lines += _table(("point", "hash", "MFLOP/img", "params", "done", "est./trial"), [
+            (p.name, p.hash, f"{p.flops / 1e6:.2f}", p.params, f"{done.get(p.hash, 0)}/{repeats}",
+             _duration(cost.trial_seconds[p.hash])) for p in plan.points])
+        unseen = [p for p in plan.points if p.unseen]
+        if unseen:
+            lines.append(f"  ({len(unseen)} of them leave input rows/columns unseen, "
+                         f"as feasibility.unseen_inputs is allow)")
+        if plan.done:
+            lines += ["", f"Done trials ({len(plan.done)}):"]
+            lines += _table(("trial", "run id"), [(d.trial.run_name, d.run_id) for d in plan.done])
+
+        cpus = config.resources.cpus_per_trial
+        lines += ["", "Estimated cost of the pending trials"
+                  + (" (an upper bound: early stopping ends some trials sooner)" if config.early_stopping else "")
+                  + ":"]
+        lines.append(f"  {cost.pending_flops:.3g} FLOPs: 3 x forward x {train} train images x epochs, "
+                     f"+ forward on {val} validation images per epoch and {test} test images")
+        lines.append(f"  at {cost.flops_per_cpu / 1e9:.1f} GFLOP/s per CPU (float32 matmul, measured) "
+                     f"x {EFFICIENCY} efficiency x {cpus} CPU{'s' * (cpus > 1)} per trial")
+        lines.append(f"  CPU time {_duration(cost.cpu_seconds)}; wall about {_duration(cost.wall_seconds)} "
+                     f"running {cost.concurrency} trial{'s' * (cost.concurrency > 1)} at a time on "
+                     f"{plan.total_cpus} CPUs")
+        if cpus > plan.total_cpus:
+            lines.append(f"  warning: cpus_per_trial {cpus} exceeds the {plan.total_cpus} CPUs available")
+    else:
+        lines += ["", "Nothing to train: every point is excluded or infeasible."]
+    return "\n".join(lines)

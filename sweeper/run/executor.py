@@ -1,0 +1,364 @@
+"""Run a plan's pending trials on Ray and keep MLflow, the terminal and the plan in agreement.
+
+Scheduling is Ray's: each trial is one Ray task asking for ``cpus_per_trial`` CPUs. The task
+streams what the trial records to this driver, which writes it to MLflow (see
+:mod:`sweeper.relay`), and the driver submits a trial again when its worker dies (up to
+``max_retries`` times, from the trial's last epoch checkpoint). The driver bounds the tasks in
+flight to the free slots (the cap on concurrent trials, or the cluster's CPUs divided by
+``cpus_per_trial``). No task waits queued in Ray: a queued lease makes Ray start extra worker
+processes, and it takes the CPU a trial lends while it blocks in ``ray.get`` (early stopping),
+so three trials would train on two CPUs. Instead the driver creates the next child run ahead
+(SCHEDULED, one at a time), so a slot that frees gets its task at once; a run created ahead that
+never started is deleted when the command ends. The driver reacts to outcomes:
+
+* an error of the trial's own fails that point, and the sweep goes on;
+* the same error on ``stop_after_same_error`` points stops the sweep with one message;
+* Ctrl-C cancels the running tasks and marks their runs KILLED; ``sweeper resume`` continues.
+No child run is left RUNNING or SCHEDULED when :func:`run_plan` returns.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+from sweeper.plan.points import Plan, Trial
+from sweeper.app.progress import Counts, Progress
+from sweeper.run.relay import TrialStream, stream_trial
+from ledger.tracking import ATTEMPT, Tracker
+from sweeper.run.trial import TrialOutcome, TrialTask, spec_dict
+
+EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 3, 130
+
+
+@dataclass
+class SweepResult:
+    counts: dict
+    exit_code: int
+    message: str
+    parent_run_id: Optional[str] = None
+    wall_seconds: float = 0.0  # from the first submitted trial to the last result
+    trial_seconds: list = field(default_factory=list)
+    failures: list = field(default_factory=list)  # (run name, reason)
+    cpus: int = 0  # CPUs of the Ray cluster the trials ran on
+    # Per trial: the driver's stamps (run creation, submission, collection) with the worker's
+    # profile; and the driver's own seconds per activity. The sweep benchmark reads both.
+    timeline: list = field(default_factory=list)
+    driver: dict = field(default_factory=dict)
+
+    @property
+    def efficiency(self) -> Optional[float]:
+        """(sum of trial times / CPUs) / wall time: 1.0 means every CPU trained all the time."""
+        if not self.trial_seconds or not self.cpus or not self.wall_seconds:
+            return None
+        return sum(self.trial_seconds) / self.cpus / self.wall_seconds
+
+
+def connect(address: Optional[str] = None) -> bool:
+    """Use the Ray already initialised in this process, else start or join one; True if we did."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             configure_logging=False)
+    return True
+
+
+def _first_line(exc: BaseException) -> str:
+    """An error's first line, short enough for a run tag and the terminal (Ray's run to pages)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
+def _slots(cpus_per_trial: int, cap: Optional[int]) -> int:
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    slots = max(1, cpus // cpus_per_trial)
+    return min(cap, slots) if cap else slots
+
+
+class Runner:
+    """One submission: drives ``plan.pending`` (less ``skip``) to an end state."""
+
+    #: Child runs created ahead of a free slot (creating one is 3 MLflow writes, 0.05-0.15 s here).
+    ahead = 1
+
+    def __init__(self, plan: Plan, tracker: Tracker, experiment_id: str, parent_id: str, *,
+                 skip: dict | None = None, resume_from: dict | None = None, progress: Progress | None = None):
+        self.plan, self.config = plan, plan.config
+        self.tracker, self.experiment_id, self.parent_id = tracker, experiment_id, parent_id
+        self.skip = skip or {}
+        self.resume_from = resume_from or {}
+        self.progress = progress or Progress(quiet=True)
+        self.counts = Counts(len(plan.trials), {"done_before": len(plan.done)})
+        self.queue = deque(t for t in plan.pending if t.key not in self.skip)
+        self.counts.state["failed_before"] = len(plan.pending) - len(self.queue)
+        self.counts.state["queued"] = len(self.queue)
+        self.inflight: dict = {}  # ObjectRefGenerator -> TrialStream
+        self.ready: deque = deque()  # (trial, run_id): runs created ahead, still counted as queued
+        self.outcomes: list[TrialOutcome] = []
+        self.failures: list[tuple[str, str]] = []
+        self.signatures: Counter = Counter()
+        self.best: tuple[float, str] | None = None
+        self.cpus = 0
+        self.started = time.monotonic()
+        self.stamps: dict = {}  # run_id -> the driver's timings of that trial
+        self.driver: Counter = Counter()  # seconds per driver activity
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def run(self) -> SweepResult:
+        import ray
+
+        res = self.config.resources
+        self.cpus = int(ray.cluster_resources().get("CPU", 0))
+        self.started = time.monotonic()
+        self.remote = ray.remote(stream_trial)
+        from sweeper.run.asha import LocalCoordinator
+
+        rule = self.config.early_stopping.model_dump() if self.config.early_stopping else None
+        # Without a stopping rule there is nothing to coordinate: no actor (a process of its own)
+        # and no round trip per epoch; each trial keeps a local, never-stopping coordinator.
+        self.coordinator = None
+        if rule:
+            # Pinned to the driver's node: on a worker node it would die with that node and take
+            # every trial's per-epoch report down with it.
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+            self.coordinator = ray.remote(num_cpus=0, scheduling_strategy=here)(LocalCoordinator).remote(
+                rule, self.config.train.epochs)
+        # Retries are the driver's (it holds the checkpoint a retry starts from), not Ray's.
+        self.options = dict(num_cpus=res.cpus_per_trial, max_retries=0)
+        stop_reason, interrupted = None, False
+        try:
+            while self.queue or self.ready or self.inflight:
+                stop_reason = self._fill(stop_reason)
+                ready = []
+                if self.inflight:
+                    ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=0.5)
+                if ready:  # and every other stream with a message waiting
+                    ready, _ = ray.wait(list(self.inflight), num_returns=len(self.inflight), timeout=0)
+                for gen in ready:
+                    stop_reason = self._pump(gen, stop_reason) or stop_reason
+                if stop_reason and self.inflight:
+                    self._cancel_inflight(f"sweep stopped: {stop_reason}")
+                if stop_reason:
+                    break
+                self.progress.update(self.counts, self._best_text(), self._remaining())
+        except KeyboardInterrupt:
+            interrupted = True
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup short
+            try:
+                self._cancel_inflight("interrupted by the user (Ctrl-C); `sweeper resume` continues from the "
+                                      "last epoch checkpoint")
+            finally:
+                signal.signal(signal.SIGINT, previous)
+        finally:
+            began = time.time()
+            self._discard_ready()
+            self._reconcile()
+            self.driver["reconcile"] += time.time() - began
+            if self.coordinator is not None:
+                try:
+                    ray.kill(self.coordinator)
+                except Exception:
+                    pass
+        return self._result(stop_reason, interrupted)
+
+    def _fill(self, stop_reason: Optional[str]) -> Optional[str]:
+        """Start trials while slots are free, and keep one child run created ahead."""
+        res = self.config.resources
+        slots = _slots(res.cpus_per_trial, res.max_concurrent)
+        while (self.ready or self.queue) and len(self.inflight) < slots and stop_reason is None:
+            trial, run_id = self.ready.popleft() if self.ready else self._prepare(self.queue.popleft())
+            stop_reason = self._start(trial, run_id) or stop_reason
+        while self.queue and len(self.ready) < self.ahead and stop_reason is None:
+            self.ready.append(self._prepare(self.queue.popleft()))
+        return stop_reason
+
+    def _prepare(self, trial: Trial) -> tuple[Trial, str]:
+        began = time.time()
+        run_id = self.tracker.create_trial_run(self.experiment_id, self.parent_id, self.config.name, trial,
+                                               trial.point.values)
+        self.stamps[run_id] = {"run_name": trial.run_name, "create_run": time.time() - began}
+        self.driver["create_run"] += time.time() - began
+        return trial, run_id
+
+    def _discard_ready(self) -> None:
+        """Runs created ahead whose trial never started leave no trace; the trials stay queued."""
+        while self.ready:
+            trial, run_id = self.ready.pop()
+            self.queue.appendleft(trial)
+            try:
+                self.tracker.discard(run_id)
+            except Exception:  # the store is unreachable: _reconcile marks it KILLED if it can
+                pass
+
+    def _start(self, trial: Trial, run_id: str) -> Optional[str]:
+        """Submit ``trial`` (its run created); a point finished meanwhile elsewhere is not trained."""
+        res = self.config.resources
+        task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, res.cpus_per_trial,
+                         run_id, self.tracker.uri, self.resume_from.get(trial.key), spec=spec_dict(trial.point.config))
+        began = time.time()
+        # The run was created just now by this driver (SCHEDULED, attempt 0): no need to read it back.
+        stream = TrialStream(trial, task, self.config.failures.max_retries, self.experiment_id, {ATTEMPT: "0"})
+        duplicate = stream.duplicate_of()
+        if duplicate:
+            self.driver["record_start"] += time.time() - began
+            self.counts.move("queued", "running")
+            return self._account(stream, TrialOutcome(trial.key, run_id, "DUPLICATE", f"already finished in run {duplicate}"))
+        if task.resume_from:
+            stream.load_resume_checkpoint()
+        self.driver["record_start"] += time.time() - began
+        self._submit(stream)
+        self.counts.move("queued", "running")
+        return None
+
+    def _submit(self, stream: TrialStream) -> None:
+        gen = self.remote.options(name=stream.task.run_name, **self.options).remote(stream.task, self.coordinator)
+        self.stamps.setdefault(stream.run_id, {})["submitted_at"] = time.time()
+        self.inflight[gen] = stream
+
+    def _pump(self, gen, stop_reason: Optional[str] = None) -> Optional[str]:
+        """Record the next message of a trial; at its outcome, account for it (maybe: stop)."""
+        import ray
+        from ray.exceptions import RayTaskError
+
+        stream = self.inflight[gen]
+        try:
+            message = ray.get(next(gen))
+        except StopIteration:
+            message = ("crash", "the trial's task ended without an outcome", "NoOutcome", None)
+        except RayTaskError as exc:  # a bug in the task itself: running it again would fail again
+            message = ("crash", f"{type(exc).__name__}: {_first_line(exc)}", type(exc).__name__, None)
+        except Exception as exc:  # the worker or its node died, or Ray lost the task
+            del self.inflight[gen]
+            return self._worker_died(stream, exc)
+        if message[0] in ("outcome", "crash"):
+            del self.inflight[gen]
+            if message[0] == "outcome" and message[1].status == "FINISHED":
+                # The worker is free: hand it the next trial before recording this one's end
+                # (final artifacts, FINISHED, the duplicate rule: ~0.1 s the CPU would sit idle).
+                stop_reason = self._fill(stop_reason) or stop_reason
+        began = time.time()
+        outcome = stream.handle(message)
+        self.driver[f"record_{message[0]}"] += time.time() - began
+        return stop_reason if outcome is None else (self._account(stream, outcome) or stop_reason)
+
+    def _worker_died(self, stream: TrialStream, exc: Exception) -> Optional[str]:
+        """Submit the trial again from its last checkpoint, or fail it once retries are spent."""
+        stream.flush()
+        if stream.retries_left > 0:
+            stream.retries_left -= 1
+            self.progress.event(f"{stream.task.run_name}: {type(exc).__name__}; trying again"
+                                + (" from its last checkpoint" if stream.task.checkpoint else ""))
+            self._submit(stream)
+            return None
+        reason = (f"{type(exc).__name__}: the trial's worker failed "
+                  f"{self.config.failures.max_retries + 1} time(s): {_first_line(exc)}")
+        self.tracker.terminate(stream.run_id, "FAILED", reason)
+        return self._account(stream, TrialOutcome(stream.task.key, stream.run_id, "FAILED", reason,
+                                                  type(exc).__name__, attempt=stream.attempt))
+
+    def _account(self, stream: TrialStream, outcome: TrialOutcome) -> Optional[str]:
+        """Account for one trial's end; returns a reason to stop the sweep, if any."""
+        trial = stream.trial
+        self.stamps.setdefault(stream.run_id, {})["collected_at"] = time.time()
+        self.outcomes.append(outcome)
+        if outcome.status == "FINISHED":
+            self.counts.move("running", "finished")
+            value = outcome.metrics.get("val_accuracy", outcome.metrics.get("test_accuracy"))
+            if value is not None and (self.best is None or value > self.best[0]):
+                self.best = (value, trial.run_name)
+            return None
+        if outcome.status == "DUPLICATE":
+            self.counts.move("running", "duplicate")
+            self.progress.event(f"{trial.run_name}: {outcome.reason}")
+            return None
+        self.counts.move("running", "failed")
+        self.failures.append((trial.run_name, outcome.reason))
+        self.progress.event(f"FAILED {trial.run_name}: {outcome.reason}")
+        self.signatures[outcome.signature] += 1
+        limit = self.config.failures.stop_after_same_error
+        if self.signatures[outcome.signature] >= limit:
+            return f"the same error on {self.signatures[outcome.signature]} points: {outcome.signature}"
+        return None
+
+    def _cancel_inflight(self, reason: str) -> None:
+        """Stop every running trial; record what they sent before they stopped, then mark them KILLED."""
+        import ray
+
+        gens = list(self.inflight)
+        for gen in gens:
+            ray.cancel(gen, force=True)
+        deadline = time.monotonic() + 30
+        for gen in gens:
+            stream = self.inflight[gen]
+            outcome = None
+            while outcome is None and time.monotonic() < deadline:
+                try:  # messages already sent (a checkpoint, or the outcome of a trial that just ended)
+                    outcome = stream.handle(ray.get(next(gen), timeout=max(0.1, deadline - time.monotonic())))
+                except Exception:  # StopIteration, cancelled, or the store failed: nothing more to record
+                    break
+            del self.inflight[gen]
+            try:
+                stream.flush()
+            except Exception:  # the store failed: the run is marked below if it can be
+                pass
+            if outcome is not None:  # it finished just before the cancel: keep its result
+                self._account(stream, outcome)
+                continue
+            if self.tracker.terminate(stream.run_id, "KILLED", reason):
+                self.counts.move("running", "killed")
+            else:  # it reached a terminal state on its own
+                status = self.tracker.client.get_run(stream.run_id).info.status
+                self.counts.move("running", "finished" if status == "FINISHED" else "failed")
+
+    def _reconcile(self) -> None:
+        """Nothing may stay RUNNING or SCHEDULED after the command returns."""
+        for run in self.tracker.active_children(self.experiment_id, self.parent_id):
+            self.tracker.terminate(run.info.run_id, "KILLED", "the sweep command ended before this trial did")
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def _best_text(self) -> str:
+        return "" if self.best is None else f"{self.best[0]:.4f} ({self.best[1]})"
+
+    def _remaining(self) -> Optional[float]:
+        times = [o.seconds for o in self.outcomes if o.status == "FINISHED"]
+        if not times:
+            return None
+        left = self.counts.state["queued"] + self.counts.state["running"] * 0.5
+        slots = max(1, min(len(self.inflight) or 1, _slots(self.config.resources.cpus_per_trial,
+                                                           self.config.resources.max_concurrent)))
+        return left * (sum(times) / len(times)) / slots
+
+    def _result(self, stop_reason: Optional[str], interrupted: bool) -> SweepResult:
+        self.counts.check()
+        counts = self.counts.as_dict()
+        if interrupted:
+            code, status = EXIT_INTERRUPTED, "KILLED"
+            message = (f"interrupted: {self.counts.state['killed']} running trial(s) marked KILLED, "
+                       f"{self.counts.state['queued']} not started; run `sweeper resume {self.config.name}` to finish")
+        elif stop_reason:
+            code, status = EXIT_STOPPED, "FAILED"
+            message = (f"sweep stopped: {stop_reason}. Fix the cause, then `sweeper run` again "
+                       f"({self.counts.state['queued']} trial(s) not started)")
+        elif self.counts.state["failed"]:
+            code, status = EXIT_FAILED, "FINISHED"
+            message = f"{self.counts.state['failed']} trial(s) failed; see `sweeper status {self.config.name}`"
+        else:
+            code, status, message = EXIT_OK, "FINISHED", "sweep complete"
+        self.tracker.update_parent(self.parent_id, counts, status, None if code == EXIT_OK else message)
+        timeline = [{**self.stamps.get(o.run_id, {}), "status": o.status, "seconds": o.seconds, **o.profile}
+                    for o in self.outcomes]
+        return SweepResult(counts, code, message, self.parent_id, time.monotonic() - self.started,
+                           [o.seconds for o in self.outcomes], self.failures, self.cpus, timeline, dict(self.driver))
+

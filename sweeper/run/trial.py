@@ -1,0 +1,204 @@
+"""One trial: train one point with one seed, pinned to its CPUs, recording as it goes.
+
+:func:`execute` is what a Ray worker runs (through :mod:`sweeper.relay`, which streams what it
+records to the driver) and what ``sweeper train`` runs in-process. It never raises for an error
+of the trial's own (a diverging loss, a shape that slipped through): it records the run as FAILED
+with the reason and returns an outcome, so the sweep goes on. A worker that *dies* (killed, out
+of memory) cannot record anything; the driver submits the trial again and :func:`execute`
+continues from the last epoch checkpoint with ``sweep.attempt`` raised.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+import socket
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+import cnn
+
+from sweeper.run.asha import LocalCoordinator
+
+
+@dataclass(frozen=True)
+class TrialTask:
+    """Everything a worker needs; small and picklable (no Plan, no config objects)."""
+
+    key: tuple[str, int]  # (point hash, repeat)
+    seed: int
+    config: dict  # the point's resolved config: seed, data, model, train
+    run_name: str
+    cpus: int = 1
+    run_id: Optional[str] = None  # the MLflow child run; None: record nothing (``sweeper train``)
+    tracking_uri: Optional[str] = None
+    resume_from: Optional[str] = None  # a KILLED run whose checkpoint this trial starts from
+    # In a sweep the driver hands the checkpoint over itself (see sweeper.relay): its bytes, and
+    # the run that wrote it.
+    checkpoint: Optional[bytes] = None
+    checkpoint_run: Optional[str] = None
+    # The model's spec (cnn.ModelSpec.to_dict()), resolved by the driver: a worker then never
+    # imports the pydantic config models (half a second in every new worker process).
+    spec: Optional[dict] = None
+
+
+@dataclass
+class TrialOutcome:
+    key: tuple[str, int]
+    run_id: Optional[str]
+    status: str  # FINISHED | FAILED | DUPLICATE
+    reason: str = ""
+    signature: str = ""  # errors with equal signatures count as "the same error"
+    metrics: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+    attempt: int = 1
+    stopped_early: bool = False
+    # Where the trial's time went (seconds per phase, plus pid and wall-clock start/end), so the
+    # sweep benchmark can tell training from the recording and scheduling around it.
+    profile: dict = field(default_factory=dict)
+
+
+def error_signature(exc: BaseException) -> str:
+    """The error's type and message with numbers blanked: NaN at step 3 and at step 7 are one error."""
+    return f"{type(exc).__name__}: {re.sub(r'[0-9]+(?:[.][0-9]+)?(?:e[-+]?[0-9]+)?', '#', str(exc))}"[:300]
+
+
+@functools.lru_cache(maxsize=4)
+def _data(source: str, path: Optional[str], train_size, test_size, val_fraction: float, seed: int, dtype: str):
+    """Train/val/test sets for a data section; cached because a worker process runs many trials."""
+    train, test = cnn.load_mnist("mnist" if source == "mnist" else "bundled", path, dtype=np.dtype(dtype))
+    if train_size:
+        train = cnn.subsample(train, train_size, seed)
+    if test_size:
+        test = cnn.subsample(test, test_size, seed)
+    train, val = cnn.split(train, val_fraction, seed) if val_fraction else (train, None)
+    return train, val, test
+
+
+def datasets(config: dict):
+    d = config["data"]
+    # The split uses the sweep seed, not the trial's: every point is judged on the same images.
+    return _data(d["source"], d.get("path"), d.get("train_size"), d.get("test_size"), d["val_fraction"],
+                 config["seed"], config["train"]["dtype"])
+
+
+def build(config: dict, seed: int, spec: Optional[dict] = None):
+    spec = cnn.ModelSpec.from_dict(spec or spec_dict(config))
+    t = config["train"]
+    model = cnn.Model(spec, seed=seed, dtype=t["dtype"])
+    optimizer = cnn.make_optimizer(t["optimizer"], t["learning_rate"], t.get("momentum", 0.9), t.get("weight_decay", 0.0))
+    return model, optimizer
+
+
+def spec_dict(config: dict) -> dict:
+    from sweeper.spec.config import ModelConfig
+
+    return ModelConfig.model_validate(config["model"]).to_spec().to_dict()
+
+
+class _Timed:
+    """Proxies a recorder (or coordinator), adding the seconds spent in each method to ``profile``."""
+
+    def __init__(self, inner, profile: dict):
+        self._inner, self._profile = inner, profile
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self._profile[name] = self._profile.get(name, 0.0) + time.perf_counter() - t
+
+        return timed
+
+
+def blas_threads() -> int:
+    """Threads the BLAS will actually use now, as threadpoolctl reports them (recorded per trial)."""
+    from threadpoolctl import threadpool_info
+
+    return max((p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"), default=0)
+
+
+def execute(task: TrialTask, coordinator=None, recorder=None) -> TrialOutcome:
+    """Train ``task``, telling ``recorder`` what happens (default: nothing is recorded)."""
+    from threadpoolctl import threadpool_limits
+
+    from sweeper.run.records import NullRecorder
+
+    started = time.perf_counter()
+    outcome = TrialOutcome(task.key, task.run_id, "FAILED")
+    profile = outcome.profile = {"pid": os.getpid(), "started_at": time.time()}
+    recorder = _Timed(recorder or NullRecorder(), profile)
+    coordinator = _Timed(coordinator or LocalCoordinator(None), profile)
+    try:
+        # BLAS threads = the trial's CPUs, so trials side by side do not oversubscribe the cores.
+        with threadpool_limits(limits=task.cpus):
+            attempt = recorder.start(threads=blas_threads(), pid=os.getpid(), host=socket.gethostname())
+            outcome.attempt = attempt
+            duplicate = recorder.finished_elsewhere()
+            if duplicate:
+                recorder.fail("KILLED", f"duplicate: this point already finished in run {duplicate}")
+                outcome.status, outcome.reason = "DUPLICATE", f"already finished in run {duplicate}"
+                return outcome
+            _train(task, recorder, coordinator, outcome)
+    except Exception as exc:  # the trial's own error: record it, do not take the sweep down
+        outcome.status, outcome.signature = "FAILED", error_signature(exc)
+        outcome.reason = f"{type(exc).__name__}: {exc}"
+        recorder.fail("FAILED", outcome.reason, traceback.format_exc())
+    outcome.seconds = time.perf_counter() - started
+    profile["ended_at"] = time.time()
+    return outcome
+
+
+def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome) -> None:
+    config, profile = task.config, outcome.profile
+    began = time.perf_counter()
+    train, val, test = datasets(config)
+    profile["data"] = time.perf_counter() - began  # loaded once per worker process, then cached
+    model, optimizer = build(config, task.seed, task.spec)
+    start_epoch, history = 1, []
+    checkpoint = recorder.load_checkpoint(optimizer)
+    if checkpoint is not None:
+        model, meta = checkpoint
+        start_epoch, history = meta["epoch"] + 1, meta["history"]
+    recorder.describe(model, len(train), 0 if val is None else len(val), len(test))
+    t = config["train"]
+
+    def on_epoch(report: cnn.EpochReport) -> bool:
+        recorder.log_epoch(report.epoch, report.metrics)
+        if report.epoch < t["epochs"]:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "checkpoint.npz"
+                began = time.perf_counter()
+                cnn.save_checkpoint(path, report.model, report.optimizer, report.epoch, report.history)
+                profile["write_checkpoint"] = profile.get("write_checkpoint", 0.0) + time.perf_counter() - began
+                recorder.save_checkpoint(path, report.epoch)
+        return not coordinator.report(task.key, report.epoch, report.metrics)
+
+    fit_started = time.perf_counter()
+    result = cnn.fit(model, optimizer, train, val, epochs=t["epochs"], batch_size=t["batch_size"], seed=task.seed,
+                     callbacks=[on_epoch], start_epoch=start_epoch, history=history)
+    profile["fit"] = time.perf_counter() - fit_started  # the epochs, with the callbacks' recording
+    train_seconds = profile["fit"] + sum(e["seconds"] for e in history)
+    began = time.perf_counter()
+    test_loss, test_accuracy = cnn.evaluate(model, test)
+    profile["evaluate"] = time.perf_counter() - began
+    metrics = {"test_loss": test_loss, "test_accuracy": test_accuracy, "train_seconds": train_seconds,
+               "epochs_run": result.epochs_run}
+    status, reason = recorder.finish(model, metrics, result.stopped_early)
+    if result.history and "val_accuracy" in result.history[-1]:  # already logged per epoch
+        metrics["val_accuracy"] = result.history[-1]["val_accuracy"]
+    outcome.metrics, outcome.history, outcome.stopped_early = metrics, result.history, result.stopped_early
+    outcome.status, outcome.reason = status, reason

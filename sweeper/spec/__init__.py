@@ -1,0 +1,1 @@
+"""YAML sweep files to a validated, closed :class:`~sweeper.spec.config.SweepConfig`."""

@@ -1,0 +1,397 @@
+"""The sweep file schema: pydantic models, and :func:`load_sweep` that reports every problem at once.
+
+All validation of a sweep lives here, the way scikit-learn checks parameters in one place: the
+rest of the package (planning, running) trusts a :class:`SweepConfig` it is handed.
+
+* Every model forbids unknown keys (``extra="forbid"``), so a typo is an error, reported with
+  a "did you mean" and the list of valid keys.
+* Constraints live in the field *types* (``Annotated`` aliases below), not in per-model
+  validators, so that :class:`GridConfig` can reuse them: each grid entry is a list of values of
+  the type of the model or train field it replaces, built with :func:`pydantic.create_model`.
+* Checks that relate two settings (``samples`` and ``method``, ``exclude`` and ``grid`` ...)
+  are field validators reading the fields declared before them (``info.data``), so they still run
+  when some other section is broken and a file's problems all come out in one go. They raise
+  :func:`~sweeper.yamlsource.located_error`, which carries locations *below* the validator's own,
+  so that a duplicate in ``grid.kernel_size`` is reported at the line of the duplicate.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+from annotated_types import Ge, Gt, Lt
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, Strict, TypeAdapter,
+                      ValidationError, ValidationInfo, create_model, field_validator, model_validator)
+from pydantic_core import PydanticCustomError
+
+from cnn.spec import ACTIVATIONS, POOLING_MODES, ConvBlockSpec, ModelSpec
+
+from sweeper.spec.yamlsource import LineMap, SweepFileError, load_yaml, located_error, problems_from
+
+#: Images in each source before any subsampling: (train, test). ``bundled`` is the subset shipped
+#: in the ``cnn`` package; ``mnist`` the full data set.
+DATASET_SIZES = {"bundled": (6000, 1000), "mnist": (60000, 10000)}
+INPUT_SHAPE = (1, 28, 28)
+#: Planning checks every point's shapes; beyond this a grid is more likely a mistake than a plan.
+MAX_GRID_POINTS = 100_000
+
+# ---------------------------------------------------------------------------------------------
+# Field types. Strict ints: YAML already gives ints, and "3" or 2.5 for a size is a mistake.
+
+PositiveInt = Annotated[int, Strict(), Ge(1)]
+NonNegInt = Annotated[int, Strict(), Ge(0)]
+PositiveFloat = Annotated[float, Strict(), Gt(0)]
+NonNegFloat = Annotated[float, Strict(), Ge(0)]
+Fraction = Annotated[float, Strict(), Ge(0), Lt(1)]
+SweepName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+Activation = Literal[ACTIVATIONS]
+Pooling = Literal[POOLING_MODES + ("none",)]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _window_arg(minimum: int, allow_same: bool = False):
+    """Validator for an int or a pair ``[h, w]`` of ints ``>= minimum`` (or ``"same"``).
+
+    A square pair becomes an int so that ``3`` and ``[3, 3]`` are the same value: the same point
+    hash, and a duplicate in a grid list.
+    """
+    expected = f"an integer >= {minimum} or a pair [h, w] of them" + (', or "same"' if allow_same else "")
+
+    def check(value):
+        if allow_same and value == "same":
+            return value
+        if isinstance(value, (list, tuple)):
+            if len(value) != 2 or not all(_is_int(v) for v in value):
+                raise PydanticCustomError("window_type", "Input should be {expected}", {"expected": expected})
+            if min(value) < minimum:
+                raise PydanticCustomError("greater_than_equal", "Both sizes should be greater than or equal to {ge}",
+                                          {"ge": minimum})
+            return value[0] if value[0] == value[1] else (value[0], value[1])
+        if not _is_int(value):
+            raise PydanticCustomError("window_type", "Input should be {expected}", {"expected": expected})
+        if value < minimum:
+            raise PydanticCustomError("greater_than_equal", "Input should be greater than or equal to {ge}",
+                                      {"ge": minimum})
+        return value
+
+    return PlainValidator(check)
+
+
+Size = Annotated[Union[int, tuple[int, int]], _window_arg(1)]
+Padding = Annotated[Union[int, tuple[int, int], Literal["same"]], _window_arg(0, allow_same=True)]
+
+
+class _Section(BaseModel):
+    """Base of every model: unknown keys are errors; a loaded config is immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+
+class DataConfig(_Section):
+    """Which images to train on. Sizes are stratified subsamples; validation comes out of training."""
+
+    source: Literal["bundled", "mnist"] = "bundled"
+    path: Optional[str] = None
+    train_size: Optional[PositiveInt] = None
+    test_size: Optional[PositiveInt] = None
+    val_fraction: Fraction = 0.1
+
+    @field_validator("path")
+    @classmethod
+    def _path_only_for_mnist(cls, path, info: ValidationInfo):
+        if path is not None and info.data.get("source") == "bundled":
+            raise located_error([((), "only used by source mnist (the bundled subset ships with the package)")])
+        return path
+
+    @field_validator("train_size", "test_size")
+    @classmethod
+    def _size_within_source(cls, size, info: ValidationInfo):
+        source = info.data.get("source")
+        if size is not None and source in DATASET_SIZES:
+            available = DATASET_SIZES[source][info.field_name == "test_size"]
+            if size > available:
+                raise located_error([((), f"{size} exceeds the {available} images of source {source}")])
+        return size
+
+    def sizes(self) -> tuple[int, int, int]:
+        """(train, validation, test) image counts after subsampling and the validation split."""
+        train, test = DATASET_SIZES[self.source]
+        train, test = self.train_size or train, self.test_size or test
+        val = round(self.val_fraction * train)
+        return train - val, val, test
+
+
+class ModelConfig(_Section):
+    """The network: ``blocks`` conv blocks sharing every setting but their depth, then dense layers."""
+
+    blocks: PositiveInt = 2
+    depth: PositiveInt = 8
+    depth_rule: Literal["constant", "double", "halve"] = "constant"
+    kernel_size: Size = 3
+    stride: Size = 1
+    padding: Padding = 0
+    activation: Activation = "relu"
+    pooling: Pooling = "max"
+    pool_size: Size = 2
+    pool_stride: Optional[Size] = None
+    dense: list[PositiveInt] = [64]
+    dense_activation: Activation = "relu"
+    classes: Annotated[int, Strict(), Ge(2)] = 10
+
+    def depths(self) -> list[int]:
+        """Kernels per block: block ``i`` has ``depth``, ``depth * 2**i`` or ``max(1, depth // 2**i)``."""
+        if self.depth_rule == "double":
+            return [self.depth * 2 ** i for i in range(self.blocks)]
+        if self.depth_rule == "halve":
+            return [max(1, self.depth // 2 ** i) for i in range(self.blocks)]
+        return [self.depth] * self.blocks
+
+    def to_spec(self) -> ModelSpec:
+        """The :class:`cnn.spec.ModelSpec` for 1x28x28 inputs (shapes are not checked here)."""
+        block = dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                     activation=self.activation, pooling=None if self.pooling == "none" else self.pooling,
+                     pool_size=self.pool_size, pool_stride=self.pool_stride)
+        return ModelSpec(blocks=tuple(ConvBlockSpec(depth=d, **block) for d in self.depths()),
+                         input_shape=INPUT_SHAPE, dense=tuple(self.dense),
+                         dense_activation=self.dense_activation, classes=self.classes)
+
+
+class TrainConfig(_Section):
+    """Optimisation. ``momentum`` is used by sgd only."""
+
+    epochs: PositiveInt = 2
+    batch_size: PositiveInt = 64
+    optimizer: Literal["adam", "sgd"] = "adam"
+    learning_rate: PositiveFloat = 0.001
+    momentum: Fraction = 0.9
+    weight_decay: NonNegFloat = 0.0
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+class EarlyStopping(_Section):
+    """ASHA-style rule: at rungs ``grace_epochs * reduction_factor**k``, keep the best 1/reduction_factor."""
+
+    metric: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+    grace_epochs: PositiveInt = 1
+    reduction_factor: Annotated[int, Strict(), Ge(2)] = 3
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_mode(cls, data):
+        # The natural direction of the metric, unless given.
+        if isinstance(data, dict) and data.get("mode") is None:
+            data = {**data, "mode": "min" if data.get("metric") == "val_loss" else "max"}
+        return data
+
+    @model_validator(mode="after")
+    def _mode_matches_metric(self):
+        natural = "min" if self.metric == "val_loss" else "max"
+        if self.mode != natural:
+            raise located_error([(("mode",), f"{self.mode} on {self.metric} would keep the worst trials; "
+                                         f"use {natural} (or leave mode out)")])
+        return self
+
+
+class Resources(_Section):
+    """CPUs per trial (its NumPy threads) and an optional cap on trials running at once."""
+
+    cpus_per_trial: PositiveInt = 1
+    max_concurrent: Optional[PositiveInt] = None
+
+
+class Failures(_Section):
+    """Retries of a trial whose worker died; the same error on this many points stops the sweep."""
+
+    max_retries: NonNegInt = 2
+    stop_after_same_error: PositiveInt = 3
+
+
+class Feasibility(_Section):
+    """``skip``: a conv stride leaving input rows/columns unseen makes a point infeasible."""
+
+    unseen_inputs: Literal["skip", "allow"] = "skip"
+
+
+class MlflowConfig(_Section):
+    """Where runs are logged: None means MLflow's default store and the sweep name as experiment."""
+
+    tracking_uri: Optional[str] = None
+    experiment: Optional[str] = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The grid: one optional list per model or train field, typed like that field.
+
+#: Which section each sweepable field belongs to; the names do not collide (checked below).
+GRID_SECTIONS: dict[str, str] = {**{name: "model" for name in ModelConfig.model_fields},
+                                 **{name: "train" for name in TrainConfig.model_fields}}
+if len(GRID_SECTIONS) != len(ModelConfig.model_fields) + len(TrainConfig.model_fields):
+    raise TypeError("a model field and a train field share a name: grid keys would be ambiguous")
+#: Axis order of the cartesian product and of run names: the lecture's knobs first.
+GRID_ORDER: tuple[str, ...] = tuple(dict.fromkeys(
+    ("kernel_size", "depth", "stride", "padding", "pooling", *GRID_SECTIONS)))
+
+
+def canonical_json(value) -> str:
+    """Sorted keys, no whitespace, tuples as lists: the same text for equal values on every machine."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _distinct(values: list) -> list:
+    seen: dict[str, int] = {}
+    dups = []
+    for i, value in enumerate(values):
+        key = canonical_json(value)
+        if key in seen:
+            dups.append(((i,), f"duplicate value {json.dumps(value)} (also item {seen[key]})"))
+        seen.setdefault(key, i)
+    if dups:
+        raise located_error(dups)
+    return values
+
+
+def _item_type(field):
+    """The type of one value of a model/train field, constraints included."""
+    return Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+
+
+class _GridBase(_Section):
+    """Lists of values to sweep, keyed by model or train field name."""
+
+    def axes(self) -> list[tuple[str, list]]:
+        """The swept fields and their values, in :data:`GRID_ORDER`."""
+        return [(name, getattr(self, name)) for name in GRID_ORDER if getattr(self, name) is not None]
+
+    def size(self) -> int:
+        return math.prod(len(values) for _, values in self.axes())
+
+
+_FIELDS = {**ModelConfig.model_fields, **TrainConfig.model_fields}
+GridConfig = create_model(
+    "GridConfig", __base__=_GridBase, __module__=__name__,
+    **{name: (Optional[Annotated[list[_item_type(_FIELDS[name])], Field(min_length=1), AfterValidator(_distinct)]],
+              None) for name in GRID_ORDER})
+#: One value of a grid key, validated as the grid would (exclude entries use these).
+_ITEM_ADAPTERS = {name: TypeAdapter(_item_type(field)) for name, field in _FIELDS.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole file
+
+
+class SweepConfig(_Section):
+    """A sweep file. Field order matters: a cross-check reads only the fields declared above it."""
+
+    name: SweepName
+    seed: NonNegInt = 0
+    method: Literal["grid", "random"] = "grid"
+    samples: Optional[PositiveInt] = Field(None, validate_default=True)
+    repeats: PositiveInt = 1
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    grid: GridConfig = Field(GridConfig(), validate_default=True)
+    exclude: list[dict[str, Any]] = []
+    early_stopping: Optional[EarlyStopping] = None
+    resources: Resources = Resources()
+    failures: Failures = Failures()
+    feasibility: Feasibility = Feasibility()
+    mlflow: MlflowConfig = MlflowConfig()
+
+    @field_validator("samples")
+    @classmethod
+    def _samples_for_random(cls, samples, info: ValidationInfo):
+        method = info.data.get("method")
+        if method == "random" and samples is None:
+            raise located_error([(("method",), "random needs `samples`, the number of points to draw")], up=1)
+        if method == "grid" and samples is not None:
+            raise located_error([((), "only used by method random (grid trains every point)")])
+        return samples
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_size(cls, grid, info: ValidationInfo):
+        size = grid.size()
+        if size > MAX_GRID_POINTS:
+            raise located_error([((), f"{size} points exceed the limit of {MAX_GRID_POINTS}")])
+        samples = info.data.get("samples")
+        if info.data.get("method") == "random" and samples is not None and samples > size:
+            raise located_error([(("samples",), f"{samples} exceeds the {size} points of the grid")], up=1)
+        return grid
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclude_names_grid_values(cls, entries, info: ValidationInfo):
+        grid = info.data.get("grid")
+        if grid is None:  # the grid itself is invalid and reported
+            return entries
+        axes = dict(grid.axes())
+        problems, out = [], []
+        for i, entry in enumerate(entries):
+            if not entry:
+                problems.append(((i,), "an empty entry would exclude every point"))
+            clean = {}
+            for key, value in entry.items():
+                key = str(key)
+                if key not in axes:
+                    hint = f"grid keys: {', '.join(axes)}" if axes else "the grid is empty"
+                    problems.append(((i, key), f"not a grid key ({hint})"))
+                    continue
+                try:
+                    value = _ITEM_ADAPTERS[key].validate_python(value)
+                except ValidationError as exc:
+                    problems.append(((i, key), exc.errors()[0]["msg"]))
+                    continue
+                if canonical_json(value) not in {canonical_json(v) for v in axes[key]}:
+                    problems.append(((i, key), f"{json.dumps(value)} is not among the grid values "
+                                               f"{json.dumps(axes[key])}"))
+                clean[key] = value
+            out.append(clean)
+        if problems:
+            raise located_error(problems)
+        return out
+
+    @field_validator("early_stopping")
+    @classmethod
+    def _early_stopping_needs_validation(cls, rule, info: ValidationInfo):
+        data = info.data.get("data")
+        if rule is not None and data is not None and data.val_fraction == 0:
+            raise located_error([((), f"{rule.metric} needs a validation set: set data.val_fraction > 0")])
+        return rule
+
+    @property
+    def experiment_name(self) -> str:
+        return self.mlflow.experiment or self.name
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and error reporting
+
+
+def parse_sweep(data, lines: Optional[LineMap] = None, file: str = "<sweep>") -> SweepConfig:
+    """Validate already-parsed data (``lines`` locates problems); raise :class:`SweepFileError`."""
+    try:
+        return SweepConfig.model_validate(data)
+    except ValidationError as exc:
+        raise SweepFileError(file, problems_from(exc, lines or LineMap(), SweepConfig)) from None
+
+
+def load_sweep(path: Union[str, Path]) -> SweepConfig:
+    """Read, parse and validate a sweep file; any problem, or all of them, is a :class:`SweepFileError`."""
+    data, lines = load_yaml(path)
+    return parse_sweep(data, lines, str(path))
+
+
+__all__ = ["DATASET_SIZES", "INPUT_SHAPE", "MAX_GRID_POINTS", "GRID_SECTIONS", "GRID_ORDER", "DataConfig",
+           "ModelConfig", "TrainConfig", "EarlyStopping", "Resources", "Failures", "Feasibility",
+           "MlflowConfig", "GridConfig", "SweepConfig", "canonical_json", "parse_sweep", "load_sweep"]
