@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A local stand-in for docker-compose.yml, with plain processes on 127.0.0.1:
 #
-#   PostgreSQL  ->  MLflow server (artifacts served from a folder)  <-  Ray head + one Ray worker node
+#   PostgreSQL  ->  MLflow server (login, artifacts served from a folder)  <-  Ray head + one Ray worker node
 #
 #   scripts/cluster.sh up        start what is not running, wait until everything is healthy
 #   scripts/cluster.sh env       print the `export ...` lines a driver (sweeper run, pytest) needs
@@ -19,6 +19,8 @@
 #   CLUSTER_HEAD_CPUS=1  CLUSTER_WORKER_CPUS=1  CLUSTER_OBJECT_STORE_MB=512 (per Ray node)
 #   CLUSTER_TIMEOUT=120           seconds to wait for each service to become healthy
 #   CLUSTER_NO_INSTALL=1          never apt-get install PostgreSQL (fail instead)
+#   CLUSTER_MLFLOW_PASSWORD       the MLflow admin's password (>= 12 characters) when the user store is
+#                                 created; default: random, kept in CLUSTER_DIR/mlflow_password
 #
 # Ray replaces 127.0.0.1 by the machine's address for its nodes (`--node-ip-address 127.0.0.1` is
 # turned into it too), and its GCS and raylet ports listen on every interface: hence token auth.
@@ -57,6 +59,8 @@ ARTIFACTS=$CLUSTER_DIR/mlartifacts
 RAY_HOME=$CLUSTER_DIR/home
 TOKEN_FILE=$CLUSTER_DIR/ray_auth_token
 PG_PASSWORD_FILE=$CLUSTER_DIR/pg_password
+MLFLOW_PASSWORD_FILE=$CLUSTER_DIR/mlflow_password
+MLFLOW_USER=admin
 MLFLOW_PID=$CLUSTER_DIR/mlflow.pid
 MARK=CNN_SWEEPER_CLUSTER
 ROLE=CNN_SWEEPER_ROLE
@@ -231,12 +235,13 @@ start_postgres() {
     if [[ ! -s $PG_PASSWORD_FILE ]]; then
         (umask 077 && "$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(16))' > "$PG_PASSWORD_FILE")
     fi
-    local password psql=("$bin/psql" -h "$data" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA)
-    password=$(cat "$PG_PASSWORD_FILE")
+    # SQL with the password goes through psql's stdin (printf is a shell builtin), never onto a
+    # command line where `ps` would show it.
+    local psql=("$bin/psql" -h "$data" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qtA)
     if [[ $(as_pg "${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER'") != 1 ]]; then
-        as_pg "${psql[@]}" -c "CREATE ROLE $PG_USER LOGIN PASSWORD '$password'" >/dev/null
+        printf "CREATE ROLE %s LOGIN PASSWORD '%s';\n" "$PG_USER" "$(cat "$PG_PASSWORD_FILE")" | as_pg "${psql[@]}" -f - >/dev/null
     else
-        as_pg "${psql[@]}" -c "ALTER ROLE $PG_USER PASSWORD '$password'" >/dev/null
+        printf "ALTER ROLE %s PASSWORD '%s';\n" "$PG_USER" "$(cat "$PG_PASSWORD_FILE")" | as_pg "${psql[@]}" -f - >/dev/null
     fi
     if [[ $(as_pg "${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'") != 1 ]]; then
         as_pg "${psql[@]}" -c "CREATE DATABASE $PG_DB OWNER $PG_USER" >/dev/null
@@ -262,6 +267,16 @@ mlflow_healthy() { curl -fsS --max-time 2 "http://127.0.0.1:$MLFLOW_PORT/health"
 
 mlflow_running() { [[ -f $MLFLOW_PID ]] && alive "$(cat "$MLFLOW_PID")"; }
 
+# The MLflow admin's password: CLUSTER_MLFLOW_PASSWORD, else one generated once into the state folder
+# (never a default). The sweeper and the tests log in with it (MLFLOW_TRACKING_USERNAME/PASSWORD).
+mlflow_password() {
+    if [[ -n ${CLUSTER_MLFLOW_PASSWORD:-} ]]; then echo "$CLUSTER_MLFLOW_PASSWORD"; return; fi
+    if [[ ! -s $MLFLOW_PASSWORD_FILE ]]; then
+        (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$MLFLOW_PASSWORD_FILE")
+    fi
+    cat "$MLFLOW_PASSWORD_FILE"
+}
+
 # Starts the server without waiting (Ray starts meanwhile); wait_mlflow waits for /health.
 launch_mlflow() {
     MLFLOW_STARTED=
@@ -279,15 +294,16 @@ launch_mlflow() {
     mkdir -p "$ARTIFACTS" "$CLUSTER_DIR/mlflow"
     # The password goes in the environment (PGPASSWORD, read by libpq), not on the command line.
     local backend="postgresql+psycopg2://$PG_USER@127.0.0.1:$PG_PORT/$PG_DB"
-    log "starting MLflow on 127.0.0.1:$MLFLOW_PORT (backend PostgreSQL, artifacts in $ARTIFACTS)"
-    # Lean server: 1 worker, no job execution (2 processes, ~0.5 GB instead of 10-15 and 2-3 GB).
+    log "starting MLflow on 127.0.0.1:$MLFLOW_PORT (basic-auth login, backend PostgreSQL, artifacts in $ARTIFACTS)"
+    # docker/mlflow-server.sh: the same start as docker-compose.yml's (login, lean server, served artifacts).
     (
         cd "$CLUSTER_DIR/mlflow"
         PGPASSWORD=$(cat "$PG_PASSWORD_FILE")
-        export "$MARK=$CLUSTER_DIR" "$ROLE=mlflow" MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false PGPASSWORD
-        exec setsid "$VENV/bin/mlflow" server --backend-store-uri "$backend" \
-            --artifacts-destination "$ARTIFACTS" --serve-artifacts \
-            --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 \
+        MLFLOW_AUTH_ADMIN_PASSWORD=$(mlflow_password)
+        export "$MARK=$CLUSTER_DIR" "$ROLE=mlflow" PGPASSWORD MLFLOW_AUTH_ADMIN_PASSWORD \
+            MLFLOW_AUTH_ADMIN_USERNAME=$MLFLOW_USER MLFLOW_AUTH_DIR=$CLUSTER_DIR/mlflow-auth MLFLOW=$VENV/bin/mlflow
+        exec setsid "$REPO/docker/mlflow-server.sh" --backend-store-uri "$backend" \
+            --artifacts-destination "$ARTIFACTS" --host 127.0.0.1 --port "$MLFLOW_PORT" \
             --allowed-hosts "127.0.0.1:$MLFLOW_PORT,localhost:$MLFLOW_PORT" \
             < /dev/null > "$LOGS/mlflow.log" 2>&1
     ) &
@@ -442,6 +458,8 @@ print_env() {
     ray_env
     cat <<EOF
 export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT
+export MLFLOW_TRACKING_USERNAME=$MLFLOW_USER
+export MLFLOW_TRACKING_PASSWORD=$(mlflow_password)
 export RAY_ADDRESS=127.0.0.1:$RAY_PORT
 export RAY_AUTH_MODE=$RAY_AUTH_MODE
 export RAY_AUTH_TOKEN_PATH=$RAY_AUTH_TOKEN_PATH

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.cluster_nodes import kill_node, ray_processes, raylets
+from tests.cluster.mlflow_login import assert_login_required
 from tests.sweeper.procs import default_sigint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -196,6 +197,11 @@ def finished_once(children: list) -> dict:
 
 
 # -- the tests ---------------------------------------------------------------------------------
+
+def test_mlflow_requires_a_login(cluster):
+    """Anonymous reads and writes get 401; the credentials of `scripts/cluster.sh env` read and write."""
+    assert_login_required(cluster["tracking_uri"], _env("MLFLOW_TRACKING_USERNAME"), _env("MLFLOW_TRACKING_PASSWORD"))
+
 
 def test_both_nodes_alive(cluster):
     nodes = alive_nodes()

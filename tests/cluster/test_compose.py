@@ -21,7 +21,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "docker" / "Dockerfile"
-SECRETS = {"POSTGRES_PASSWORD": "test-password", "RAY_AUTH_TOKEN": "test-token"}
+SECRETS = {"POSTGRES_PASSWORD": "test-password", "RAY_AUTH_TOKEN": "test-token",
+           "MLFLOW_TRACKING_PASSWORD": "test-mlflow-password"}
+MLFLOW_SERVER = REPO / "docker" / "mlflow-server.sh"
 SERVICES = {"postgres", "mlflow", "ray-head", "ray-worker", "sweeper"}
 RAY_SERVICES = ("ray-head", "ray-worker", "sweeper")
 APP_SERVICES = ("mlflow", "ray-head", "ray-worker", "sweeper")
@@ -124,7 +126,7 @@ def test_interpolation_helper():
 
 
 def test_secrets_are_required_and_nothing_else():
-    with pytest.raises(MissingVariable, match="RAY_AUTH_TOKEN|POSTGRES_PASSWORD"):
+    with pytest.raises(MissingVariable, match="|".join(SECRETS)):
         interpolate(raw(), {})
     for missing in SECRETS:
         with pytest.raises(MissingVariable, match=missing):
@@ -167,20 +169,27 @@ def test_mlflow_server(compose):
     services = compose["services"]
     mlflow, pg = services["mlflow"], environment(services["postgres"])
     args = tokens(mlflow)
-    assert args[:2] == ["mlflow", "server"]
+    # One start command for compose and scripts/cluster.sh: the shared script adds the login, the
+    # lean-server settings and served artifacts to the options given here.
+    assert args[0] == "docker/mlflow-server.sh" and os.access(REPO / args[0], os.X_OK), args
     port = int(flag(args, "--port"))
     store = flag(args, "--backend-store-uri")
     match = re.fullmatch(r"postgresql(\+psycopg2)?://(?P<user>[^:@/]+)(:[^@]*)?@(?P<host>[^:/]+):(?P<port>\d+)/(?P<db>\w+)", store)
     assert match, store
     assert (match["user"], match["host"], match["port"], match["db"]) == (pg["POSTGRES_USER"], "postgres", "5432",
                                                                           pg["POSTGRES_DB"])
-    password = environment(mlflow).get("PGPASSWORD") or (match.group(3) or "")[1:]
-    assert password == pg["POSTGRES_PASSWORD"]
-    assert flag(args, "--serve-artifacts") is True
+    assert match.group(3) is None, "the password goes in PGPASSWORD, not into the URI on the command line"
+    assert environment(mlflow).get("PGPASSWORD") == pg["POSTGRES_PASSWORD"]
     destination = flag(args, "--artifacts-destination")
     assert any(v.split(":")[1] == destination for v in mlflow["volumes"]), "artifacts must live in a volume"
-    assert flag(args, "--host") == "0.0.0.0" and flag(args, "--workers") == "1"
-    assert environment(mlflow)["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert flag(args, "--host") == "0.0.0.0"
+    # The login: the admin password is the required secret, and the sweeper logs in with it.
+    env = environment(mlflow)
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == SECRETS["MLFLOW_TRACKING_PASSWORD"]
+    sweeper = environment(services["sweeper"])
+    assert (sweeper["MLFLOW_TRACKING_USERNAME"], sweeper["MLFLOW_TRACKING_PASSWORD"]) == \
+        (env["MLFLOW_AUTH_ADMIN_USERNAME"], env["MLFLOW_AUTH_ADMIN_PASSWORD"])
+    assert any(v.split(":")[1] == env["MLFLOW_AUTH_DIR"] for v in mlflow["volumes"]), "the user store must persist"
     # Every client's Host header is allowed: the services' URI, and the UI through the published port.
     allowed = set(flag(args, "--allowed-hosts").split(","))
     for name in RAY_SERVICES:
@@ -207,7 +216,10 @@ def test_ray_head_and_workers(compose):
         assert int(flag(args, "--num-cpus")) >= 1
     assert flag(head, "--include-dashboard") == "false"
     assert "ray status" in healthcheck_text(services["ray-head"]) and str(port) in healthcheck_text(services["ray-head"])
+    # docker-compose 1.29 reads `scale`, Compose v2 `deploy.replicas` (and refuses them if they differ).
     assert int(services["ray-worker"]["deploy"]["replicas"]) >= 1
+    assert str(services["ray-worker"]["scale"]) == str(services["ray-worker"]["deploy"]["replicas"])
+    assert str(interpolate(raw(), {**SECRETS, "RAY_WORKERS": "3"})["services"]["ray-worker"]["scale"]) == "3"
     assert depends(services["ray-worker"])["ray-head"]["condition"] == "service_healthy"
 
 
@@ -261,9 +273,13 @@ def test_compose_sanity(compose):
             if not source.startswith((".", "/", "~")):
                 assert source in declared_volumes, f"{name}: volume {source} is not declared"
         if "healthcheck" in service:
+            # podman 4.3's Docker API splits the arguments of a ["CMD", ...] check at spaces.
             test = service["healthcheck"]["test"]
-            assert isinstance(test, str) or test[0] in {"CMD", "CMD-SHELL", "NONE"}
+            assert isinstance(test, str) or test[0] in {"CMD-SHELL", "NONE"}, (name, test)
         assert "image" in service or "build" in service
+    # docker-compose 1.29 refuses a top-level `name:`; the project name comes from .env or -p.
+    assert "name" not in compose
+    assert env_example().get("COMPOSE_PROJECT_NAME")
 
 
 def test_dockerfile_installs_the_project():
@@ -321,13 +337,54 @@ def test_cluster_script_env_and_usage(tmp_path):
     assert exports["RAY_AUTH_MODE"] == "token"
     assert exports["RAY_AUTH_TOKEN_PATH"] == str(tmp_path / "state" / "ray_auth_token")
     assert exports["CLUSTER_DIR"] == str(tmp_path / "state")
+    # The MLflow login: a generated password (never a default), kept private in the state folder.
+    assert exports["MLFLOW_TRACKING_USERNAME"] == "admin" and len(exports["MLFLOW_TRACKING_PASSWORD"]) >= 12
+    stored = tmp_path / "state" / "mlflow_password"
+    assert stored.read_text() == exports["MLFLOW_TRACKING_PASSWORD"] and stored.stat().st_mode & 0o077 == 0
     usage = subprocess.run(["bash", str(SCRIPT), "bogus"], capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
     assert usage.returncode == 2 and "up" in usage.stderr and "down" in usage.stderr
 
 
 def test_cluster_script_mirrors_the_compose_flags():
     text = SCRIPT.read_text()
-    for needle in ("--serve-artifacts", "--artifacts-destination", "--allowed-hosts", "--workers 1",
-                   "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false", "--include-dashboard=false", "RAY_AUTH_MODE=token",
-                   "postgresql+psycopg2://"):
+    for needle in ("docker/mlflow-server.sh", "--artifacts-destination", "--allowed-hosts", "--include-dashboard=false",
+                   "RAY_AUTH_MODE=token", "postgresql+psycopg2://", "MLFLOW_AUTH_ADMIN_PASSWORD"):
         assert needle in text, needle
+    # What both paths get from the shared start script.
+    shared = MLFLOW_SERVER.read_text()
+    for needle in ("--app-name basic-auth", "--serve-artifacts", "--workers 1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false"):
+        assert needle in shared, needle
+
+
+def test_mlflow_server_script_refuses_to_start_without_an_admin_password(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_AUTH_")}
+    env["MLFLOW"] = "/bin/false"  # never reached
+    for password, message in ((None, "MLFLOW_AUTH_ADMIN_PASSWORD is not set"), ("", "is not set"),
+                              ("short", "at least 12 characters")):
+        if password is not None:
+            env["MLFLOW_AUTH_ADMIN_PASSWORD"] = password
+        out = subprocess.run(["bash", str(MLFLOW_SERVER)], capture_output=True, text=True, timeout=30, env=env,
+                             cwd=tmp_path)
+        assert out.returncode == 2 and message in out.stderr, (password, out.stderr)
+
+
+def test_mlflow_server_script_writes_the_auth_config(tmp_path):
+    env = {**os.environ, "MLFLOW_AUTH_ADMIN_PASSWORD": "a-long-enough-password", "MLFLOW_AUTH_DIR": str(tmp_path / "auth"),
+           "MLFLOW": "echo"}  # prints the command it would run
+    env.pop("MLFLOW_FLASK_SERVER_SECRET_KEY", None)
+    out = subprocess.run(["bash", str(MLFLOW_SERVER), "--port", "1"], capture_output=True, text=True, timeout=30,
+                         env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["server", "--app-name", "basic-auth", "--serve-artifacts", "--workers", "1", "--port", "1"]
+    ini = (tmp_path / "auth" / "basic_auth.ini").read_text()
+    assert f"database_uri = sqlite:///{tmp_path}/auth/basic_auth.db" in ini and "admin_username = admin" in ini
+    assert "a-long-enough-password" not in ini, "the password stays in the environment"
+    key = tmp_path / "auth" / "secret_key"
+    assert len(key.read_text()) == 64 and key.stat().st_mode & 0o077 == 0
+
+
+def test_cluster_script_keeps_the_postgres_password_off_command_lines():
+    """SQL that carries a password reaches psql on stdin (`ps` shows every argument of a process)."""
+    for number, line in enumerate(SCRIPT.read_text().splitlines(), 1):
+        if "PASSWORD" in line and "psql" in line:
+            assert " -c " not in line and "-f -" in line, f"scripts/cluster.sh:{number}: {line.strip()}"
