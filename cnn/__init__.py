@@ -4,16 +4,19 @@ Layers share one protocol: ``y = layer.forward(x)``; ``dx = layer.backward(dy)``
 ``layer.grads`` with the keys of ``layer.params``.
 """
 from .activations import ReLU, Sigmoid, sigmoid
+from .augment import Augment
 from .conv import Conv2D
-from .dataset import Dataset, split, subsample
+from .dataset import DataError, Dataset, split, subsample
 from .dense import Dense, Flatten
 from .im2col import col2im, im2col
 from .io import load_checkpoint, load_model, save_checkpoint, save_model
 from .mnist import MnistError, load_mnist, mnist_dir
 from .losses import log_softmax, softmax_cross_entropy
 from .model import Model
+from .normalize import Normalizer
 from .optim import SGD, Adam, make_optimizer
 from .pool import Pool2D
+from .sources import SOURCES, load_cifar10, load_folder, load_idx, load_npz, load_source
 from .spec import (ConvBlockSpec, LayerInfo, ModelSpec, ShapeError, coverage_problems, describe,
                    forward_flops, infer_shapes, param_count)
 from .train import DivergenceError, EpochReport, FitResult, early_stopping, evaluate, fit
@@ -24,5 +27,6 @@ __all__ = [
     "infer_shapes", "param_count", "forward_flops", "coverage_problems", "describe", "Model",
     "SGD", "Adam", "make_optimizer", "fit", "evaluate", "early_stopping", "EpochReport", "FitResult",
     "DivergenceError", "Dataset", "split", "subsample", "save_model", "load_model", "save_checkpoint",
-    "load_checkpoint", "load_mnist", "mnist_dir", "MnistError",
+    "load_checkpoint", "load_mnist", "mnist_dir", "MnistError", "DataError", "Normalizer", "Augment",
+    "SOURCES", "load_source", "load_idx", "load_npz", "load_folder", "load_cifar10",
 ]

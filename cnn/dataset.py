@@ -6,9 +6,17 @@ from dataclasses import dataclass
 import numpy as np
 
 
+class DataError(ValueError):
+    """Data that cannot be used: the message names the file (or folder) and what is wrong with it."""
+
+
 @dataclass(frozen=True)
 class Dataset:
-    """Images ``x`` of shape ``(N, C, H, W)`` (float) and integer labels ``y`` of shape ``(N,)``."""
+    """Images ``x`` of shape ``(N, C, H, W)`` and integer labels ``y`` of shape ``(N,)``.
+
+    ``x`` is either already standardised floats or raw pixels (uint8, or float32 from an npz);
+    raw pixels are standardised batch by batch by the model's :class:`~cnn.normalize.Normalizer`.
+    """
 
     x: np.ndarray
     y: np.ndarray

@@ -1,7 +1,8 @@
 """Weights and checkpoints as ``.npz`` files, never pickle.
 
-A model file holds ``spec`` (the ModelSpec as JSON text), ``dtype`` and one array per parameter
-under ``param/<qualified name>``. A checkpoint adds ``meta`` (JSON: epoch, history, optimizer
+A model file holds ``spec`` (the ModelSpec as JSON text), ``dtype``, one array per parameter
+under ``param/<qualified name>`` and, for a model trained on raw pixels, its per-channel
+normalisation under ``norm/mean`` and ``norm/std``. A checkpoint adds ``meta`` (JSON: epoch, history, optimizer
 settings) and the optimizer state under ``optim/``. Everything loads with ``allow_pickle=False``.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .model import Model
+from .normalize import Normalizer
 from .spec import ModelSpec
 
 
@@ -34,6 +36,8 @@ def _write_npz(path, arrays: dict) -> None:
 def _model_arrays(model: Model) -> dict:
     arrays = {"spec": np.array(json.dumps(model.spec.to_dict())), "dtype": np.array(model.dtype.name)}
     arrays.update({f"param/{k}": v for k, v in model.state_dict().items()})
+    if getattr(model, "normalizer", None) is not None:
+        arrays.update({f"norm/{k}": v for k, v in model.normalizer.to_arrays().items()})
     return arrays
 
 
@@ -41,6 +45,12 @@ def _load_model(data) -> Model:
     spec = ModelSpec.from_dict(json.loads(str(data["spec"])))
     model = Model(spec, dtype=str(data["dtype"]))
     model.load_state_dict({k[len("param/"):]: data[k] for k in data.files if k.startswith("param/")})
+    if "norm/mean" in data.files:
+        mean, std = data["norm/mean"], data["norm/std"]
+        if mean.shape != (spec.input_shape[0],) or std.shape != mean.shape:
+            raise ValueError(f"norm/mean and norm/std must have shape ({spec.input_shape[0]},), "
+                             f"got {mean.shape} and {std.shape}")
+        model.normalizer = Normalizer(tuple(mean), tuple(std))
     return model
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn.dataset import Dataset
+from cnn.dataset import DataError, Dataset
 
 __all__ = [
     "BUNDLED_DIR", "FILE_NAMES", "MD5", "DEFAULT_MIRRORS", "MEAN", "STD", "MnistError",
@@ -56,7 +56,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _IDX_TYPES = {0x08: "uint8", 0x09: "int8", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32", 0x0E: "float64"}
 
 
-class MnistError(ValueError):
+class MnistError(DataError):
     """A missing, malformed or unobtainable MNIST file; the message names the file and the fault."""
 
 

@@ -21,8 +21,11 @@ from .spec import ModelSpec, forward_flops, infer_shapes, param_count
 class Model:
     """Layers in order; ``forward(x)`` maps ``(N, C, H, W)`` images to ``(N, classes)`` logits."""
 
-    def __init__(self, spec: ModelSpec, seed: int = 0, dtype=np.float32):
+    def __init__(self, spec: ModelSpec, seed: int = 0, dtype=np.float32, normalizer=None):
         self.spec = spec
+        #: A :class:`~cnn.normalize.Normalizer` for raw pixels (saved with the model), or None when
+        #: the inputs come standardised already.
+        self.normalizer = normalizer
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
@@ -53,7 +56,14 @@ class Model:
             layers[0].needs_input_grad = False
         return layers
 
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        """Raw images as the network's input: standardised by ``normalizer`` if set, in ``dtype``."""
+        if self.normalizer is None:
+            return x.astype(self.dtype, copy=False)
+        return self.normalizer(x, self.dtype)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """Logits ``(N, classes)`` of inputs ``x`` (N, C, H, W) already standardised (see ``prepare``)."""
         expected = tuple(self.spec.input_shape)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"model expects input of shape (N, {', '.join(map(str, expected))}), got {x.shape}")
@@ -93,8 +103,11 @@ class Model:
             layer.params[key] = np.array(state[name], dtype=self.dtype)
 
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Class indices for ``x``, evaluated in batches to bound memory."""
-        return np.concatenate([self.forward(x[i : i + batch_size]).argmax(axis=1)
+        """Class indices for images ``x`` (N, C, H, W), raw when the model has a ``normalizer``.
+
+        Evaluated in batches to bound memory.
+        """
+        return np.concatenate([self.forward(self.prepare(x[i : i + batch_size])).argmax(axis=1)
                                for i in range(0, len(x), batch_size)])
 
     @property

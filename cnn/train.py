@@ -51,21 +51,29 @@ def evaluate(model, data: Dataset, batch_size: int = 1000) -> tuple[float, float
         return float("nan"), float("nan")
     total_loss, correct = 0.0, 0
     for i in range(0, len(data), batch_size):
-        logits = model.forward(data.x[i : i + batch_size])
+        logits = model.forward(_prepare(model, data.x[i : i + batch_size]))
         y = data.y[i : i + batch_size]
         total_loss -= float(log_softmax(logits)[np.arange(len(y)), y].sum())
         correct += int((logits.argmax(axis=1) == y).sum())
     return total_loss / len(data), correct / len(data)
 
 
+def _prepare(model, x):
+    """A batch as the network's input: the model's own normalisation of raw pixels, if it has one."""
+    prepare = getattr(model, "prepare", None)
+    return x if prepare is None else prepare(x)
+
+
 def fit(model, optimizer, train: Dataset, val: Optional[Dataset] = None, *, epochs: int, batch_size: int,
         seed: int = 0, callbacks: Sequence[Callback] = (), start_epoch: int = 1,
-        history: Optional[list] = None) -> FitResult:
+        history: Optional[list] = None, augment: Optional[Callable] = None) -> FitResult:
     """Train ``model`` for epochs ``start_epoch .. epochs``; returns every epoch's metrics.
 
     Metrics per epoch: ``train_loss`` and ``train_accuracy`` (averaged over the epoch's batches as
     they were trained), ``val_loss`` and ``val_accuracy`` (when ``val`` is given), ``seconds``.
-    Raises :class:`DivergenceError` as soon as a batch loss is not finite.
+    Raises :class:`DivergenceError` as soon as a batch loss is not finite. ``augment(x, rng)``
+    (e.g. :class:`cnn.augment.Augment`) transforms each raw training batch with epoch ``e``'s
+    ``default_rng([seed, e, 1])`` before the model standardises it.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -73,20 +81,23 @@ def fit(model, optimizer, train: Dataset, val: Optional[Dataset] = None, *, epoc
         raise ValueError("the training set is empty")
     result = FitResult(history=list(history or []), epochs_run=start_epoch - 1)
     with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss is reported below, once
-        _epochs(model, optimizer, train, val, epochs, batch_size, seed, callbacks, start_epoch, result)
+        _epochs(model, optimizer, train, val, epochs, batch_size, seed, callbacks, start_epoch, result, augment)
     return result
 
 
-def _epochs(model, optimizer, train, val, epochs, batch_size, seed, callbacks, start_epoch, result):
+def _epochs(model, optimizer, train, val, epochs, batch_size, seed, callbacks, start_epoch, result, augment):
     n = len(train)
     for epoch in range(start_epoch, epochs + 1):
         t0 = time.perf_counter()
         order = np.random.default_rng([seed, epoch]).permutation(n)
+        rng = np.random.default_rng([seed, epoch, 1]) if augment else None
         loss_sum, correct = 0.0, 0
         for step, i in enumerate(range(0, n, batch_size), start=1):
             idx = order[i : i + batch_size]
             xb, yb = train.x[idx], train.y[idx]
-            logits = model.forward(xb)
+            if rng is not None:
+                xb = augment(xb, rng)
+            logits = model.forward(_prepare(model, xb))
             loss, dlogits = softmax_cross_entropy(logits, yb)
             if not np.isfinite(loss):
                 raise DivergenceError(epoch, step, loss)
