@@ -48,9 +48,15 @@ def config_hash(config: dict) -> str:
     return _sha256(canonical_json({**config, "data": data}))[:12]
 
 
-def trial_seed(sweep_seed: int, point_hash: str, repeat: int) -> int:
-    """The seed of one trial: ``int(sha256("{sweep_seed}/{point_hash}/{repeat}")) % 2**31``."""
-    return int(_sha256(f"{sweep_seed}/{point_hash}/{repeat}"), 16) % 2 ** 31
+def trial_seed(sweep_seed: int, repeat: int) -> int:
+    """The seed of repeat ``repeat`` of every point: ``int(sha256("{sweep_seed}/repeat/{repeat}")) % 2**31``.
+
+    The point is left out on purpose: repeat k of every point shuffles the training data in the
+    same order and draws its initial weights from the same stream (identical first-layer kernels
+    where the shapes match), so differences between points are paired by repeat and the noise that
+    the seed brings cancels in them.
+    """
+    return int(_sha256(f"{sweep_seed}/repeat/{repeat}"), 16) % 2 ** 31
 
 
 def conv_coverage_problems(spec: ModelSpec) -> list[str]:
@@ -248,7 +254,7 @@ def make_plan(config: SweepConfig, finished: Optional[Mapping[tuple[str, int], s
         ranked = sorted(candidates, key=lambda p: _sha256(f"{config.seed}/sample/{p.hash}"))
         chosen = {p.hash for p in ranked[:config.samples]}
         points = [p for p in candidates if p.hash in chosen]
-    trials = [Trial(p, r, trial_seed(config.seed, p.hash, r)) for p in points for r in range(config.repeats)]
+    trials = [Trial(p, r, trial_seed(config.seed, r)) for p in points for r in range(config.repeats)]
     done = [Done(t, finished[t.key]) for t in trials if t.key in finished]
     pending = [t for t in trials if t.key not in finished]
     keys = {t.key for t in trials}
