@@ -4,7 +4,8 @@
 * the only code that writes MLflow: :class:`Tracker` (experiments, parent and child runs) and
   :class:`~ledger.recorder.RunRecorder` (one trial's run, written by the driver);
 * the read API: :func:`load_runs` (one typed row per trial run), :func:`load_history`,
-  :func:`load_parent`.
+  :func:`load_parent`;
+* the rule that says which point is best (by a validation metric): :mod:`ledger.selection`.
 
 Imports neither ``sweeper`` nor ``dashboards``. Names load on first use: importing the package
 costs nothing, and MLflow and pandas are imported only by the modules that need them.
@@ -19,6 +20,9 @@ _EXPORTS = {
     "SweepNotFound": "frame", "LECTURE_KNOBS": "frame", "EPOCH_METRICS": "frame", "FINAL_METRICS": "frame",
     "RUN_COLUMNS": "frame", "load_runs": "frame", "load_history": "frame", "load_parent": "frame",
     "runs_frame": "frame", "parse_value": "frame", "experiment_for": "frame",
+    "Selection": "selection", "rank_points": "selection", "choose_point": "selection", "best_mean": "selection",
+    "selection_tags": "selection", "selection_from_tags": "selection",
+    "attach_report": "reports", "set_note": "reports", "fetch_artifact": "reports", "set_tags": "reports",
 }
 
 __all__ = list(_EXPORTS)

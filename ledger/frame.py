@@ -189,7 +189,11 @@ def load_runs(tracking_uri: Optional[str], sweep_name: str) -> pd.DataFrame:
 
 def load_parent(tracking_uri: Optional[str], sweep_name: str) -> Optional[dict]:
     """The latest submission: ``run_id``, ``run_name``, ``status``, ``command``, ``reason``,
-    ``submissions`` (how many parent runs) and ``counts`` (``trials_<state>`` metrics, as ints)."""
+    ``submissions`` (how many parent runs), ``counts`` (``trials_<state>`` metrics, as ints),
+    ``selection`` (the :class:`~ledger.selection.Selection` it recorded, else the default) and
+    ``method`` (grid, random, or None when not recorded)."""
+    from ledger.selection import selection_from_tags
+
     tracker, experiment_id = experiment_for(tracking_uri, sweep_name)
     parents = tracker.search(experiment_id, f"tags.`{KIND}` = 'parent'", order_by=["attributes.start_time DESC"])
     if not parents:
@@ -198,7 +202,8 @@ def load_parent(tracking_uri: Optional[str], sweep_name: str) -> Optional[dict]:
     counts = {k[len("trials_"):]: int(v) for k, v in run.data.metrics.items() if k.startswith("trials_")}
     return {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
             "command": run.data.tags.get("sweep.command", ""), "reason": run.data.tags.get(REASON, ""),
-            "submissions": len(parents), "counts": counts}
+            "submissions": len(parents), "counts": counts, "selection": selection_from_tags(run.data.tags),
+            "method": run.data.tags.get("sweep.method")}
 
 
 def load_history(tracking_uri: Optional[str], sweep_name: str, run_ids: Optional[Iterable[str]] = None,

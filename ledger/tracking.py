@@ -155,9 +155,10 @@ class Tracker:
     # -- parent runs ---------------------------------------------------------------------------
 
     def start_parent(self, experiment_id: str, sweep_name: str, command: str, sweep_text: str,
-                     plan_summary: str, plan_rows: list[dict]) -> str:
+                     plan_summary: str, plan_rows: list[dict], tags: Optional[dict] = None) -> str:
+        """A RUNNING parent run; ``tags``: more about the submission (the selection rule, the method)."""
         run = self.client.create_run(experiment_id, run_name=f"{sweep_name} ({command} {time.strftime('%Y-%m-%d %H:%M:%S')})",
-                                     tags={KIND: "parent", NAME: sweep_name, "sweep.command": command})
+                                     tags={KIND: "parent", NAME: sweep_name, "sweep.command": command, **(tags or {})})
         run_id = run.info.run_id
         self.client.log_text(run_id, sweep_text, "sweep.yaml")
         self.client.log_text(run_id, plan_summary, "plan.txt")

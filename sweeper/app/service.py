@@ -13,7 +13,8 @@ from sweeper.spec.config import SweepConfig, load_sweep
 from sweeper.run.executor import EXIT_OK, Runner, SweepResult, connect
 from sweeper.plan.points import Plan, make_plan
 from sweeper.app.progress import Progress, duration
-from ledger.tracking import POINT, REASON, REPEAT, Tracker, resolve_tracking_uri
+from ledger.tracking import REASON, Tracker, resolve_tracking_uri
+from ledger import Selection, rank_points, runs_frame, selection_from_tags, selection_tags
 
 
 class SweepNotFound(LookupError):
@@ -29,6 +30,11 @@ def existing_store(tracker: Tracker) -> bool:
     if tracker.uri.startswith("sqlite:///"):
         return Path(tracker.uri[len("sqlite:///"):]).exists()
     return True
+
+
+def selection_of(config: SweepConfig) -> Selection:
+    """The sweep file's rule for the best point, as :mod:`ledger.selection` applies it."""
+    return Selection(config.selection.metric, config.selection.mode)
 
 
 def plan_rows(plan: Plan, failed_before: dict) -> list[dict]:
@@ -67,7 +73,8 @@ def run_sweep(path, *, command: str = "run", address: Optional[str] = None, quie
     resume_from = {k: v for k, v in tracker.checkpoints(experiment_id).items() if k in pending_keys}
     progress = Progress(stream, quiet=quiet)
     parent_id = tracker.start_parent(experiment_id, config.name, command, text, plan.summary(),
-                                     plan_rows(plan, failed_before))
+                                     plan_rows(plan, failed_before),
+                                     tags={**selection_tags(selection_of(config)), "sweep.method": config.method})
     progress.event(f"sweep {config.name}: {len(plan.trials)} trial(s) of {len(plan.points)} point(s); "
                    f"{len(plan.done)} done before, {len(plan.pending) - len(failed_before)} to train, "
                    f"{len(failed_before)} failed before (--retry-failed to train them again), "
@@ -122,34 +129,35 @@ def status_report(name: str, tracking_uri: Optional[str] = None, top: int = 5) -
     experiment_id = tracker.find_sweep(name) if existing_store(tracker) else None
     if experiment_id is None:
         raise SweepNotFound(f"no sweep named {name!r} in {tracker.uri}")
-    runs = tracker.trials(experiment_id)
-    by_key: dict = {}
-    for run in runs:  # start_time order: the last run of a key decides unless one FINISHED
-        key = (run.data.tags.get(POINT), run.data.tags.get(REPEAT))
-        if by_key.get(key) is None or by_key[key].info.status != "FINISHED":
-            by_key[key] = run
-    states: dict[str, int] = {}
-    for run in by_key.values():
-        states[run.info.status] = states.get(run.info.status, 0) + 1
+    runs = runs_frame(tracker.trials(experiment_id))
+    done = runs["status"].eq("FINISHED") & ~runs["duplicate"]
+    # A trial's state: FINISHED if any run of it finished, else the state of its latest run.
+    deciding = runs.assign(rank=(~done).astype(int)).sort_values(["rank", "start_time"], ascending=[True, False])
+    deciding = deciding.drop_duplicates(["point", "repeat"])
     parent = tracker.latest_parent(experiment_id)
-    lines = [f"sweep {name} ({tracker.uri}): {len(by_key)} trial(s) recorded in {len(runs)} run(s)"]
+    lines = [f"sweep {name} ({tracker.uri}): {len(deciding)} trial(s) recorded in {len(runs)} run(s)"]
     if parent is not None:
         planned = int(float(parent.data.metrics.get("trials_planned", 0)))
         lines.append(f"last submission: {parent.info.run_name}, {parent.info.status}, {planned} trial(s) planned"
                      + (f": {parent.data.tags[REASON]}" if REASON in parent.data.tags else ""))
-    lines.append("states: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
-    failed = [r for r in by_key.values() if r.info.status == "FAILED"]
-    if failed:
+    lines.append("states: " + ", ".join(f"{k} {v}" for k, v in sorted(deciding["status"].value_counts().items())))
+    failed = deciding[deciding["status"] == "FAILED"]
+    if len(failed):
         lines.append("failures:")
-        lines += [f"  {r.info.run_name}: {r.data.tags.get(REASON, '?')}" for r in failed]
-    finished = [r for r in by_key.values() if r.info.status == "FINISHED" and "test_accuracy" in r.data.metrics]
-    finished.sort(key=lambda r: -r.data.metrics["test_accuracy"])
-    if finished:
-        lines.append(f"best {min(top, len(finished))} by test accuracy:")
-        for r in finished[:top]:
-            m = r.data.metrics
-            lines.append(f"  {r.info.run_name:<32} test {m['test_accuracy']:.4f}  val {m.get('val_accuracy', float('nan')):.4f}"
-                         f"  {m.get('train_seconds', 0):.1f}s  run {r.info.run_id}")
+        lines += [f"  {n}: {r or '?'}" for n, r in zip(failed["run_name"], failed["status_reason"])]
+    selection = selection_from_tags(parent.data.tags if parent is not None else {})
+    ranked = rank_points(runs, selection)
+    if len(ranked):
+        # Chosen on validation, as the report does; test accuracy only for the chosen point.
+        lines.append(f"best {min(top, len(ranked))} point(s) by mean {selection.text} over repeats:")
+        finished = runs[done]
+        for rank, (point, row) in enumerate(ranked.head(top).iterrows()):
+            mine = finished[finished["point"] == point]
+            test = f"  chosen: test accuracy {mine['test_accuracy'].mean():.4f}" if rank == 0 else ""
+            lines.append(f"  {row['point_name']:<28} {selection.metric} {row['score']:.4f}  {row['repeats']} "
+                         f"repeat(s)  {mine['train_seconds'].mean():.1f}s{test}")
+    elif done.any():
+        lines.append(f"no finished trial logged {selection.metric}: no point can be chosen (data.val_fraction 0?)")
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ from typing import Optional
 from sweeper.plan.points import Plan, Trial
 from sweeper.app.progress import Counts, Progress
 from sweeper.run.relay import TrialStream, stream_trial
+from ledger.selection import Selection, best_mean
 from ledger.tracking import ATTEMPT, Tracker
 from sweeper.run.trial import TrialOutcome, TrialTask, spec_dict
 
@@ -105,7 +106,11 @@ class Runner:
         self.outcomes: list[TrialOutcome] = []
         self.failures: list[tuple[str, str]] = []
         self.signatures: Counter = Counter()
-        self.best: tuple[float, str] | None = None
+        # The best point so far by the sweep's selection rule, over the repeats finished in this
+        # submission: the rule the report and `status` apply (ledger.selection), on validation.
+        self.selection = Selection(self.config.selection.metric, self.config.selection.mode)
+        self.scores: dict[str, list[float]] = {}
+        self.best: tuple[str, float] | None = None
         self.cpus = 0
         self.started = time.monotonic()
         self.stamps: dict = {}  # run_id -> the driver's timings of that trial
@@ -274,9 +279,10 @@ class Runner:
         self.outcomes.append(outcome)
         if outcome.status == "FINISHED":
             self.counts.move("running", "finished")
-            value = outcome.metrics.get("val_accuracy", outcome.metrics.get("test_accuracy"))
-            if value is not None and (self.best is None or value > self.best[0]):
-                self.best = (value, trial.run_name)
+            value = outcome.metrics.get(self.selection.metric)
+            if value is not None:
+                self.scores.setdefault(trial.point.name, []).append(value)
+                self.best = best_mean(self.scores, self.selection)
             return None
         if outcome.status == "DUPLICATE":
             self.counts.move("running", "duplicate")
@@ -329,7 +335,7 @@ class Runner:
     # -- reporting -------------------------------------------------------------------------------
 
     def _best_text(self) -> str:
-        return "" if self.best is None else f"{self.best[0]:.4f} ({self.best[1]})"
+        return "" if self.best is None else f"{self.selection.metric} {self.best[1]:.4f} ({self.best[0]})"
 
     def _remaining(self) -> Optional[float]:
         times = [o.seconds for o in self.outcomes if o.status == "FINISHED"]

@@ -202,6 +202,20 @@ class EarlyStopping(_Section):
         return self
 
 
+class Selection(_Section):
+    """The validation metric that chooses the best point (report, ``status``, progress line); never a test metric."""
+
+    metric: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_mode(cls, data):
+        if isinstance(data, dict) and data.get("mode") is None:
+            data = {**data, "mode": "min" if data.get("metric") == "val_loss" else "max"}
+        return data
+
+
 class Resources(_Section):
     """CPUs per trial (its NumPy threads) and an optional cap on trials running at once."""
 
@@ -303,6 +317,7 @@ class SweepConfig(_Section):
     grid: GridConfig = Field(GridConfig(), validate_default=True)
     exclude: list[dict[str, Any]] = []
     early_stopping: Optional[EarlyStopping] = None
+    selection: Selection = Selection()
     resources: Resources = Resources()
     failures: Failures = Failures()
     feasibility: Feasibility = Feasibility()
@@ -393,5 +408,5 @@ def load_sweep(path: Union[str, Path]) -> SweepConfig:
 
 
 __all__ = ["DATASET_SIZES", "INPUT_SHAPE", "MAX_GRID_POINTS", "GRID_SECTIONS", "GRID_ORDER", "DataConfig",
-           "ModelConfig", "TrainConfig", "EarlyStopping", "Resources", "Failures", "Feasibility",
+           "ModelConfig", "TrainConfig", "EarlyStopping", "Selection", "Resources", "Failures", "Feasibility",
            "MlflowConfig", "GridConfig", "SweepConfig", "canonical_json", "parse_sweep", "load_sweep"]

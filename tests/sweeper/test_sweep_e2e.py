@@ -80,6 +80,7 @@ def test_sweep_logs_every_trial_and_a_second_run_trains_nothing(tmp_path, ray_lo
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"config.json", "model.npz", "kernels.png"} <= artifacts
     assert parent.info.status == "FINISHED"
+    assert parent.data.tags["sweep.selection.metric"] == "val_accuracy" and parent.data.tags["sweep.method"] == "grid"
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"sweep.yaml", "plan.txt", "plan.json"}
     assert parent.data.metrics["trials_finished"] == 4 and parent.data.metrics["trials_planned"] == 4
 
@@ -91,7 +92,8 @@ def test_sweep_logs_every_trial_and_a_second_run_trains_nothing(tmp_path, ray_lo
 
     assert main(["status", "e2e-basic", "--tracking-uri", mlflow_uri]) == 0
     out = capsys.readouterr().out
-    assert "FINISHED 4" in out and "k" in out
+    assert "FINISHED 4" in out and "by mean val_accuracy (higher is better)" in out
+    assert out.count("test accuracy") == 1  # the chosen point's only
 
 
 def test_widened_grid_trains_only_new_points_and_skips_infeasible(tmp_path, ray_local, mlflow_uri, capsys):

@@ -1,0 +1,134 @@
+"""The one rule that says which point of a sweep is best: by a validation metric, never by test.
+
+A sweep's points are ranked by the mean of the *selection metric* over their FINISHED repeats
+(``val_accuracy``, higher is better, unless the sweep file's ``selection`` section says
+otherwise); ties go to the cheaper point (fewer forward FLOPs), then to the point that started
+first. Test metrics are looked at only for the point this rule chose: choosing on the test set
+would make the reported test accuracy an optimistic estimate.
+
+Used by the report (:mod:`dashboards`), by ``sweeper status`` and by the live progress line, so
+all three name the same point. Pure functions on the run frame of :func:`ledger.frame.load_runs`
+(or on plain numbers); nothing here reads or writes MLflow.
+
+The parent run records the rule it was run with in the tags :data:`METRIC_TAG` and
+:data:`MODE_TAG` (see :func:`selection_tags`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Optional
+
+#: Parent-run tags naming the selection rule of the submission.
+METRIC_TAG, MODE_TAG = "sweep.selection.metric", "sweep.selection.mode"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which metric chooses, and whether higher (``max``) or lower (``min``) is better."""
+
+    metric: str = "val_accuracy"
+    mode: str = "max"
+
+    def __post_init__(self):
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"selection mode must be max or min, not {self.mode!r}")
+
+    def better(self, value: float, than: Optional[float]) -> bool:
+        """True when ``value`` beats ``than`` (anything beats None or NaN; NaN beats nothing)."""
+        if value is None or _nan(value):
+            return False
+        if than is None or _nan(than):
+            return True
+        return value > than if self.mode == "max" else value < than
+
+    @property
+    def text(self) -> str:
+        return f"{self.metric} ({'higher' if self.mode == 'max' else 'lower'} is better)"
+
+
+DEFAULT = Selection()
+
+
+def natural_mode(metric: str) -> str:
+    """``min`` for losses, ``max`` for anything else."""
+    return "min" if "loss" in metric else "max"
+
+
+def selection_tags(selection: Selection) -> dict[str, str]:
+    return {METRIC_TAG: selection.metric, MODE_TAG: selection.mode}
+
+
+def selection_from_tags(tags: Mapping[str, str]) -> Selection:
+    """The rule a parent run recorded; :data:`DEFAULT` for runs logged before there was one."""
+    metric = tags.get(METRIC_TAG) or DEFAULT.metric
+    return Selection(metric, tags.get(MODE_TAG) or natural_mode(metric))
+
+
+def _nan(value) -> bool:
+    try:
+        return math.isnan(value)
+    except TypeError:
+        return value is None
+
+
+def best_mean(scores: Mapping[str, Iterable[float]], selection: Selection = DEFAULT) -> Optional[tuple[str, float]]:
+    """``(name, mean)`` of the best entry of ``{name: [values of its repeats]}`` by mean value.
+
+    For callers holding plain numbers (the live progress line): the same rule as
+    :func:`rank_points` without the cost tie-break. None when no entry has a value.
+    """
+    best = None
+    for name, values in scores.items():
+        values = [float(v) for v in values if v is not None and not _nan(v)]
+        if values:
+            mean = sum(values) / len(values)
+            if best is None or selection.better(mean, best[1]):
+                best = (name, mean)
+    return best
+
+
+def rank_points(runs, selection: Selection = DEFAULT):
+    """Points ranked best first by the mean selection metric over their FINISHED repeats.
+
+    ``runs``: a run frame (:func:`ledger.frame.load_runs`; needs ``point``, ``status``,
+    ``repeat``, ``start_time``, ``run_id`` and the metric columns). Duplicates and runs of other
+    states are left out; of several FINISHED runs of one ``(point, repeat)`` the earliest counts.
+
+    Returns a DataFrame indexed by ``point`` with ``point_name``, ``repeats``, ``score`` (the
+    mean selection metric), ``score_std`` and ``forward_flops`` (when present), sorted best
+    first (ties: fewer FLOPs, then earlier start). Points without the metric are left out: an
+    empty frame when the sweep logged no such metric (``val_fraction: 0``).
+    """
+    import pandas as pd
+
+    done = runs[runs["status"] == "FINISHED"]
+    if "duplicate" in done.columns:
+        done = done[~done["duplicate"].astype(bool)]
+    done = done.sort_values(["start_time", "run_id"]).drop_duplicates(["point", "repeat"], keep="first")
+    if selection.metric not in done.columns:
+        done = done.assign(**{selection.metric: math.nan})
+    done = done.dropna(subset=[selection.metric])
+    groups = done.groupby("point", sort=False)
+    table = pd.DataFrame({
+        "point_name": groups["point_name"].first() if "point_name" in done.columns else groups.size().index,
+        "repeats": groups.size(),
+        "score": groups[selection.metric].mean(),
+        "score_std": groups[selection.metric].std(ddof=1),
+        "forward_flops": (groups["forward_flops"].first().astype("float64") if "forward_flops" in done.columns
+                          else math.nan),
+        "order": range(groups.ngroups),
+    })
+    table = table.sort_values(["score", "forward_flops", "order"],
+                              ascending=[selection.mode == "min", True, True], kind="stable", na_position="last")
+    return table.drop(columns="order")
+
+
+def choose_point(runs, selection: Selection = DEFAULT) -> Optional[str]:
+    """The point hash :func:`rank_points` puts first, or None when nothing has the metric."""
+    ranked = rank_points(runs, selection)
+    return None if ranked.empty else ranked.index[0]
+
+
+__all__ = ["DEFAULT", "METRIC_TAG", "MODE_TAG", "Selection", "best_mean", "choose_point", "selection_from_tags",
+           "natural_mode", "rank_points", "selection_tags"]
