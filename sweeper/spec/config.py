@@ -22,30 +22,62 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 from annotated_types import Ge, Gt, Lt
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, Strict, TypeAdapter,
+from pydantic import (AfterValidator, AllowInfNan, BaseModel, ConfigDict, Field, PlainValidator, Strict, TypeAdapter,
                       ValidationError, ValidationInfo, create_model, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from cnn.spec import ACTIVATIONS, POOLING_MODES, ConvBlockSpec, ModelSpec
 
+from sweeper.spec.names import SWEEP_NAME_PATTERN, check_name
 from sweeper.spec.yamlsource import LineMap, SweepFileError, load_yaml, located_error, problems_from
 
 #: Images in each source before any subsampling: (train, test). ``bundled`` is the subset shipped
 #: in the ``cnn`` package; ``mnist`` the full data set.
 DATASET_SIZES = {"bundled": (6000, 1000), "mnist": (60000, 10000)}
 INPUT_SHAPE = (1, 28, 28)
-#: Planning checks every point's shapes; beyond this a grid is more likely a mistake than a plan.
-MAX_GRID_POINTS = 100_000
+#: Planning checks every point's shapes (about 0.3 ms each) and every trial becomes an MLflow run:
+#: beyond this many trials (points x repeats) a sweep is more likely a mistake than a plan.
+MAX_TRIALS = 20_000
+#: Points in the grid before exclusion; the same bound, as every point is at least one trial.
+MAX_GRID_POINTS = MAX_TRIALS
 
 # ---------------------------------------------------------------------------------------------
 # Field types. Strict ints: YAML already gives ints, and "3" or 2.5 for a size is a mistake.
 
 PositiveInt = Annotated[int, Strict(), Ge(1)]
 NonNegInt = Annotated[int, Strict(), Ge(0)]
-PositiveFloat = Annotated[float, Strict(), Gt(0)]
-NonNegFloat = Annotated[float, Strict(), Ge(0)]
-Fraction = Annotated[float, Strict(), Ge(0), Lt(1)]
-SweepName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+PositiveFloat = Annotated[float, Strict(), AllowInfNan(False), Gt(0)]
+NonNegFloat = Annotated[float, Strict(), AllowInfNan(False), Ge(0)]
+Fraction = Annotated[float, Strict(), AllowInfNan(False), Ge(0), Lt(1)]
+SweepName = Annotated[str, Field(pattern=SWEEP_NAME_PATTERN), AfterValidator(check_name)]
+ExperimentName = Annotated[str, Strict(), AfterValidator(check_name)]
+
+
+def at_most(limit: int, why: str) -> AfterValidator:
+    """Upper bound of a size or count field; the message says why the bound is there."""
+    def check(value):
+        sizes = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, int) and v > limit for v in sizes):
+            raise PydanticCustomError("too_large", "Input should be at most {limit}: {why}",
+                                      {"limit": limit, "why": why})
+        return value
+    return AfterValidator(check)
+
+
+#: Upper bounds of the size and count fields, each with its reason. Together with the plan's
+#: memory estimate per trial (:mod:`sweeper.plan.cost`) they keep a point that cannot run out.
+MAX_WINDOW = at_most(64, "a window or stride wider than the 28x28 input images only sees padding")
+MAX_BLOCKS = at_most(16, "each conv block shrinks or keeps the 28x28 image; deeper stacks only add cost")
+MAX_DEPTH = at_most(2048, "kernels per block; weights and activations grow with it")
+MAX_DENSE = at_most(65536, "units in one dense layer; its weights grow with the square")
+MAX_CLASSES = at_most(1000, "outputs of the last layer")
+MAX_EPOCHS = at_most(1000, "passes over the training images in one trial")
+MAX_BATCH = at_most(60000, "no data set here has more training images")
+MAX_REPEATS = at_most(1000, "trials of one point, each with its own seed")
+MAX_SEED = at_most(2 ** 63 - 1, "seeds are stored as 64-bit integers")
+MAX_CPUS = at_most(1024, "CPUs one trial can use")
+MAX_RETRIES = at_most(100, "retries of a trial whose worker died")
+MAX_COUNT = at_most(MAX_TRIALS, f"a sweep has at most {MAX_TRIALS} trials")
 Activation = Literal[ACTIVATIONS]
 Pooling = Literal[POOLING_MODES + ("none",)]
 
@@ -82,8 +114,8 @@ def _window_arg(minimum: int, allow_same: bool = False):
     return PlainValidator(check)
 
 
-Size = Annotated[Union[int, tuple[int, int]], _window_arg(1)]
-Padding = Annotated[Union[int, tuple[int, int], Literal["same"]], _window_arg(0, allow_same=True)]
+Size = Annotated[Union[int, tuple[int, int]], _window_arg(1), MAX_WINDOW]
+Padding = Annotated[Union[int, tuple[int, int], Literal["same"]], _window_arg(0, allow_same=True), MAX_WINDOW]
 
 
 class _Section(BaseModel):
@@ -133,8 +165,8 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     """The network: ``blocks`` conv blocks sharing every setting but their depth, then dense layers."""
 
-    blocks: PositiveInt = 2
-    depth: PositiveInt = 8
+    blocks: Annotated[PositiveInt, MAX_BLOCKS] = 2
+    depth: Annotated[PositiveInt, MAX_DEPTH] = 8
     depth_rule: Literal["constant", "double", "halve"] = "constant"
     kernel_size: Size = 3
     stride: Size = 1
@@ -143,9 +175,9 @@ class ModelConfig(_Section):
     pooling: Pooling = "max"
     pool_size: Size = 2
     pool_stride: Optional[Size] = None
-    dense: list[PositiveInt] = [64]
+    dense: Annotated[list[Annotated[PositiveInt, MAX_DENSE]], Field(max_length=16)] = [64]
     dense_activation: Activation = "relu"
-    classes: Annotated[int, Strict(), Ge(2)] = 10
+    classes: Annotated[int, Strict(), Ge(2), MAX_CLASSES] = 10
 
     def depths(self) -> list[int]:
         """Kernels per block: block ``i`` has ``depth``, ``depth * 2**i`` or ``max(1, depth // 2**i)``."""
@@ -168,8 +200,8 @@ class ModelConfig(_Section):
 class TrainConfig(_Section):
     """Optimisation. ``momentum`` is used by sgd only."""
 
-    epochs: PositiveInt = 2
-    batch_size: PositiveInt = 64
+    epochs: Annotated[PositiveInt, MAX_EPOCHS] = 2
+    batch_size: Annotated[PositiveInt, MAX_BATCH] = 64
     optimizer: Literal["adam", "sgd"] = "adam"
     learning_rate: PositiveFloat = 0.001
     momentum: Fraction = 0.9
@@ -182,8 +214,8 @@ class EarlyStopping(_Section):
 
     metric: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     mode: Literal["max", "min"] = "max"
-    grace_epochs: PositiveInt = 1
-    reduction_factor: Annotated[int, Strict(), Ge(2)] = 3
+    grace_epochs: Annotated[PositiveInt, MAX_EPOCHS] = 1
+    reduction_factor: Annotated[int, Strict(), Ge(2), at_most(100, "a rung keeps 1/reduction_factor of the trials")] = 3
 
     @model_validator(mode="before")
     @classmethod
@@ -219,15 +251,15 @@ class Selection(_Section):
 class Resources(_Section):
     """CPUs per trial (its NumPy threads) and an optional cap on trials running at once."""
 
-    cpus_per_trial: PositiveInt = 1
-    max_concurrent: Optional[PositiveInt] = None
+    cpus_per_trial: Annotated[PositiveInt, MAX_CPUS] = 1
+    max_concurrent: Optional[Annotated[PositiveInt, MAX_COUNT]] = None
 
 
 class Failures(_Section):
     """Retries of a trial whose worker died; the same error on this many points stops the sweep."""
 
-    max_retries: NonNegInt = 2
-    stop_after_same_error: PositiveInt = 3
+    max_retries: Annotated[NonNegInt, MAX_RETRIES] = 2
+    stop_after_same_error: Annotated[PositiveInt, MAX_COUNT] = 3
 
 
 class Feasibility(_Section):
@@ -239,8 +271,15 @@ class Feasibility(_Section):
 class MlflowConfig(_Section):
     """Where runs are logged: None means MLflow's default store and the sweep name as experiment."""
 
-    tracking_uri: Optional[str] = None
-    experiment: Optional[str] = None
+    tracking_uri: Optional[Annotated[str, Strict(), Field(max_length=2048)]] = None
+    experiment: Optional[ExperimentName] = None
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _printable_uri(cls, uri):
+        if uri is not None and (not uri.strip() or not uri.isprintable()):
+            raise located_error([((), "should be a printable URI, e.g. sqlite:///mlflow.db or http://host:5000")])
+        return uri
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,15 +346,15 @@ class SweepConfig(_Section):
     """A sweep file. Field order matters: a cross-check reads only the fields declared above it."""
 
     name: SweepName
-    seed: NonNegInt = 0
+    seed: Annotated[NonNegInt, MAX_SEED] = 0
     method: Literal["grid", "random"] = "grid"
-    samples: Optional[PositiveInt] = Field(None, validate_default=True)
-    repeats: PositiveInt = 1
+    samples: Optional[Annotated[PositiveInt, MAX_COUNT]] = Field(None, validate_default=True)
+    repeats: Annotated[PositiveInt, MAX_REPEATS] = 1
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     grid: GridConfig = Field(GridConfig(), validate_default=True)
-    exclude: list[dict[str, Any]] = []
+    exclude: Annotated[list[dict[str, Any]], Field(max_length=1000)] = []
     early_stopping: Optional[EarlyStopping] = None
     selection: Selection = Selection()
     resources: Resources = Resources()
@@ -342,6 +381,11 @@ class SweepConfig(_Section):
         samples = info.data.get("samples")
         if info.data.get("method") == "random" and samples is not None and samples > size:
             raise located_error([(("samples",), f"{samples} exceeds the {size} points of the grid")], up=1)
+        repeats = info.data.get("repeats")
+        points = samples if info.data.get("method") == "random" and samples else size
+        if repeats is not None and points * repeats > MAX_TRIALS:
+            raise located_error([(("repeats",), f"{points} point(s) x {repeats} repeats = {points * repeats} trials "
+                                               f"exceed the limit of {MAX_TRIALS} trials per sweep")], up=1)
         return grid
 
     @field_validator("exclude")
@@ -351,6 +395,7 @@ class SweepConfig(_Section):
         if grid is None:  # the grid itself is invalid and reported
             return entries
         axes = dict(grid.axes())
+        known = {key: {canonical_json(v) for v in values} for key, values in axes.items()}
         problems, out = [], []
         for i, entry in enumerate(entries):
             if not entry:
@@ -367,7 +412,7 @@ class SweepConfig(_Section):
                 except ValidationError as exc:
                     problems.append(((i, key), exc.errors()[0]["msg"]))
                     continue
-                if canonical_json(value) not in {canonical_json(v) for v in axes[key]}:
+                if canonical_json(value) not in known[key]:
                     problems.append(((i, key), f"{json.dumps(value)} is not among the grid values "
                                                f"{json.dumps(axes[key])}"))
                 clean[key] = value
@@ -407,6 +452,6 @@ def load_sweep(path: Union[str, Path]) -> SweepConfig:
     return parse_sweep(data, lines, str(path))
 
 
-__all__ = ["DATASET_SIZES", "INPUT_SHAPE", "MAX_GRID_POINTS", "GRID_SECTIONS", "GRID_ORDER", "DataConfig",
-           "ModelConfig", "TrainConfig", "EarlyStopping", "Selection", "Resources", "Failures", "Feasibility",
+__all__ = ["DATASET_SIZES", "INPUT_SHAPE", "MAX_GRID_POINTS", "MAX_TRIALS", "GRID_SECTIONS", "GRID_ORDER",
+           "DataConfig", "ModelConfig", "TrainConfig", "EarlyStopping", "Selection", "Resources", "Failures", "Feasibility",
            "MlflowConfig", "GridConfig", "SweepConfig", "canonical_json", "parse_sweep", "load_sweep"]

@@ -23,6 +23,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 
+from sweeper.spec.safeyaml import MAX_FILE_BYTES, BoundedLoader, LimitError, character_problems, read_text
+
 Loc = tuple[Union[str, int], ...]
 
 
@@ -121,6 +123,9 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[Probl
 
 def _yaml_error(file: str, exc: yaml.YAMLError) -> SweepFileError:
     """One problem line for a YAML syntax or construction error, at the line PyYAML blames."""
+    if isinstance(exc, LimitError):
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        return SweepFileError(file, [Problem("", exc.problem, line)])
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         message = exc.problem or exc.context or "invalid YAML"
@@ -130,13 +135,24 @@ def _yaml_error(file: str, exc: yaml.YAMLError) -> SweepFileError:
             message += f" ({exc.context[len('while '):]}{started})"
         elif exc.problem and exc.context:
             message = f"{exc.context}, {exc.problem}"
-        return SweepFileError(file, [Problem("", f"YAML syntax error: {message}", mark.line + 1 if mark else None)])
+        kind = "YAML error" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error"
+        return SweepFileError(file, [Problem("", f"{kind}: {message}", mark.line + 1 if mark else None)])
     return SweepFileError(file, [Problem("", f"YAML syntax error: {exc}")])
 
 
 def parse_yaml(text: str, file: str = "<string>") -> tuple[dict, LineMap]:
-    """Parse ``text`` into a mapping and its :class:`LineMap`; raise :class:`SweepFileError` otherwise."""
-    loader = yaml.SafeLoader(text)
+    """Parse ``text`` into a mapping and its :class:`LineMap`; raise :class:`SweepFileError` otherwise.
+
+    The bounds of :mod:`sweeper.spec.safeyaml` hold here too, for text that did not come from a
+    file (a sweep read back from the tracking store).
+    """
+    if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise SweepFileError(file, [Problem("", f"the text is larger than {MAX_FILE_BYTES} bytes, "
+                                                "the limit for a sweep file")])
+    bad = character_problems(text)
+    if bad:
+        raise SweepFileError(file, [Problem("", message, line) for line, message in bad])
+    loader = BoundedLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -162,16 +178,16 @@ def load_yaml(path: Union[str, Path]) -> tuple[dict, LineMap]:
     """Read and parse the sweep file at ``path``; every failure is a :class:`SweepFileError`."""
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_text(path)
     except FileNotFoundError:
         raise SweepFileError(file, [Problem("", "file not found")]) from None
     except IsADirectoryError:
         raise SweepFileError(file, [Problem("", "is a directory, not a sweep file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SweepFileError(file, [Problem("", f"cannot read the file: {exc}")]) from None
+    except ValueError as exc:  # not a regular file, too large, not UTF-8 (or a NUL in the path)
+        raise SweepFileError(file, [Problem("", str(exc))]) from None
+    except OSError as exc:
+        raise SweepFileError(file, [Problem("", f"cannot read the file: {exc.strerror or exc}")]) from None
     return parse_yaml(text, file)
-
-
 
 
 

@@ -290,4 +290,4 @@ def test_yaml_tags_are_not_executed(tmp_path):
     path.write_text("name: !!python/object/apply:os.getcwd []\n")
     with pytest.raises(SweepFileError) as info:
         load_sweep(path)
-    assert info.value.problems[0].message.startswith("YAML syntax error")
+    assert info.value.problems[0].message.startswith("YAML error: could not determine a constructor")
