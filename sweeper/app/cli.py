@@ -7,21 +7,30 @@ returning the exit status. A new one (``run``, ``resume``, ``status``, ``train``
     def _status(args) -> int:
         ...
 
-Exit status: 0 success, 2 an invalid sweep file or command line (printed to stderr, one line
-per problem, never a traceback).
+Exit status: see :mod:`sweeper.app.errors` (also printed by ``--help``). :func:`main` turns every
+exception into one line on stderr and its exit code, never a traceback (unless ``SWEEPER_DEBUG=1``).
+Names and paths given on the command line are checked before anything is read or written: a
+sweep name by the rule of :mod:`sweeper.spec.names`, an output folder or file for being writable.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from sweeper.app.errors import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK,
+                                EXIT_UNAVAILABLE, classify, debug_traceback, first_line, is_cluster_error)
 from sweeper.spec.config import load_sweep
+from sweeper.spec.names import sweep_name_problem
 from sweeper.plan.points import make_plan
 from sweeper.spec.yamlsource import SweepFileError
 
-EXIT_OK, EXIT_INVALID = 0, 2
+
+class BadArgument(ValueError):
+    """A name or path on the command line that cannot be used; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,60 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    if value > 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be at most 1000000, got {value}")
     return value
+
+
+def repeat_index(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 1000:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 999 (repeats are at most 1000), got {value}")
+    return value
+
+
+def sweep_name(name: str) -> str:
+    """``name`` if it can name a sweep; else :class:`BadArgument` (exit 2)."""
+    problem = sweep_name_problem(name)
+    if problem is not None:
+        raise BadArgument(f"{name!r} is not a valid sweep name: {problem}")
+    return name
+
+
+def writable_folder(folder: Path, what: str) -> Path:
+    """``folder`` if it is, or can be made as, a writable folder; else :class:`BadArgument`."""
+    probe = folder
+    while not probe.exists():
+        if probe.is_symlink():
+            raise BadArgument(f"{what} {folder}: {probe} is a broken symbolic link")
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise BadArgument(f"{what} {folder}: {probe} is not a folder")
+    _try_write(probe, f"{what} {folder}")
+    return folder
+
+
+def _try_write(folder: Path, what: str) -> None:
+    # os.access says yes to root even on a read-only mount: create (and drop) a file instead.
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise BadArgument(f"{what}: {folder} is not writable ({exc.strerror or exc})") from None
+
+
+def writable_file(path: Path, what: str) -> Path:
+    """``path`` if a file can be written there (its folder exists and is writable, it is no folder)."""
+    if path.is_dir():
+        raise BadArgument(f"{what} {path}: is a folder; give a file name, e.g. {path / 'model.npz'}")
+    if not path.parent.is_dir():
+        raise BadArgument(f"{what} {path}: the folder {path.parent} does not exist")
+    _try_write(path.parent, f"{what} {path}")
+    return path
 
 
 def command(name: str, help: str, *arguments: tuple[tuple, dict]):
@@ -120,6 +182,14 @@ def _run(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from sweeper.app.service import resume_sweep
 
+    try:
+        is_file = Path(args.sweep).is_file()
+    except (OSError, ValueError):  # a name too long for a path, a NUL
+        is_file = False
+    if not is_file:  # then a name: the file is read back from the store
+        problem = sweep_name_problem(args.sweep)
+        if problem is not None:
+            raise BadArgument(f"{args.sweep!r} is neither a sweep file nor a valid sweep name ({problem})")
     return _finish(resume_sweep(args.sweep, address=args.address, quiet=args.quiet,
                                 retry_failed=args.retry_failed, tracking_uri=args.tracking_uri))
 
@@ -129,6 +199,7 @@ def _resume(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from sweeper.app.service import status_report
 
+    sweep_name(args.name)
     print(status_report(args.name, args.tracking_uri, args.top))
     return EXIT_OK
 
@@ -136,11 +207,13 @@ def _status(args: argparse.Namespace) -> int:
 @command("train", "train one point in this process, without Ray or MLflow, for debugging", SWEEP_FILE,
          arg("--set", action="append", default=[], metavar="FIELD=VALUE", dest="assignments",
              help="a model or train field (repeatable), e.g. --set kernel_size=5 --set pooling=l2"),
-         arg("--repeat", type=int, default=0, help="which repeat's seed to use (default 0)"),
+         arg("--repeat", type=repeat_index, default=0, help="which repeat's seed to use (default 0)"),
          arg("--save", metavar="PATH", default=None, help="save the trained weights to this .npz file"))
 def _train(args: argparse.Namespace) -> int:
     from sweeper.app.train import train_point
 
+    if args.save:
+        writable_file(Path(args.save), "--save")
     return train_point(args.file, args.assignments, args.repeat, args.save)
 
 
@@ -150,14 +223,18 @@ def _train(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from dashboards.cli import report_command
 
+    sweep_name(args.name)
+    writable_folder(Path(args.out) if args.out else Path("reports") / args.name, "--out" if args.out else "report folder")
     return report_command(args.name, args.tracking_uri, args.out, args.attach)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sweeper", description="Hyperparameter sweeps of NumPy CNNs.")
+    parser = argparse.ArgumentParser(prog="sweeper", description="Hyperparameter sweeps of NumPy CNNs.",
+                                     epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in COMMANDS.values():
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, epilog=EXIT_CODES_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         for names, options in cmd.arguments:
             p.add_argument(*names, **options)
         p.set_defaults(run=cmd.run)
@@ -172,12 +249,54 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_INVALID
     try:
         return args.run(args)
+    except KeyboardInterrupt:
+        print(f"sweeper {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except SweepFileError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
-    except LookupError as exc:  # a sweep name not found in MLflow
+    except (BadArgument, LookupError) as exc:  # LookupError: a sweep name not found in the store
         print(f"sweeper {args.command}: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return EXIT_INVALID
+    except Exception as exc:  # noqa: BLE001 -- every exception ends in one line and an exit code
+        return _report_exception(args, exc)
+
+
+def _store_uri(args: argparse.Namespace) -> str:
+    """The tracking store the command used: --tracking-uri, the sweep file's, or MLflow's default."""
+    uri = getattr(args, "tracking_uri", None)
+    if not uri and getattr(args, "file", None):
+        try:
+            uri = load_sweep(args.file).mlflow.tracking_uri
+        except Exception:  # noqa: BLE001 -- only for naming the store in a message
+            uri = None
+    try:
+        from ledger.tracking import resolve_tracking_uri
+
+        return resolve_tracking_uri(uri)
+    except Exception:  # noqa: BLE001
+        return uri or os.environ.get("MLFLOW_TRACKING_URI") or "the default MLflow store"
+
+
+def _report_exception(args: argparse.Namespace, exc: Exception) -> int:
+    code = classify(exc)
+    prefix = f"sweeper {args.command}"
+    if code == EXIT_INVALID:
+        message = f"{prefix}: {first_line(exc)}"
+    elif code == EXIT_UNAVAILABLE and is_cluster_error(exc):
+        address = getattr(args, "address", None) or os.environ.get("RAY_ADDRESS") or "local Ray"
+        message = f"{prefix}: the Ray cluster ({address}) could not be used: {first_line(exc)}"
+    elif code == EXIT_UNAVAILABLE:
+        message = f"{prefix}: the tracking store {_store_uri(args)} could not be used: {first_line(exc)}"
+    else:
+        code = EXIT_INTERNAL
+        message = (f"{prefix}: internal error: {type(exc).__name__}: {first_line(exc)} "
+                   f"(a bug; SWEEPER_DEBUG=1 prints the traceback)")
+    trace = debug_traceback(exc)
+    if trace:
+        print(trace, file=sys.stderr)
+    print(message, file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

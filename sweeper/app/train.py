@@ -8,13 +8,11 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-import yaml
-
 from sweeper.spec.config import parse_sweep
 from sweeper.plan.points import make_plan
 from sweeper.run.records import NullRecorder
 from sweeper.run.trial import TrialTask, execute
-from sweeper.spec.yamlsource import Problem, SweepFileError, load_yaml
+from sweeper.spec.yamlsource import Problem, SweepFileError, load_yaml, parse_value
 
 
 def _assignments(file: str, items: Sequence[str]) -> dict:
@@ -24,7 +22,10 @@ def _assignments(file: str, items: Sequence[str]) -> dict:
         if not sep or not name.strip():
             problems.append(Problem(f"--set {item}", "expected FIELD=VALUE, e.g. kernel_size=5", None))
             continue
-        values[name.strip()] = yaml.safe_load(text)  # YAML typing: 5 is an int, [1, 3] a pair, same a string
+        try:  # YAML typing: 5 is an int, [1, 3] a pair, same a string
+            values[name.strip()] = parse_value(text)
+        except SweepFileError as exc:
+            problems += [Problem(f"--set {name.strip()}", f"not a value: {p.message}", None) for p in exc.problems]
     if problems:
         raise SweepFileError(file, problems)
     return values

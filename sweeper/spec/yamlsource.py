@@ -140,18 +140,22 @@ def _yaml_error(file: str, exc: yaml.YAMLError) -> SweepFileError:
     return SweepFileError(file, [Problem("", f"YAML syntax error: {exc}")])
 
 
-def parse_yaml(text: str, file: str = "<string>") -> tuple[dict, LineMap]:
-    """Parse ``text`` into a mapping and its :class:`LineMap`; raise :class:`SweepFileError` otherwise.
-
-    The bounds of :mod:`sweeper.spec.safeyaml` hold here too, for text that did not come from a
-    file (a sweep read back from the tracking store).
-    """
+def _check_text(text: str, file: str) -> None:
     if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         raise SweepFileError(file, [Problem("", f"the text is larger than {MAX_FILE_BYTES} bytes, "
                                                 "the limit for a sweep file")])
     bad = character_problems(text)
     if bad:
         raise SweepFileError(file, [Problem("", message, line) for line, message in bad])
+
+
+def parse_yaml(text: str, file: str = "<string>") -> tuple[dict, LineMap]:
+    """Parse ``text`` into a mapping and its :class:`LineMap`; raise :class:`SweepFileError` otherwise.
+
+    The bounds of :mod:`sweeper.spec.safeyaml` hold here too, for text that did not come from a
+    file (a sweep read back from the tracking store).
+    """
+    _check_text(text, file)
     loader = BoundedLoader(text)
     try:
         node = loader.get_single_node()
@@ -172,6 +176,18 @@ def parse_yaml(text: str, file: str = "<string>") -> tuple[dict, LineMap]:
     finally:
         loader.dispose()
     return data, LineMap(lines)
+
+
+def parse_value(text: str, file: str = "<value>"):
+    """One YAML value (``--set depth=16``), under the same bounds as a file; :class:`SweepFileError` if not."""
+    _check_text(text, file)
+    loader = BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise _yaml_error(file, exc) from None
+    finally:
+        loader.dispose()
 
 
 def load_yaml(path: Union[str, Path]) -> tuple[dict, LineMap]:
@@ -260,5 +276,5 @@ def problems_from(exc: ValidationError, lines: LineMap, root: type[BaseModel]) -
     return sorted(out, key=lambda p: p.line or 0)
 
 
-__all__ = ["Loc", "Problem", "SweepFileError", "LineMap", "format_loc", "parse_yaml", "load_yaml",
+__all__ = ["Loc", "Problem", "SweepFileError", "LineMap", "format_loc", "parse_yaml", "parse_value", "load_yaml",
            "located_error", "problems_from"]
