@@ -1,16 +1,11 @@
-"""``sweeper report``: the command's logic, kept here so that ``sweeper/cli.py`` stays argparse only.
+"""``sweeper report`` and ``sweeper ui``: the commands' logic, kept here so that the sweeper CLI stays argparse only.
 
-Registered in :mod:`sweeper.app.cli` as::
-
-    @command("report", "write a comparison report of a sweep (Markdown, HTML, plots)", arg("name", metavar="NAME"),
-             TRACKING, arg("--out", metavar="DIR", default=None, help="folder to write into (default: reports/NAME)"),
-             arg("--attach", action="store_true", help="also log it to the sweep's latest parent run, under report/"))
-    def _report(args: argparse.Namespace) -> int:
-        from dashboards.cli import report_command
-        return report_command(args.name, args.tracking_uri, args.out, args.attach)
+Registered in :mod:`sweeper.app.cli` (``report NAME [--out DIR] [--against OTHER] [--no-attach]``
+and ``ui [NAME] [--port N]``), the only link between ``sweeper`` and ``dashboards``.
 """
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 from typing import Optional
@@ -18,26 +13,26 @@ from typing import Optional
 EXIT_OK, EXIT_INVALID = 0, 2
 #: Where reports go unless ``--out`` says otherwise: ``reports/<sweep name>/``.
 DEFAULT_ROOT = Path("reports")
-#: The folder under the parent run's artifacts that ``--attach`` fills.
+#: The folder under the parent run's artifacts that the report is attached to.
 ARTIFACT_PATH = "report"
 
 
 def report_command(name: str, tracking_uri: Optional[str] = None, out_dir: Optional[str] = None,
-                   attach: bool = False) -> int:
-    """Write the report of sweep ``name``; with ``attach``, log the folder to its latest parent run.
+                   attach: bool = True, against: Optional[str] = None) -> int:
+    """Write the report of sweep ``name``; with ``attach`` (the default), log the folder to its
+    latest parent run (``report/report.html`` renders in MLflow's artifact viewer), make the
+    short leaderboard that run's description and record the selection rule on it.
 
-    Prints where the report is (and the parent run it was attached to); exit 2 with one line on
-    stderr when the sweep is not in the store.
+    Prints where the report is; exit 2 with one line on stderr when a sweep is not in the store.
     """
-    from ledger.tracking import Tracker, resolve_tracking_uri
+    from ledger import SweepNotFound, attach_report, load_parent, resolve_tracking_uri, selection_tags, set_note, set_tags
 
-    from ledger.frame import SweepNotFound, load_parent
     from .report import build_report
 
     uri = resolve_tracking_uri(tracking_uri)
     folder = Path(out_dir) if out_dir else DEFAULT_ROOT / name
     try:
-        html = build_report(uri, name, folder)
+        html = build_report(uri, name, folder, against=against)
         parent = load_parent(uri, name) if attach else None
     except SweepNotFound as exc:
         print(f"sweeper report: {exc}", file=sys.stderr)
@@ -47,10 +42,40 @@ def report_command(name: str, tracking_uri: Optional[str] = None, out_dir: Optio
         if parent is None:
             print(f"sweeper report: sweep {name} has no parent run to attach the report to", file=sys.stderr)
             return EXIT_INVALID
-        # The one write: through the Tracker's client, the same store the sweep logs to.
-        Tracker(uri).client.log_artifacts(parent["run_id"], str(html.parent), ARTIFACT_PATH)
-        print(f"attached to parent run {parent['run_id']} ({parent['run_name']}) under {ARTIFACT_PATH}/")
+        attach_report(uri, parent["run_id"], html.parent, ARTIFACT_PATH)
+        set_note(uri, parent["run_id"], (html.parent / "note.md").read_text(encoding="utf-8"))
+        set_tags(uri, parent["run_id"], selection_tags(parent["selection"]))
+        print(f"attached to parent run {parent['run_id']} ({parent['run_name']}) under {ARTIFACT_PATH}/; "
+              f"its description holds the leaderboard (`sweeper ui {name}` to browse)")
     return EXIT_OK
 
 
-__all__ = ["report_command", "DEFAULT_ROOT", "ARTIFACT_PATH"]
+def ui_command(name: Optional[str], tracking_uri: Optional[str] = None, port: int = 5000) -> int:
+    """Serve MLflow's UI on the sweep's store at 127.0.0.1:``port`` until Ctrl-C; with ``name``, print
+    the address of that sweep's experiment. Exit 2 when the store or the sweep is not there."""
+    from ledger import SweepNotFound, experiment_for, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    address = f"http://127.0.0.1:{port}/"
+    try:
+        if name:
+            _, experiment_id = experiment_for(uri, name)
+            address += f"#/experiments/{experiment_id}"
+        elif uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+            raise SweepNotFound(f"no MLflow store at {uri}")
+    except SweepNotFound as exc:
+        print(f"sweeper ui: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"MLflow UI on {uri}: {address}  (Ctrl-C to stop)", flush=True)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+               "--port", str(port)]
+    server = subprocess.Popen(command)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        server.wait(30)
+        return EXIT_OK
+
+
+__all__ = ["ARTIFACT_PATH", "DEFAULT_ROOT", "report_command", "ui_command"]

@@ -1,23 +1,25 @@
-"""The comparison report of one sweep: ``report.md`` and a self-contained ``report.html``.
+"""The report of one sweep: ``report.md`` and a self-contained ``report.html``.
 
-:func:`build_report` reads the sweep from MLflow (:mod:`ledger.frame`), compares its points
-(:mod:`dashboards.stats`) and writes into ``out_dir``:
+:func:`build_report` reads the sweep through :mod:`ledger` (runs, the last parent run and its
+selection rule, validation curves of the best points, the chosen run's ``kernels.png``), lets
+:mod:`dashboards.sections` say what it finds and writes into ``out_dir``:
 
 * ``report.md`` and ``report.html``: the same sections, the HTML with inline CSS and the plots
-  embedded as data URIs, so the one file can be mailed or attached to a run (no network, no JS);
-* ``learning_curves.png``, ``accuracy_by_value.png``, ``pareto.png`` when matplotlib is
-  installed (the report says so when it is not);
+  embedded as data URIs, so the one file can be mailed or opened in MLflow's artifact viewer
+  (no network, no JS);
+* the plots as PNG files (when matplotlib is installed; the report says so when it is not);
+* ``note.md``: the short Markdown leaderboard for the parent run's description;
 * ``runs.csv`` (:func:`~ledger.frame.load_runs`) and ``points.csv``
   (:func:`~dashboards.stats.per_point`) for anyone who wants the numbers behind the tables.
 
-Nothing is written to MLflow here; ``sweeper report --attach`` logs the folder afterwards.
+Nothing is written to MLflow here; ``sweeper report`` attaches the folder afterwards (ledger.reports).
 """
 from __future__ import annotations
 
 import base64
 import html
 import math
-import time
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -27,11 +29,8 @@ import pandas as pd
 from ledger.tracking import resolve_tracking_uri
 
 from . import plots, stats
-from ledger.frame import LECTURE_KNOBS, load_history, load_parent, load_runs
+from ledger import Selection, fetch_artifact, load_history, load_parent, load_runs, rank_points
 
-PLOT_FILES = ("learning_curves.png", "accuracy_by_value.png", "pareto.png")
-#: Panels in the by-value figure: beyond this the figure is too small to read; the tables stay.
-MAX_PANELS = 9
 
 
 @dataclass
@@ -71,13 +70,19 @@ class Section:
 
 def _kind(column) -> str:
     metric, stat = (column[0], column[-1]) if isinstance(column, tuple) else (str(column), "")
-    if stat == "count" or metric in ("repeats", "levels", "runs", "trials", "unresolved", "epoch", "epochs_run"):
+    if stat == "count" or metric in ("repeats", "levels", "runs", "trials", "unresolved", "epoch", "epochs_run", "df",
+                                     "contexts", "pairs", "points", "n_a", "n_b", "rank"):
         return "int"
+    if metric == "p":
+        return "p"
+    if metric in ("eta2_partial", "omega2_partial", "share", "F", "sum_sq"):
+        return "ratio"
     if metric in ("n_params", "forward_flops", "train_images", "val_images", "test_images"):
         return "big"
     if "seconds" in metric:
         return "seconds"
-    if "accuracy" in metric or "loss" in metric or metric in ("best_mean", "worst_mean", "effect"):
+    if "accuracy" in metric or "loss" in metric or metric in ("best_mean", "worst_mean", "effect", "mean", "diff",
+                                                                 "lo", "hi", "se", "a", "b"):
         return "metric"
     return "other"
 
@@ -95,6 +100,10 @@ def _format(value, kind: str) -> str:
         return f"{value:.1f}"
     if kind == "metric":
         return f"{value:.4f}"
+    if kind == "p":
+        return "< 0.001" if value < 0.001 else f"{value:.3f}"
+    if kind == "ratio":
+        return f"{value:.3g}"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -107,118 +116,6 @@ def display(frame: pd.DataFrame, kind: Optional[str] = None) -> pd.DataFrame:
         kind_i = (kind if numeric else None) or _kind(column)
         out.iloc[:, i] = [_format(v, kind_i) for v in frame.iloc[:, i].tolist()]
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Composition
-
-
-def compose(name: str, uri: str, runs: pd.DataFrame, parent: Optional[dict], history: pd.DataFrame,
-            out_dir: Path, with_plots: bool, top: int = 10) -> tuple[list[Section], pd.DataFrame]:
-    """The report's sections (plots are written to ``out_dir`` on the way) and the per-point frame."""
-    points = stats.per_point(runs)
-    swept = stats.swept_fields(runs)
-    overview = Section("Overview")
-    overview.text(f"Sweep {name}: {len(runs)} trial run(s) in {uri}, report generated "
-                  f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}.")
-    if parent:
-        overview.text(f"Latest submission: {parent['run_name']}, status {parent['status']}, parent run "
-                      f"{parent['run_id']}; {parent['submissions']} submission(s) in all."
-                      + (f" Reason: {parent['reason']}." if parent["reason"] else "")
-                      + (" Trial counts it logged:" if parent["counts"] else ""))
-        if parent["counts"]:
-            overview.table(pd.DataFrame([parent["counts"]]), kind="int")
-    overview.text(f"Swept fields: {', '.join(swept) or 'none'}. {len(points)} point(s) have finished trials.")
-    overview.text("Statistics use FINISHED trials only: each point's repeats are averaged first, then points "
-                  "are compared, so a point weighs the same however many repeats finished. Duplicates (runs "
-                  "KILLED because their point finished in another run) are counted below but never averaged.")
-    if not with_plots:
-        overview.text("matplotlib is not installed: this report has tables only (pip install matplotlib for plots).")
-    sections = [overview, _states(runs)]
-    if points.empty:
-        overview.text("No trial has finished yet: there is nothing to compare.")
-        return sections, points
-
-    sections.append(Section(f"Best {min(top, len(points))} points by test accuracy").table(
-        stats.best_points(points, top).reset_index()).text(
-        "test_accuracy is the mean over the point's finished repeats, test_accuracy_std their standard "
-        "deviation (– with a single repeat); best_run_id is the repeat with the highest test accuracy."))
-
-    effects = stats.marginal_effects(points, [*LECTURE_KNOBS, *swept])
-    sections.append(Section("Marginal effects").table(effects).text(
-        "For each field: the value with the highest and the lowest mean test accuracy over points, and the "
-        "gap between them. levels 1 means the field is not swept (fixed at that value). Where the grid is "
-        "unbalanced (excluded or infeasible points) a marginal mean also carries the other fields' effects."))
-
-    pairs = _pivot_pairs(swept, effects)
-    if pairs:
-        section = Section("Two-way comparison")
-        for rows, columns in pairs:
-            section.text(f"Mean test accuracy over points: {rows} (rows) by {columns} (columns); – where "
-                         f"no point has that pair.")
-            table = stats.pivot(points, rows, columns)
-            table.index.name, table.columns.name = f"{rows} \\ {columns}", None
-            section.table(table, kind="metric")
-        sections.append(section)
-
-    if swept:
-        section = Section("By value of each swept field")
-        section.text("Per-point means grouped by the field's value: mean, std, min and max over points, and how "
-                     "many points (count).")
-        for field_name in swept:
-            section.text(f"{field_name}:")
-            section.table(stats.by_value(points, field_name))
-        if with_plots:
-            plots.by_value(points, swept[:MAX_PANELS], out_dir / "accuracy_by_value.png")
-            section.image("accuracy_by_value.png", "Test accuracy of every point (dots) by value; the black bar "
-                          "is the mean over points with one standard deviation.")
-        sections.append(section)
-
-    front = stats.pareto_front(points)
-    section = Section("Accuracy per cost").text(
-        "The Pareto front: points that no other point beats on both forward FLOPs per image (fewer) and "
-        "mean test accuracy (higher), cheapest first.").table(front)
-    if with_plots and len(front):
-        plots.pareto(points, front, out_dir / "pareto.png")
-        section.image("pareto.png", "Test accuracy against forward FLOPs per image; red: the Pareto front.")
-    sections.append(section)
-
-    if with_plots:
-        curves = stats.learning_curves(history, runs, "val_accuracy")
-        section = Section("Learning curves")
-        if curves.empty:
-            section.text("No per-epoch validation accuracy was logged (val_fraction 0?).")
-        else:
-            plots.learning_curves(curves, out_dir / "learning_curves.png")
-            section.image("learning_curves.png", "Validation accuracy per epoch, mean over each point's "
-                          "finished repeats.")
-        sections.append(section)
-    return sections, points
-
-
-def _states(runs: pd.DataFrame) -> Section:
-    section = Section("Trial states").table(stats.state_counts(runs)).text(
-        "runs: MLflow child runs in each state; trials: (point, repeat) pairs, each counted once by its "
-        "deciding run (FINISHED if any run of it finished, else its latest run).")
-    fails = stats.failures(runs)
-    if fails.empty:
-        section.text("No failed or killed runs.")
-    else:
-        section.text("Failed and killed runs by reason (unresolved: the trial has not finished since):")
-        section.table(fails)
-    return section
-
-
-def _pivot_pairs(swept: list[str], effects: pd.DataFrame) -> list[tuple[str, str]]:
-    """kernel_size x pooling (the lecture's question) when both are swept, and the two fields
-    with the largest marginal effects when they are another pair."""
-    pairs = []
-    if "kernel_size" in swept and "pooling" in swept:
-        pairs.append(("kernel_size", "pooling"))
-    strongest = [f for f in effects.dropna(subset=["effect"])["field"] if f in swept][:2]
-    if len(strongest) == 2 and set(strongest) != {"kernel_size", "pooling"}:
-        pairs.append(tuple(strongest))
-    return pairs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,30 +193,51 @@ def to_html(sections: list[Section], title: str, images: dict[str, bytes]) -> st
     return "\n".join(parts)
 
 
-def build_report(tracking_uri: Optional[str], sweep_name: str, out_dir, top: int = 10) -> Path:
+def build_report(tracking_uri: Optional[str], sweep_name: str, out_dir, against: Optional[str] = None,
+                 selection: Optional[Selection] = None) -> Path:
     """Write the report of ``sweep_name`` into ``out_dir`` (created); returns ``report.html``'s path.
 
-    Raises :class:`ledger.frame.SweepNotFound` when the store has no such sweep.
+    ``against``: another sweep of the same store to compare with. ``selection``: the rule that
+    chooses (default: the one the sweep's last parent run recorded, else ``val_accuracy``).
+    Also writes ``note.md``, the short leaderboard for the parent run's description.
+    Raises :class:`ledger.frame.SweepNotFound` when the store has no such sweep (or no ``against``).
     """
+    from .sections import TOP, Facts, compose
+
     uri = resolve_tracking_uri(tracking_uri)
     runs = load_runs(uri, sweep_name)
+    other = (against, load_runs(uri, against)) if against else None
     parent = load_parent(uri, sweep_name)
+    selection = selection or (parent["selection"] if parent else Selection())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in PLOT_FILES:  # a plot from an earlier build must not outlive the data it showed
-        (out / name).unlink(missing_ok=True)
+    for old in out.glob("*.png"):  # a plot from an earlier build must not outlive the data it showed
+        old.unlink()
     with_plots = plots.available()
+    ranked = rank_points(runs, selection)
     done = stats.finished_trials(runs)
-    history = (load_history(uri, sweep_name, done["run_id"], metrics=["val_accuracy"]) if with_plots and len(done)
+    top = done[done["point"].isin(ranked.index[:TOP])]  # curves of the best points only: fast on 2,000 runs
+    history = (load_history(uri, sweep_name, top["run_id"], metrics=["val_accuracy"]) if with_plots and len(top)
                else pd.DataFrame(columns=["run_id", "epoch", "metric", "value"]))
-    sections, points = compose(sweep_name, uri, runs, parent, history, out, with_plots, top)
+    kernels = None
+    if with_plots and len(ranked):
+        mine = top[top["point"] == ranked.index[0]].dropna(subset=[selection.metric])
+        best = mine.sort_values(selection.metric, ascending=selection.mode == "min")["run_id"].iloc[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            found = fetch_artifact(uri, best, "kernels.png", tmp)
+            if found is not None:
+                kernels = out / "kernels.png"
+                kernels.write_bytes(found.read_bytes())
+    facts = Facts(sweep_name, uri, runs, parent, selection, history, out, with_plots, kernels, other)
+    sections, points = compose(facts)
     title = f"Sweep report: {sweep_name}"
     (out / "report.md").write_text(to_markdown(sections, title), encoding="utf-8")
-    images = {name: (out / name).read_bytes() for name in PLOT_FILES if (out / name).exists()}
+    images = {p.name: p.read_bytes() for p in out.glob("*.png")}
     (out / "report.html").write_text(to_html(sections, title, images), encoding="utf-8")
+    (out / "note.md").write_text(facts.note, encoding="utf-8")
     runs.to_csv(out / "runs.csv", index=False)
     points.to_csv(out / "points.csv", index=False)
     return out / "report.html"
 
 
-__all__ = ["Section", "build_report", "compose", "display", "to_html", "to_markdown"]
+__all__ = ["Section", "build_report", "display", "to_html", "to_markdown"]

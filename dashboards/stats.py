@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from typing import Iterable, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
 from ledger.frame import FINAL_METRICS, LECTURE_KNOBS, RUN_COLUMNS
@@ -45,7 +47,8 @@ def label(value) -> str:
 def _sort_key(value):
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return (3, 0, "")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    # numbers.Real, not (int, float): an Int64 column yields numpy integers, which would sort as text (16 < 4).
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
         return (0, value, "")
     if isinstance(value, (list, tuple)):
         return (2, len(value), json.dumps(list(value)))

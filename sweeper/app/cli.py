@@ -217,15 +217,31 @@ def _train(args: argparse.Namespace) -> int:
     return train_point(args.file, args.assignments, args.repeat, args.save)
 
 
-@command("report", "write a comparison report of a sweep (Markdown, HTML, plots)", arg("name", metavar="NAME"),
-         TRACKING, arg("--out", metavar="DIR", default=None, help="folder to write into (default: reports/NAME)"),
-         arg("--attach", action="store_true", help="also log it to the sweep's latest parent run, under report/"))
+@command("report", "write a report of a sweep (which knobs matter, with intervals) and attach it to MLflow",
+         arg("name", metavar="NAME"), TRACKING,
+         arg("--out", metavar="DIR", default=None, help="folder to write into (default: reports/NAME)"),
+         arg("--against", metavar="OTHER", default=None, help="compare with sweep OTHER (matched points side by side)"),
+         arg("--attach", action=argparse.BooleanOptionalAction, default=True,
+             help="log it to the sweep's latest parent run, with a leaderboard as its description (default; "
+                  "--no-attach: files only)"))
 def _report(args: argparse.Namespace) -> int:
     from dashboards.cli import report_command
 
     sweep_name(args.name)
+    if args.against:
+        sweep_name(args.against)
     writable_folder(Path(args.out) if args.out else Path("reports") / args.name, "--out" if args.out else "report folder")
-    return report_command(args.name, args.tracking_uri, args.out, args.attach)
+    return report_command(args.name, args.tracking_uri, args.out, args.attach, args.against)
+
+
+@command("ui", "start MLflow's UI on the sweep's store (127.0.0.1)", arg("name", metavar="NAME", nargs="?"),
+         TRACKING, arg("--port", type=positive_int, default=5000, help="port to listen on (default 5000)"))
+def _ui(args: argparse.Namespace) -> int:
+    from dashboards.cli import ui_command
+
+    if args.name:
+        sweep_name(args.name)
+    return ui_command(args.name, args.tracking_uri, args.port)
 
 
 def build_parser() -> argparse.ArgumentParser:

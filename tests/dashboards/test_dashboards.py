@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
-import textwrap
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -151,31 +150,46 @@ def test_empty_and_unfinished_frames(runs):
     assert stats.failures(runs[runs["status"] == "FINISHED"]).empty
 
 
+def _facts(runs, tmp_path, history=None):
+    from dashboards.sections import Facts
+    from ledger import Selection
+
+    history = history if history is not None else pd.DataFrame(columns=["run_id", "epoch", "metric", "value"])
+    return Facts("hand", "sqlite:///x.db", runs, None, Selection(), history, tmp_path, True)
+
+
 def test_compose_with_list_values_and_plots(runs, tmp_path):
     from dashboards import report
+    from dashboards.sections import compose
 
     runs = runs.copy()
     runs["dense"] = [[64] if "max" in p else [128, 64] for p in runs["point"]]
     runs.attrs["swept"] = ["kernel_size", "pooling", "dense"]
     history = pd.DataFrame({"run_id": ["r00", "r00", "r02"], "epoch": [1, 2, 1], "metric": "val_accuracy",
                             "value": [0.5, 0.8, 0.6]})
-    sections, points = report.compose("hand", "sqlite:///x.db", runs, None, history, tmp_path, with_plots=True)
-    assert [s.title for s in sections][-3:] == ["By value of each swept field", "Accuracy per cost", "Learning curves"]
-    assert {p.name for p in tmp_path.glob("*.png")} == set(report.PLOT_FILES)
+    facts = _facts(runs, tmp_path, history)
+    sections, points = compose(facts)
+    titles = [s.title for s in sections]
+    assert titles[:5] == ["Overview", "Chosen point", "Checks", "Which knobs matter", "Differences between values"]
+    assert {p.name for p in tmp_path.glob("*.png")} == {"levels.png", "heatmaps.png", "cost.png",
+                                                          "learning_curves.png", "parallel.png"}
     md = report.to_markdown(sections, "hand")
-    assert "| [128, 64] | 0.8400 |" in md  # the avg points, 0.82 and 0.86
-    assert "| pooling | 2 | max | 0.9300 | avg | 0.8400 | 0.0900 |" in md
+    # chosen on validation: k5 max (0.94 on its one finished repeat) over k3 max (0.90 mean)
+    assert "k5 max: the best mean val_accuracy over 1 repeat(s)" in md
+    assert md.count("test_accuracy") == 2 and "| test_accuracy | 0.9500 |" in md  # the chosen point only
+    assert "| dense | [64] |" in md and "**k5 max**" in facts.note
 
 
 def test_compose_of_a_sweep_with_nothing_finished(tmp_path):
     from dashboards import report
+    from dashboards.sections import compose
     from ledger.frame import runs_frame
 
     empty = runs_frame([])
     assert {"run_id", "kernel_size"} - set(empty.columns) == {"kernel_size"} and "test_accuracy" in empty.columns
-    sections, points = report.compose("empty", "x", empty, None, pd.DataFrame(), tmp_path, with_plots=True)
+    sections, points = compose(_facts(empty, tmp_path))
     assert [s.title for s in sections] == ["Overview", "Trial states"] and points.empty
-    assert "No trial has finished yet" in report.to_html(sections, "empty", {})
+    assert "nothing can be chosen" in report.to_html(sections, "empty", {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,25 +296,22 @@ def test_report_tables_match_the_runs(store, tmp_path):
 
     html_path = build_report(store.uri, "quickstart", tmp_path / "out")
     out = html_path.parent
-    for name in ("report.md", "report.html", "runs.csv", "points.csv", "learning_curves.png",
-                 "accuracy_by_value.png", "pareto.png"):
+    for name in ("report.md", "report.html", "runs.csv", "points.csv", "note.md", "learning_curves.png",
+                 "levels.png", "heatmaps.png", "cost.png", "parallel.png"):
         assert (out / name).stat().st_size > 0, name
     points = pd.read_csv(out / "points.csv")
     got = {(k, p): a for k, p, a in zip(points["kernel_size"], points["pooling"], points["test_accuracy"])}
     assert got == pytest.approx(expected_points())
-    expected = expected_points()
-    k3 = sum(v for (k, _), v in expected.items() if k == 3) / 3
-    tables = HtmlTables.of(html_path.read_text())
-    by_kernel = next(t for t in tables if any(r[:1] == ["kernel_size"] for r in t) and any("count" in r for r in t))
-    row3 = next(r for r in by_kernel if r[:1] == ["3"])
-    assert row3[1] == f"{k3:.4f}" and row3[5] == "3"  # mean ... count of test_accuracy
+    expected = {key: value - 0.01 for key, value in expected_points().items()}  # val = test - 0.01 here
     md = (out / "report.md").read_text()
-    assert f"| 3 | {k3:.4f} |" in md
     best = max(expected, key=expected.get)
-    first_row = md.split("## Best")[1].split("\n")[4]
-    assert first_row.startswith(f"| 1 | k{best[0]} {best[1]} |"), first_row
+    first_row = md.split("## Leaderboard")[1].split("\n")[4]
+    assert first_row.startswith(f"| 1 | k{best[0]} {best[1]} | 2 | {expected[best]:.4f} |"), first_row
+    tables = HtmlTables.of(html_path.read_text())
+    anova = next(t for t in tables if t[0][:2] == ["term", "df"])
+    assert [r[0] for r in anova if r[0] in ("kernel_size", "pooling")] and anova[-1][0] == "residual"
     text = html_path.read_text()
-    assert text.count('src="data:image/png;base64,') == 3
+    assert text.count('src="data:image/png;base64,') == 5  # no kernels.png in this hand-written store
     assert "<script" not in text and 'src="http' not in text and "href=\"http" not in text
 
 
@@ -318,8 +329,11 @@ def test_report_command_attaches_to_the_latest_parent(store, tmp_path, capsys):
 
     assert report_command("quickstart", store.uri, str(tmp_path / "r"), attach=True) == 0
     names = {Path(f.path).name for f in store.client.list_artifacts(store.parent, "report")}
-    assert {"report.html", "report.md", "pareto.png"} <= names
+    assert {"report.html", "report.md", "cost.png", "note.md"} <= names
     assert store.parent in capsys.readouterr().out
+    tags = store.client.get_run(store.parent).data.tags
+    assert tags["mlflow.note.content"].startswith("**Sweep report** (chosen by mean val_accuracy")
+    assert tags["sweep.selection.metric"] == "val_accuracy"
 
 
 def test_report_command_unknown_sweep_or_store(store, tmp_path, capsys):
@@ -332,15 +346,10 @@ def test_report_command_unknown_sweep_or_store(store, tmp_path, capsys):
     assert "no sweep named 'nope'" in capsys.readouterr().err
 
 
-def test_report_through_sweeper_cli(store, tmp_path, monkeypatch):
-    import dashboards.cli
+def test_report_through_sweeper_cli(store, tmp_path):
     from sweeper.app import cli
 
-    if "report" not in cli.COMMANDS:  # not pasted into sweeper/cli.py yet: register the block given for it
-        monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
-        block = textwrap.dedent(dashboards.cli.__doc__.split("::\n\n", 1)[1]).strip()
-        exec(block, dict(vars(cli)))
-    assert cli.main(["report", "quickstart", "--tracking-uri", store.uri, "--out", str(tmp_path)]) == 0
+    assert cli.main(["report", "quickstart", "--tracking-uri", store.uri, "--out", str(tmp_path), "--no-attach"]) == 0
     assert (tmp_path / "report.html").exists()
     assert cli.main(["report", "nope", "--tracking-uri", store.uri]) == 2
 

@@ -1,0 +1,92 @@
+"""Warnings in the spirit of the deep-learning tuning playbook, about the point the sweep chose.
+
+* **Edge of the grid**: the chosen value of a numeric field is the smallest or largest the grid
+  tried, so the best value may lie beyond it: widen the grid that way.
+* **Noise against claims**: the repeats of one point disagree (pooled seed std of a trial) by
+  more than the gap between the chosen point and the runner-up, or more than a difference the
+  report calls significant (then it holds on average over many points, not for one run).
+* **Overfitting**: the chosen point's final train accuracy exceeds its validation accuracy by
+  more than ``gap`` (absolute), or its validation curve peaked before the last epoch by more
+  than the seed noise.
+
+:func:`playbook` returns plain sentences; an empty list means nothing to warn about.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .stats import label, ordered_labels
+
+#: Train minus validation accuracy above which the chosen point is said to overfit.
+GAP = 0.02
+
+
+def edges(runs: pd.DataFrame, chosen: pd.Series, fields: Sequence[str]) -> list[str]:
+    """Numeric fields whose chosen value is the grid's smallest or largest."""
+    out = []
+    for field in fields:
+        values = runs[field].dropna()
+        numeric = [v for v in values if isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))]
+        if len(numeric) != len(values) or len(set(numeric)) < 2:
+            continue
+        order = ordered_labels(values)
+        value = label(chosen[field])
+        if value == order[0]:
+            out.append(f"{field}: the chosen value {value} is the smallest the grid tried ({', '.join(order)}); "
+                       f"the best may lie lower: widen the grid downwards.")
+        elif value == order[-1]:
+            out.append(f"{field}: the chosen value {value} is the largest the grid tried ({', '.join(order)}); "
+                       f"the best may lie higher: widen the grid upwards.")
+    return out
+
+
+def noise(noise_std: float, ranked: pd.DataFrame, differences: pd.DataFrame, metric: str) -> list[str]:
+    """Repeats that disagree by more than what the report claims (see the module docstring)."""
+    if math.isnan(noise_std):
+        return ["one repeat per point: how much a run varies with its seed is unknown, so no difference in "
+                "this report can be told apart from noise; set repeats: 2 or more."]
+    out = []
+    if len(ranked) > 1:
+        gap = abs(ranked["score"].iloc[0] - ranked["score"].iloc[1])
+        if noise_std > gap:
+            out.append(f"the chosen point beats the runner-up ({ranked['point_name'].iloc[1]}) by {gap:.4f} in mean "
+                       f"{metric}, less than the seed noise of one run ({noise_std:.4f} std): which of the top "
+                       f"points is best is not settled.")
+    claimed = differences.dropna(subset=["lo", "hi"])
+    claimed = claimed[(claimed["lo"] > 0) | (claimed["hi"] < 0)]
+    small = claimed[claimed["diff"].abs() < noise_std]
+    for _, row in small.iterrows():
+        out.append(f"{row['field']} {row['a']} -> {row['b']}: the difference {row['diff']:+.4f} is significant on "
+                   f"average over {int(row['contexts'])} matched point(s) but smaller than the seed noise of one "
+                   f"run ({noise_std:.4f}): a single run may show the opposite.")
+    return out
+
+
+def overfitting(chosen_runs: pd.DataFrame, curve: Optional[pd.DataFrame], noise_std: float, gap: float = GAP) -> list[str]:
+    """The chosen point's train/validation gap and a validation curve that peaked early.
+
+    ``chosen_runs``: its finished runs (``train_accuracy``, ``val_accuracy``); ``curve``: its
+    mean validation accuracy per epoch (``epoch``, ``mean``), or None."""
+    out = []
+    if {"train_accuracy", "val_accuracy"} <= set(chosen_runs.columns):
+        diff = float((chosen_runs["train_accuracy"] - chosen_runs["val_accuracy"]).mean())
+        if not math.isnan(diff) and diff > gap:
+            out.append(f"the chosen point overfits: final train accuracy exceeds validation accuracy by {diff:.4f} "
+                       f"(more than {gap}); more data, augmentation, weight decay or fewer epochs may help.")
+    if curve is not None and len(curve) > 1:
+        curve = curve.sort_values("epoch")
+        peak = curve.loc[curve["mean"].idxmax()]
+        last = curve.iloc[-1]
+        tolerance = 0.0 if math.isnan(noise_std) else noise_std
+        if peak["epoch"] < last["epoch"] and peak["mean"] - last["mean"] > tolerance:
+            out.append(f"the chosen point's validation accuracy peaked at epoch {int(peak['epoch'])} "
+                       f"({peak['mean']:.4f}) and ended at {last['mean']:.4f}: it trains past its best epoch.")
+    return out
+
+
+__all__ = ["GAP", "edges", "noise", "overfitting"]
