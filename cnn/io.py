@@ -4,19 +4,39 @@ A model file holds ``spec`` (the ModelSpec as JSON text), ``dtype``, one array p
 under ``param/<qualified name>`` and, for a model trained on raw pixels, its per-channel
 normalisation under ``norm/mean`` and ``norm/std``. A checkpoint adds ``meta`` (JSON: epoch, history, optimizer
 settings) and the optimizer state under ``optim/``. Everything loads with ``allow_pickle=False``.
+
+A file read back from a tracking store may have been written by anyone, so :func:`load_model` and
+:func:`load_checkpoint` check it before they allocate: every member's ``.npy`` header (shape,
+dtype; no object arrays) is read from the zip without its data, its declared size must match
+the header, the spec's parameter count is capped (``max_params``), and every array must have
+the shape and a float dtype that the spec gives it. Only then is the model built and filled.
+Any fault is a :class:`ModelFileError` naming the file and the member.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .model import Model
 from .normalize import Normalizer
-from .spec import ModelSpec
+from .spec import ModelSpec, infer_shapes
+
+#: Most parameters a model file may declare: 50 million (200 MB in float32), beyond what a sweep
+#: of this package trains; a larger spec is refused before anything is allocated.
+MAX_PARAMS = 50_000_000
+#: Largest JSON text (spec, meta) in a file.
+MAX_TEXT_CHARS = 4_000_000
+_FLOATS = (np.dtype("float32"), np.dtype("float64"))
+
+
+class ModelFileError(ValueError):
+    """A model or checkpoint file that cannot be loaded safely; the message names the file and why."""
 
 
 def _write_npz(path, arrays: dict) -> None:
@@ -41,16 +61,103 @@ def _model_arrays(model: Model) -> dict:
     return arrays
 
 
-def _load_model(data) -> Model:
-    spec = ModelSpec.from_dict(json.loads(str(data["spec"])))
-    model = Model(spec, dtype=str(data["dtype"]))
-    model.load_state_dict({k[len("param/"):]: data[k] for k in data.files if k.startswith("param/")})
-    if "norm/mean" in data.files:
-        mean, std = data["norm/mean"], data["norm/std"]
-        if mean.shape != (spec.input_shape[0],) or std.shape != mean.shape:
-            raise ValueError(f"norm/mean and norm/std must have shape ({spec.input_shape[0]},), "
-                             f"got {mean.shape} and {std.shape}")
-        model.normalizer = Normalizer(tuple(mean), tuple(std))
+def _headers(path, zf: zipfile.ZipFile) -> dict[str, tuple[tuple, np.dtype]]:
+    """``{member: (shape, dtype)}`` from the ``.npy`` headers alone, each checked against its zip entry."""
+    out = {}
+    for info in zf.infolist():
+        if not info.filename.endswith(".npy"):
+            raise ModelFileError(f"{path}: unexpected member {info.filename!r} (not an array)")
+        name = info.filename[:-len(".npy")]
+        try:
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=10_000)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=10_000)
+                else:
+                    raise ValueError(f"unsupported .npy version {version}")
+                header = f.tell()
+        except Exception as exc:  # noqa: BLE001 -- zip and header faults of every kind (numpy tokenizes it)
+            raise ModelFileError(f"{path}: {name}: not a valid array ({str(exc)[:200]})") from None
+        if dtype.hasobject:
+            raise ModelFileError(f"{path}: {name}: object arrays (pickle) are refused")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if header + nbytes != info.file_size:
+            raise ModelFileError(f"{path}: {name}: its header declares {nbytes} bytes of data, "
+                                 f"the file holds {info.file_size - header}")
+        out[name] = (tuple(shape), dtype)
+    return out
+
+
+def _text(path, data, headers, name: str) -> str:
+    shape, dtype = headers.get(name, (None, None))
+    if shape is None:
+        raise ModelFileError(f"{path}: no {name!r} entry: not a cnn model file")
+    if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * MAX_TEXT_CHARS:
+        raise ModelFileError(f"{path}: {name}: expected one text of at most {MAX_TEXT_CHARS} characters, "
+                             f"got {dtype} of shape {shape}")
+    return str(data[name])
+
+
+def expected_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """Shapes of the ``param/`` arrays of a model of ``spec``, by shape inference: nothing allocated."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    infos = infer_shapes(spec)
+    for info in infos:
+        if info.kind == "conv":
+            k = info.config["kernel_size"]
+            shapes[f"{info.name}.W"] = (info.out_shape[0], info.in_shape[0], k[0], k[1])
+            shapes[f"{info.name}.b"] = (info.out_shape[0],)
+        elif info.kind == "dense":
+            shapes[f"{info.name}.W"] = (info.out_shape[0], info.in_shape[0])
+            shapes[f"{info.name}.b"] = (info.out_shape[0],)
+    return shapes
+
+
+def _check_spec(path, data, headers, max_params: int):
+    """``(spec, dtype, param shapes)`` after checking the spec, its size and every array's header."""
+    try:
+        spec = ModelSpec.from_dict(json.loads(_text(path, data, headers, "spec")))
+        shapes = expected_shapes(spec)
+    except ModelFileError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, OverflowError) as exc:
+        raise ModelFileError(f"{path}: spec: not a valid model spec ({str(exc)[:200]})") from None
+    if not all(type(d) is int for d in (*spec.input_shape, *(d for s in shapes.values() for d in s))):
+        raise ModelFileError(f"{path}: spec: sizes must be integers")
+    count = sum(math.prod(s) for s in shapes.values())
+    if count > max_params:
+        raise ModelFileError(f"{path}: spec: {count} parameters exceed the limit of {max_params}")
+    dtype = _text(path, data, headers, "dtype")
+    if dtype not in ("float32", "float64"):
+        raise ModelFileError(f"{path}: dtype: must be float32 or float64, got {dtype[:40]!r}")
+    found = {k[len("param/"):]: v for k, v in headers.items() if k.startswith("param/")}
+    missing, unexpected = sorted(set(shapes) - set(found)), sorted(set(found) - set(shapes))
+    if missing or unexpected:
+        raise ModelFileError(f"{path}: arrays do not match the spec: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for name, shape in shapes.items():
+        got, got_dtype = found[name]
+        if got != shape or got_dtype not in _FLOATS:
+            raise ModelFileError(f"{path}: param/{name}: expected float32/64 of shape {shape}, "
+                                 f"got {got_dtype} of shape {got}")
+    channels = (spec.input_shape[0],)
+    for name in ("norm/mean", "norm/std"):
+        if (name in headers) != ("norm/mean" in headers) or (
+                name in headers and (headers[name][0] != channels or headers[name][1] not in _FLOATS)):
+            raise ModelFileError(f"{path}: norm/mean and norm/std must both be float arrays of shape {channels}")
+    return spec, dtype, shapes
+
+
+def _load_model(path, data, headers, max_params: int = MAX_PARAMS) -> Model:
+    spec, dtype, _ = _check_spec(path, data, headers, max_params)
+    try:
+        model = Model(spec, dtype=dtype)
+        model.load_state_dict({k[len("param/"):]: data[k] for k in data.files if k.startswith("param/")})
+        if "norm/mean" in data.files:
+            model.normalizer = Normalizer(tuple(data["norm/mean"]), tuple(data["norm/std"]))
+    except Exception as exc:  # noqa: BLE001 -- a corrupt member (CRC, zlib), a zero std in norm/std
+        raise ModelFileError(f"{path}: {str(exc)[:200]}") from None
     return model
 
 
@@ -59,12 +166,34 @@ def save_model(path, model: Model) -> None:
     _write_npz(path, _model_arrays(model))
 
 
-def load_model(path) -> Model:
-    """The model saved at ``path``, with its spec, dtype and weights."""
-    with np.load(path, allow_pickle=False) as data:
-        if "spec" not in data.files:
-            raise ValueError(f"{path}: not a cnn model file (no 'spec' entry)")
-        return _load_model(data)
+class _Npz:
+    """An npz file opened for checked reading: ``headers`` first, arrays (``data[name]``) after."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        try:
+            self.zip = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise ModelFileError(f"{self.path}: not an npz file ({exc})") from None
+        try:
+            self.headers = _headers(self.path, self.zip)
+            self.data = np.load(self.path, allow_pickle=False)
+        except BaseException:
+            self.zip.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.data.close()
+        self.zip.close()
+
+
+def load_model(path, max_params: int = MAX_PARAMS) -> Model:
+    """The model saved at ``path``, with its spec, dtype and weights (checked first, see above)."""
+    with _Npz(path) as npz:
+        return _load_model(path, npz.data, npz.headers, max_params)
 
 
 def save_checkpoint(path, model: Model, optimizer, epoch: int, history: list, extra: dict | None = None) -> None:
@@ -76,14 +205,45 @@ def save_checkpoint(path, model: Model, optimizer, epoch: int, history: list, ex
     _write_npz(path, arrays)
 
 
-def load_checkpoint(path, optimizer=None) -> tuple[Model, dict]:
-    """``(model, meta)``; loads the optimizer state into ``optimizer`` when given."""
-    with np.load(path, allow_pickle=False) as data:
-        model = _load_model(data)
-        meta = json.loads(str(data["meta"]))
+def _check_optimizer(path, headers, shapes) -> None:
+    for name, (shape, dtype) in headers.items():
+        if not name.startswith("optim/"):
+            continue
+        key = name[len("optim/"):]
+        if key == "t":
+            if shape != () or dtype.kind not in "iu":
+                raise ModelFileError(f"{path}: {name}: expected one integer, got {dtype} of shape {shape}")
+            continue
+        param = key[len("state/"):] if key.startswith("state/") else None
+        if param is not None and param[:2] in ("m/", "v/") and param not in shapes:
+            param = param[2:]
+        if param not in shapes or shape != shapes[param] or dtype not in _FLOATS:
+            raise ModelFileError(f"{path}: {name}: not the state of a parameter of this model "
+                                 f"({dtype} of shape {shape})")
+
+
+def load_checkpoint(path, optimizer=None, max_params: int = MAX_PARAMS) -> tuple[Model, dict]:
+    """``(model, meta)``; loads the optimizer state into ``optimizer`` when given (all checked first)."""
+    with _Npz(path) as npz:
+        data, headers = npz.data, npz.headers
+        _, _, shapes = _check_spec(path, data, headers, max_params)
+        _check_optimizer(path, headers, shapes)
+        try:
+            meta = json.loads(_text(path, data, headers, "meta"))
+            if not isinstance(meta, dict) or not isinstance(meta.get("optimizer"), str):
+                raise ValueError("expected a mapping with the optimizer's name")
+            int(meta["epoch"])
+        except ModelFileError:
+            raise
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            raise ModelFileError(f"{path}: meta: not valid ({str(exc)[:200]})") from None
+        model = _load_model(path, data, headers, max_params)
         if optimizer is not None:
             if meta["optimizer"] != type(optimizer).__name__:
-                raise ValueError(f"{path}: checkpoint was written by {meta['optimizer']}, "
-                                 f"not {type(optimizer).__name__}")
-            optimizer.load_state_dict({k[len("optim/"):]: data[k] for k in data.files if k.startswith("optim/")})
+                raise ModelFileError(f"{path}: checkpoint was written by {meta['optimizer'][:40]}, "
+                                     f"not {type(optimizer).__name__}")
+            try:
+                optimizer.load_state_dict({k[len("optim/"):]: data[k] for k in data.files if k.startswith("optim/")})
+            except Exception as exc:  # noqa: BLE001 -- a corrupt member (CRC, zlib), a missing step count
+                raise ModelFileError(f"{path}: optimizer state: {str(exc)[:200]}") from None
     return model, meta
