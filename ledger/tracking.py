@@ -22,6 +22,7 @@ from typing import Iterable, Optional
 
 KIND, POINT, REPEAT, ATTEMPT, REASON = "sweep.kind", "sweep.point", "sweep.repeat", "sweep.attempt", "sweep.status_reason"
 NAME, SUBMISSION, ERROR_KIND = "sweep.name", "sweep.submission", "sweep.error_kind"
+OVERRIDES = "sweep.set"  # on a parent run: the --set KEY=VALUE of its command line, a JSON list
 ACTIVE = ("RUNNING", "SCHEDULED")
 #: Errors that are the trial's own and would happen again with the same config and seed.
 DETERMINISTIC = "trial"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from cnn.dataset import DataError
 from sweeper.app.errors import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK,
                                 EXIT_UNAVAILABLE, classify, debug_traceback, first_line, is_cluster_error)
 from sweeper.spec.config import load_sweep
@@ -123,28 +124,39 @@ def command(name: str, help: str, *arguments: tuple[tuple, dict]):
 TRACKING = arg("--tracking-uri", metavar="URI", default=None,
                help="MLflow tracking URI (default: the sweep file's, MLFLOW_TRACKING_URI, or ./mlflow.db)")
 
-@command("validate", "check a sweep file and count its points and trials", SWEEP_FILE)
+SET = arg("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+          help="override a setting of the file, dotted as in the file (repeatable), e.g. --set train.epochs=3 "
+               "--set data.source=npz")
+
+
+@command("validate", "check a sweep file (and its data, when there) and count its points and trials",
+         SWEEP_FILE, SET)
 def _validate(args: argparse.Namespace) -> int:
-    plan = make_plan(load_sweep(args.file))
+    from sweeper.plan.data import data_facts
+
+    config = load_sweep(args.file, args.overrides)
+    facts, _ = data_facts(config)
+    plan = make_plan(config, data=facts)
     if not plan.points:
         print(f"{args.file}: nothing to train: every point is excluded ({len(plan.excluded)}) or infeasible "
               f"({len(plan.infeasible)}); see `sweeper plan {args.file}`", file=sys.stderr)
         return EXIT_INVALID
     print(f"{args.file}: OK ({len(plan.points)} points, {len(plan.trials)} trials)")
-    skipped = len(plan.excluded) + len(plan.infeasible)
+    print(f"  data: {facts.describe(config.data.source)}")
+    skipped = len(plan.excluded) + len(plan.infeasible) + len(plan.merged)
     if skipped:
-        print(f"  {len(plan.excluded)} excluded and {len(plan.infeasible)} infeasible points left out "
-              f"(see `sweeper plan {args.file}`)")
+        print(f"  {len(plan.excluded)} excluded, {len(plan.infeasible)} infeasible and {len(plan.merged)} merged "
+              f"(same network as another) points left out (see `sweeper plan {args.file}`)")
     return EXIT_OK
 
 
 @command("plan", "show the points, trials and estimated cost of a sweep", SWEEP_FILE,
          arg("--cpus", type=positive_int, default=None, metavar="N",
-             help="CPUs available to the sweep, for the wall-time estimate (default: this machine's)"), TRACKING)
+             help="CPUs available to the sweep, for the wall-time estimate (default: this machine's)"), TRACKING, SET)
 def _plan(args: argparse.Namespace) -> int:
     from sweeper.app.service import plan_sweep
 
-    plan, failed_before = plan_sweep(args.file, args.tracking_uri, args.cpus)
+    plan, failed_before = plan_sweep(args.file, args.tracking_uri, args.cpus, args.overrides)
     print(plan.summary())
     if failed_before:
         print(f"failed before, not trained again without --retry-failed ({len(failed_before)}):")
@@ -169,12 +181,12 @@ def _finish(result) -> int:
 
 
 @command("run", "train every pending trial of a sweep on Ray, logging to MLflow", SWEEP_FILE, ADDRESS, TRACKING,
-         QUIET, RETRY)
+         QUIET, RETRY, SET)
 def _run(args: argparse.Namespace) -> int:
     from sweeper.app.service import run_sweep
 
     return _finish(run_sweep(args.file, address=args.address, quiet=args.quiet, retry_failed=args.retry_failed,
-                             tracking_uri=args.tracking_uri))
+                             tracking_uri=args.tracking_uri, overrides=args.overrides))
 
 
 @command("resume", "finish an interrupted sweep, by name or by file", arg("sweep", metavar="NAME_OR_FILE"),
@@ -270,6 +282,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_INTERRUPTED
     except SweepFileError as exc:
         print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    except DataError as exc:  # the files a sweep trains on: the message names the file and the fault
+        print(f"sweeper {args.command}: bad data: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except (BadArgument, LookupError) as exc:  # LookupError: a sweep name not found in the store
         print(f"sweeper {args.command}: {exc.args[0] if exc.args else exc}", file=sys.stderr)

@@ -5,6 +5,7 @@ FINISHED runs, and a resumed sweep reads its file back from the last parent run.
 """
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -13,7 +14,8 @@ from sweeper.spec.config import SweepConfig, load_sweep
 from sweeper.run.executor import EXIT_OK, Runner, SweepResult, connect
 from sweeper.plan.points import Plan, make_plan
 from sweeper.app.progress import Progress, duration
-from ledger.tracking import REASON, Tracker, resolve_tracking_uri
+from sweeper.plan.data import data_facts, min_classes, prepare_data
+from ledger.tracking import OVERRIDES, REASON, Tracker, resolve_tracking_uri
 from ledger import Selection, rank_points, runs_frame, selection_from_tags, selection_tags
 
 
@@ -48,33 +50,43 @@ def plan_rows(plan: Plan, failed_before: dict) -> list[dict]:
     return rows
 
 
-def plan_sweep(path, tracking_uri: Optional[str] = None, total_cpus: Optional[int] = None):
-    """``(plan, failed_before)`` of ``path`` against what MLflow already holds; writes nothing."""
-    config = load_sweep(path)
+def plan_sweep(path, tracking_uri: Optional[str] = None, total_cpus: Optional[int] = None, overrides=()):
+    """``(plan, failed_before)`` of ``path`` against what MLflow already holds; writes nothing.
+
+    The data is read and checked when its files are there (a :class:`cnn.DataError` otherwise).
+    """
+    config = load_sweep(path, overrides)
+    facts, _ = data_facts(config)
     tracker = tracker_for(config, tracking_uri)
     experiment_id = tracker.experiment_id(config.experiment_name, create=False) if existing_store(tracker) else None
     finished = tracker.finished(experiment_id) if experiment_id else {}
-    plan = make_plan(config, finished, total_cpus=total_cpus)
+    plan = make_plan(config, finished, total_cpus=total_cpus, data=facts)
     pending = {t.key for t in plan.pending}
     failed = tracker.failed(experiment_id) if experiment_id else {}
     return plan, {k: v for k, v in failed.items() if k in pending}
 
 
 def run_sweep(path, *, command: str = "run", address: Optional[str] = None, quiet: bool = False,
-              retry_failed: bool = False, stream=None, tracking_uri: Optional[str] = None) -> SweepResult:
-    """Plan ``path`` against what MLflow holds and train what is missing on Ray."""
-    config = load_sweep(path)
+              retry_failed: bool = False, stream=None, tracking_uri: Optional[str] = None,
+              overrides=()) -> SweepResult:
+    """Plan ``path`` (with ``--set`` ``overrides``) against what MLflow holds and train what is missing on Ray.
+
+    The data is read and checked first: bad data is a :class:`cnn.DataError` before anything starts.
+    """
+    config = load_sweep(path, overrides)
     text = Path(path).read_text()
+    data = prepare_data(config.data.model_dump(), config.seed, min_classes(config))
     tracker = tracker_for(config, tracking_uri)
     experiment_id = tracker.experiment_id(config.experiment_name, sweep_name=config.name)  # in the driver, before any worker
-    plan = make_plan(config, tracker.finished(experiment_id))
+    plan = make_plan(config, tracker.finished(experiment_id), data=data.facts())
     pending_keys = {t.key for t in plan.pending}
     failed_before = {} if retry_failed else {k: v for k, v in tracker.failed(experiment_id).items() if k in pending_keys}
     resume_from = {k: v for k, v in tracker.checkpoints(experiment_id).items() if k in pending_keys}
     progress = Progress(stream, quiet=quiet)
     parent_id = tracker.start_parent(experiment_id, config.name, command, text, plan.summary(),
                                      plan_rows(plan, failed_before),
-                                     tags={**selection_tags(selection_of(config)), "sweep.method": config.method})
+                                     tags={**selection_tags(selection_of(config)), "sweep.method": config.method,
+                                           **({OVERRIDES: json.dumps(list(overrides))} if overrides else {})})
     progress.event(f"sweep {config.name}: {len(plan.trials)} trial(s) of {len(plan.points)} point(s); "
                    f"{len(plan.done)} done before, {len(plan.pending) - len(failed_before)} to train, "
                    f"{len(failed_before)} failed before (--retry-failed to train them again), "
@@ -82,7 +94,7 @@ def run_sweep(path, *, command: str = "run", address: Optional[str] = None, quie
     for key, (run_id, reason) in failed_before.items():
         progress.event(f"  skipping {key[0]} #{key[1] + 1}: failed before in run {run_id}: {reason}")
     runner = Runner(plan, tracker, experiment_id, parent_id, skip=failed_before, resume_from=resume_from,
-                    progress=progress)
+                    progress=progress, data=data)
     if not runner.queue:
         return _nothing_to_do(runner, progress)
     started = connect(address)
@@ -120,7 +132,8 @@ def resume_sweep(target: str, *, tracking_uri: Optional[str] = None, **kwargs) -
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{target}.yaml"
         path.write_text(tracker.sweep_text(parent.info.run_id))
-        return run_sweep(path, command="resume", tracking_uri=tracking_uri, **kwargs)
+        overrides = json.loads(parent.data.tags.get(OVERRIDES, "[]"))  # the --set of that submission
+        return run_sweep(path, command="resume", tracking_uri=tracking_uri, overrides=overrides, **kwargs)
 
 
 def status_report(name: str, tracking_uri: Optional[str] = None, top: int = 5) -> str:

@@ -8,7 +8,10 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
+from cnn.dataset import DataError
+from sweeper.plan.data import data_facts
 from sweeper.spec.config import parse_sweep
+from sweeper.spec.overrides import apply_overrides
 from sweeper.plan.points import make_plan
 from sweeper.run.records import NullRecorder
 from sweeper.run.trial import TrialTask, execute
@@ -40,7 +43,10 @@ def _from_set(problem: Problem) -> Problem:
 
 def train_point(file: str, assignments: Sequence[str], repeat: int = 0, save: Optional[str] = None) -> int:
     data, lines = load_yaml(file)
-    values = _assignments(file, assignments)
+    # Dotted keys (data.source=npz) set the file's own settings; plain ones (kernel_size=5) the point.
+    dotted = [a for a in assignments if "." in a.partition("=")[0]]
+    data, lines = apply_overrides(data, lines, dotted, file)
+    values = _assignments(file, [a for a in assignments if a not in dotted])
     data = {**data, "grid": {k: [v] for k, v in values.items()}, "exclude": [], "method": "grid"}
     data.pop("samples", None)
     try:
@@ -48,15 +54,19 @@ def train_point(file: str, assignments: Sequence[str], repeat: int = 0, save: Op
     except SweepFileError as exc:  # the values came from --set, not from the file's grid
         raise SweepFileError(file, [_from_set(p) for p in exc.problems]) from None
     config = config.model_copy(update={"repeats": max(config.repeats, repeat + 1)})
-    plan = make_plan(config, flops_per_cpu=1.0)
+    facts, prepared = data_facts(config)
+    if prepared is None:
+        raise DataError(f"{config.data.path}: not found")
+    plan = make_plan(config, flops_per_cpu=1.0, data=facts)
     if plan.infeasible:
         print(f"{file}: this point cannot work: {plan.infeasible[0].reason}", file=sys.stderr)
         return 2
     trial = next(t for t in plan.trials if t.repeat == repeat)
     print(f"training {trial.run_name} (point {trial.point.hash}, seed {trial.seed})")
-    task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, cpus=config.resources.cpus_per_trial)
+    task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, cpus=config.resources.cpus_per_trial,
+                     spec=trial.point.spec.to_dict())
     recorder = NullRecorder(lambda line: print(line, flush=True))
-    outcome = execute(task, recorder=recorder)
+    outcome = execute(task, recorder=recorder, data=prepared)
     if outcome.status != "FINISHED":
         print(f"{trial.run_name} failed: {outcome.reason}", file=sys.stderr)
         return 1

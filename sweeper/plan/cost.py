@@ -63,10 +63,10 @@ class CostEstimate:
     wall_seconds: float
 
 
-def trial_flops(point: Point, config: SweepConfig) -> int:
+def trial_flops(point: Point, config: SweepConfig, sizes: Optional[tuple[int, int, int]] = None) -> int:
     """3 x forward x train images x epochs (forward + backward) + forward on validation every
-    epoch + forward on the test set once."""
-    train, val, test = config.data.sizes()
+    epoch + forward on the test set once; ``sizes``: (train, val, test) images, default the config's."""
+    train, val, test = sizes or config.data.sizes() or (0, 0, 0)
     epochs = point.config["train"]["epochs"]
     return point.flops * (3 * train * epochs + val * epochs + test)
 
@@ -85,7 +85,7 @@ def estimate_cost(plan: "Plan", flops_per_cpu: Optional[float] = None) -> CostEs
     cpus = config.resources.cpus_per_trial
     flops, seconds = {}, {}
     for point in plan.points:
-        flops[point.hash] = trial_flops(point, config)
+        flops[point.hash] = trial_flops(point, config, plan.sizes())
         slowdown = DTYPE_SLOWDOWN[point.config["train"]["dtype"]]
         seconds[point.hash] = flops[point.hash] * slowdown / (rate * EFFICIENCY * cpus)
     pending = [seconds[t.point.hash] for t in plan.pending]

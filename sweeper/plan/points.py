@@ -25,7 +25,8 @@ from typing import Mapping, Optional
 
 from cnn.spec import ModelSpec, ShapeError, coverage_problems, forward_flops, infer_shapes, param_count
 
-from sweeper.spec.config import GRID_SECTIONS, ModelConfig, SweepConfig, TrainConfig, canonical_json
+from sweeper.spec.config import GRID_SECTIONS, INPUT_SHAPE, ModelConfig, SweepConfig, TrainConfig, canonical_json
+from sweeper.plan.data import DataFacts, data_facts
 from sweeper.plan.cost import EFFICIENCY, CostEstimate, estimate_cost, measure_flops_per_cpu, trial_flops  # noqa: F401
 
 
@@ -38,14 +39,27 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+#: Settings added after sweeps were first recorded: left out of the hash at these defaults, so
+#: the points of earlier sweeps keep their hashes (and their finished runs).
+LATER_DEFAULTS = {"data": {"test_path": None, "label_offset": 0, "resize": None, "test_fraction": None,
+                           "input_shape": None},
+                  "train": {"crop_padding": 0, "hflip": False}}
+
+
 def config_hash(config: dict) -> str:
     """First 12 hex digits of the sha256 of the canonical JSON of ``config``.
 
-    ``data.path`` is left out: where the MNIST files live does not change what is trained, and a
-    sweep resumed on another machine must find its finished runs.
+    ``data.path`` and ``data.test_path`` are left out: where the files live does not change what
+    is trained, and a sweep resumed on another machine must find its finished runs. So are the
+    :data:`LATER_DEFAULTS` at their defaults.
     """
-    data = {k: v for k, v in config.get("data", {}).items() if k != "path"}
-    return _sha256(canonical_json({**config, "data": data}))[:12]
+    config = dict(config)
+    for section, defaults in LATER_DEFAULTS.items():
+        if section in config:
+            config[section] = {k: v for k, v in config[section].items()
+                               if not (k in defaults and v == defaults[k])}
+    config["data"] = {k: v for k, v in config.get("data", {}).items() if k not in ("path", "test_path")}
+    return _sha256(canonical_json(config))[:12]
 
 
 def trial_seed(sweep_seed: int, repeat: int) -> int:
@@ -159,6 +173,29 @@ class Infeasible:
 
 
 @dataclass(frozen=True)
+class Merged:
+    """A point whose network and training equal an earlier point's: trained once, as ``into``."""
+
+    point: Point
+    into: Point
+
+    @property
+    def reason(self) -> str:
+        differ = [k for k in self.point.values if canonical_json(self.point.values[k]) !=
+                  canonical_json(self.into.values.get(k))]
+        if differ == ["pool_size"] or differ == ["pool_stride"] or set(differ) == {"pool_size", "pool_stride"}:
+            if self.point.config["model"]["pooling"] == "none":
+                return f"{' and '.join(differ)} cannot change the network when pooling is none"
+        return f"{', '.join(differ) or 'nothing'} differ(s), but the resolved network and training are the same"
+
+
+def network_key(point: Point) -> str:
+    """Equal for two points that train the same network the same way (their resolved spec, train
+    settings, data and seed); the model section's own wording does not enter."""
+    return canonical_json({"spec": point.spec.to_dict(), **{k: v for k, v in point.config.items() if k != "model"}})
+
+
+@dataclass(frozen=True)
 class Done:
     """A trial already finished in an earlier run of the sweep."""
 
@@ -166,8 +203,10 @@ class Done:
     run_id: str
 
 
-def resolve_point(config: SweepConfig, values: Mapping[str, object]) -> Point:
-    """The :class:`Point` of ``config`` with the swept ``values`` in place of the base settings."""
+def resolve_point(config: SweepConfig, values: Mapping[str, object],
+                  input_shape: tuple[int, int, int] = INPUT_SHAPE) -> Point:
+    """The :class:`Point` of ``config`` with the swept ``values`` in place of the base settings,
+    its network built for ``input_shape`` (C, H, W)."""
     sections = {"model": config.model.model_dump(), "train": config.train.model_dump()}
     for key, value in values.items():
         sections[GRID_SECTIONS[key]][key] = value
@@ -177,7 +216,7 @@ def resolve_point(config: SweepConfig, values: Mapping[str, object]) -> Point:
                 "model": model.model_dump(), "train": train.model_dump()}
     resolved = json.loads(canonical_json(resolved))  # tuples -> lists, as it will be logged
     resolved = {key: resolved[key] for key in ("seed", "data", "model", "train")}
-    spec = model.to_spec()
+    spec = model.to_spec(input_shape)
     try:
         flops, unseen, error = forward_flops(spec), tuple(conv_coverage_problems(spec)), None
     except ShapeError as exc:
@@ -208,10 +247,17 @@ class Plan:
     infeasible: tuple[Infeasible, ...]
     done: tuple[Done, ...]
     pending: tuple[Trial, ...]
-    candidates: int  # feasible, not excluded points (what random draws from)
+    candidates: int  # feasible, not excluded, distinct points (what random draws from)
     unmatched: tuple[tuple[str, int], ...] = ()  # finished keys that are not trials of this plan
     total_cpus: int = 1
     flops_per_cpu: Optional[float] = field(default=None, repr=False)  # None: measure
+    data: Optional[DataFacts] = None  # the input shape and image counts the plan was made for
+    merged: tuple[Merged, ...] = ()  # points equal to another one, not trained on their own
+
+    def sizes(self) -> tuple[int, int, int]:
+        """(train, validation, test) images per trial (zeros when unknown)."""
+        sizes = self.data.sizes if self.data is not None else self.config.data.sizes()
+        return sizes or (0, 0, 0)
 
     @cached_property
     def cost(self) -> "CostEstimate":
@@ -223,13 +269,18 @@ class Plan:
 
 
 def make_plan(config: SweepConfig, finished: Optional[Mapping[tuple[str, int], str]] = None,
-              total_cpus: Optional[int] = None, flops_per_cpu: Optional[float] = None) -> Plan:
+              total_cpus: Optional[int] = None, flops_per_cpu: Optional[float] = None,
+              data: Optional[DataFacts] = None) -> Plan:
     """Expand ``config``; ``finished`` maps ``(point hash, repeat)`` to the run id of a finished trial.
 
-    ``total_cpus`` (default: this machine's) and ``flops_per_cpu`` (default: measured) only
-    affect the cost estimate.
+    ``data``: the input shape and image counts (default: what the sweep file states or its
+    source implies, without reading files). ``total_cpus`` (default: this machine's) and
+    ``flops_per_cpu`` (default: measured) only affect the cost estimate.
     """
     finished = dict(finished or {})
+    data = data or data_facts(config, read=False)[0]
+    networks: dict[str, Point] = {}
+    merged = []
     axes = config.grid.axes()
     names = [name for name, _ in axes]
     excluded, infeasible, candidates = [], [], []
@@ -241,12 +292,15 @@ def make_plan(config: SweepConfig, finished: Optional[Mapping[tuple[str, int], s
         if rule is not None:
             excluded.append(Excluded(values, point_name(values), rule, config.exclude[rule]))
             continue
-        point = resolve_point(config, values)
+        point = resolve_point(config, values, data.input_shape)
         if point.shape_error is not None:
             infeasible.append(Infeasible(point, point.shape_error))
         elif point.unseen and config.feasibility.unseen_inputs == "skip":
             infeasible.append(Infeasible(point, "; ".join(point.unseen)))
+        elif network_key(point) in networks:
+            merged.append(Merged(point, networks[network_key(point)]))
         else:
+            networks[network_key(point)] = point
             candidates.append(point)
     points = candidates
     if config.method == "random":
@@ -260,7 +314,8 @@ def make_plan(config: SweepConfig, finished: Optional[Mapping[tuple[str, int], s
     keys = {t.key for t in trials}
     unmatched = tuple(sorted(k for k in finished if k not in keys))
     return Plan(config, space, tuple(points), tuple(trials), tuple(excluded), tuple(infeasible), tuple(done),
-                tuple(pending), len(candidates), unmatched, total_cpus or _cpus(), flops_per_cpu)
+                tuple(pending), len(candidates), unmatched, total_cpus or _cpus(), flops_per_cpu, data,
+                tuple(merged))
 
 
 def _cpus() -> int:
@@ -305,21 +360,25 @@ def _format_summary(plan: Plan) -> str:
     config = plan.config
     repeats = config.repeats
     lines = [f"Sweep {config.name!r} (method {config.method}, seed {config.seed}): {_space_text(plan)}"]
-    lines.append(f"  excluded {len(plan.excluded)}, infeasible {len(plan.infeasible)}, "
-                 f"feasible {plan.candidates}")
+    lines.append(f"  excluded {len(plan.excluded)}, infeasible {len(plan.infeasible)}, feasible {plan.candidates}"
+                 + (f" (and {len(plan.merged)} merged: the same network as another point)" if plan.merged else ""))
     if config.method == "random":
         short = " (fewer feasible points than samples: all taken)" if plan.candidates < config.samples else ""
         lines.append(f"  random draw: {len(plan.points)} of {plan.candidates} feasible points{short}")
     lines.append(f"  to train: {len(plan.points)} points x {repeats} repeat{'s' * (repeats > 1)} = "
                  f"{len(plan.trials)} trials: {len(plan.done)} done, {len(plan.pending)} pending")
-    train, val, test = config.data.sizes()
-    lines.append(f"  data: {config.data.source}, {train} train / {val} validation / {test} test images")
+    train, val, test = plan.sizes()
+    lines.append(f"  data: {plan.data.describe(config.data.source)}")
     if plan.unmatched:
         lines.append(f"  {len(plan.unmatched)} finished run(s) match no trial of this plan (ignored)")
 
     if plan.infeasible:
         lines += ["", f"Infeasible points ({len(plan.infeasible)}):"]
         lines += _table(("point", "reason"), [(i.point.name, i.reason) for i in plan.infeasible])
+    if plan.merged:
+        lines += ["", f"Merged points, trained once as the point they equal ({len(plan.merged)}):"]
+        lines += _table(("point", "same network as", "why"), [(m.point.name, m.into.name, m.reason)
+                                                               for m in plan.merged])
     if plan.excluded:
         lines += ["", f"Excluded points ({len(plan.excluded)}):"]
         lines += _table(("point", "rule"), [(e.name, f"exclude[{e.rule}] {canonical_json(e.entry)}")

@@ -30,7 +30,7 @@ from sweeper.app.progress import Counts, Progress
 from sweeper.run.relay import TrialStream, stream_trial
 from ledger.selection import Selection, best_mean
 from ledger.tracking import ATTEMPT, Tracker
-from sweeper.run.trial import TrialOutcome, TrialTask, spec_dict
+from sweeper.run.trial import TrialOutcome, TrialTask
 
 EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 3, 130
 
@@ -91,8 +91,11 @@ class Runner:
     ahead = 1
 
     def __init__(self, plan: Plan, tracker: Tracker, experiment_id: str, parent_id: str, *,
-                 skip: dict | None = None, resume_from: dict | None = None, progress: Progress | None = None):
+                 skip: dict | None = None, resume_from: dict | None = None, progress: Progress | None = None,
+                 data=None):
         self.plan, self.config = plan, plan.config
+        self.data = data  # the sweep's PreparedData: put into Ray's object store once, in run()
+        self.data_ref = None
         self.tracker, self.experiment_id, self.parent_id = tracker, experiment_id, parent_id
         self.skip = skip or {}
         self.resume_from = resume_from or {}
@@ -125,6 +128,9 @@ class Runner:
         self.cpus = int(ray.cluster_resources().get("CPU", 0))
         self.started = time.monotonic()
         self.remote = ray.remote(stream_trial)
+        # One copy per node: every trial gets this reference, and Ray moves the object to a node
+        # once and maps it read-only into each worker there (uint8 arrays, no per-trial copy).
+        self.data_ref = ray.put(self.data) if self.data is not None else None
         from sweeper.run.asha import LocalCoordinator
 
         rule = self.config.early_stopping.model_dump() if self.config.early_stopping else None
@@ -210,7 +216,7 @@ class Runner:
         """Submit ``trial`` (its run created); a point finished meanwhile elsewhere is not trained."""
         res = self.config.resources
         task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, res.cpus_per_trial,
-                         run_id, self.tracker.uri, self.resume_from.get(trial.key), spec=spec_dict(trial.point.config))
+                         run_id, self.tracker.uri, self.resume_from.get(trial.key), spec=trial.point.spec.to_dict())
         began = time.time()
         # The run was created just now by this driver (SCHEDULED, attempt 0): no need to read it back.
         stream = TrialStream(trial, task, self.config.failures.max_retries, self.experiment_id, {ATTEMPT: "0"})
@@ -227,7 +233,7 @@ class Runner:
         return None
 
     def _submit(self, stream: TrialStream) -> None:
-        gen = self.remote.options(name=stream.task.run_name, **self.options).remote(stream.task, self.coordinator)
+        gen = self.remote.options(name=stream.task.run_name, **self.options).remote(stream.task, self.coordinator, self.data_ref)
         self.stamps.setdefault(stream.run_id, {})["submitted_at"] = time.time()
         self.inflight[gen] = stream
 

@@ -67,9 +67,11 @@ class RelayRecorder:
         self.send("fail", status, reason, tb)
 
 
-def stream_trial(task: TrialTask, coordinator=None):
+def stream_trial(task: TrialTask, coordinator=None, data=None):
     """The Ray task: run the trial in a thread and yield its messages, the outcome last.
 
+    ``data``: the sweep's PreparedData, which Ray resolves from the one object the driver put
+    (its arrays map the node's shared object store, read-only, without a copy).
     A generator cannot yield from inside ``fit``'s callbacks, hence the thread and the queue.
     """
     from sweeper.run.asha import ActorProxy
@@ -79,7 +81,7 @@ def stream_trial(task: TrialTask, coordinator=None):
     def run():
         try:
             proxy = None if coordinator is None else ActorProxy(coordinator)
-            outcome = execute(task, proxy, RelayRecorder(task, lambda *m: messages.put(m)))
+            outcome = execute(task, proxy, RelayRecorder(task, lambda *m: messages.put(m)), data)
             messages.put(("outcome", outcome))
         except BaseException as exc:  # a bug outside the trial's own errors: still one last message
             messages.put(("crash", f"{type(exc).__name__}: {exc}", error_signature(exc), traceback.format_exc()))

@@ -10,6 +10,7 @@ continues from the last epoch checkpoint with ``sweep.attempt`` raised.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import socket
@@ -19,8 +20,6 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
-
-import numpy as np
 
 import cnn
 
@@ -70,37 +69,34 @@ def error_signature(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {re.sub(r'[0-9]+(?:[.][0-9]+)?(?:e[-+]?[0-9]+)?', '#', str(exc))}"[:300]
 
 
-@functools.lru_cache(maxsize=4)
-def _data(source: str, path: Optional[str], train_size, test_size, val_fraction: float, seed: int, dtype: str):
-    """Train/val/test sets for a data section; cached because a worker process runs many trials."""
-    train, test = cnn.load_mnist("mnist" if source == "mnist" else "bundled", path, dtype=np.dtype(dtype))
-    if train_size:
-        train = cnn.subsample(train, train_size, seed)
-    if test_size:
-        test = cnn.subsample(test, test_size, seed)
-    train, val = cnn.split(train, val_fraction, seed) if val_fraction else (train, None)
-    return train, val, test
+@functools.lru_cache(maxsize=2)
+def _local_data(data_json: str, seed: int, classes: int):
+    from sweeper.plan.data import prepare_data
+
+    return prepare_data(json.loads(data_json), seed, classes)
 
 
-def datasets(config: dict):
-    d = config["data"]
-    # The split uses the sweep seed, not the trial's: every point is judged on the same images.
-    return _data(d["source"], d.get("path"), d.get("train_size"), d.get("test_size"), d["val_fraction"],
-                 config["seed"], config["train"]["dtype"])
+def datasets(config: dict, data=None):
+    """The trial's :class:`~sweeper.plan.data.PreparedData`: ``data`` as the driver handed it over
+    (through Ray's object store, in a sweep), else read here (``sweeper train``), once per process."""
+    if data is not None:
+        return data
+    return _local_data(json.dumps(config["data"], sort_keys=True), config["seed"], config["model"]["classes"])
 
 
-def build(config: dict, seed: int, spec: Optional[dict] = None):
+def build(config: dict, seed: int, spec: Optional[dict] = None, normalizer=None):
     spec = cnn.ModelSpec.from_dict(spec or spec_dict(config))
     t = config["train"]
-    model = cnn.Model(spec, seed=seed, dtype=t["dtype"])
+    model = cnn.Model(spec, seed=seed, dtype=t["dtype"], normalizer=normalizer)
     optimizer = cnn.make_optimizer(t["optimizer"], t["learning_rate"], t.get("momentum", 0.9), t.get("weight_decay", 0.0))
     return model, optimizer
 
 
-def spec_dict(config: dict) -> dict:
-    from sweeper.spec.config import ModelConfig
+def spec_dict(config: dict, input_shape=None) -> dict:
+    """The model spec of a resolved config (for 1x28x28 inputs unless ``input_shape`` says otherwise)."""
+    from sweeper.spec.config import INPUT_SHAPE, ModelConfig
 
-    return ModelConfig.model_validate(config["model"]).to_spec().to_dict()
+    return ModelConfig.model_validate(config["model"]).to_spec(input_shape or INPUT_SHAPE).to_dict()
 
 
 class _Timed:
@@ -131,8 +127,9 @@ def blas_threads() -> int:
     return max((p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"), default=0)
 
 
-def execute(task: TrialTask, coordinator=None, recorder=None) -> TrialOutcome:
-    """Train ``task``, telling ``recorder`` what happens (default: nothing is recorded)."""
+def execute(task: TrialTask, coordinator=None, recorder=None, data=None) -> TrialOutcome:
+    """Train ``task`` on ``data`` (a PreparedData; None: read it here), telling ``recorder`` what
+    happens (default: nothing is recorded)."""
     from threadpoolctl import threadpool_limits
 
     from sweeper.run.records import NullRecorder
@@ -152,26 +149,49 @@ def execute(task: TrialTask, coordinator=None, recorder=None) -> TrialOutcome:
                 recorder.fail("KILLED", f"duplicate: this point already finished in run {duplicate}")
                 outcome.status, outcome.reason = "DUPLICATE", f"already finished in run {duplicate}"
                 return outcome
-            _train(task, recorder, coordinator, outcome)
+            _train(task, recorder, coordinator, outcome, data)
     except Exception as exc:  # the trial's own error: record it, do not take the sweep down
         outcome.status, outcome.signature = "FAILED", error_signature(exc)
         outcome.reason = f"{type(exc).__name__}: {exc}"
         recorder.fail("FAILED", outcome.reason, traceback.format_exc())
     outcome.seconds = time.perf_counter() - started
     profile["ended_at"] = time.time()
+    profile.update(_memory())
     return outcome
 
 
-def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome) -> None:
+def _memory() -> dict:
+    """This process's peak resident set ``max_rss`` in bytes (shared pages it touched included)
+    and, on Linux, its resident memory now by kind (``rss_anon`` private, ``rss_shmem`` shared
+    memory such as Ray's object store)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = {"max_rss": peak if sys.platform == "darwin" else peak * 1024}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile", "RssShmem"):
+                out[f"rss_{key[3:].lower()}"] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome, data=None) -> None:
     config, profile = task.config, outcome.profile
     began = time.perf_counter()
-    train, val, test = datasets(config)
-    profile["data"] = time.perf_counter() - began  # loaded once per worker process, then cached
-    model, optimizer = build(config, task.seed, task.spec)
+    prepared = datasets(config, data)
+    train, val, test = prepared.train, prepared.val, prepared.test
+    profile["data"] = time.perf_counter() - began
+    model, optimizer = build(config, task.seed, task.spec, prepared.normalizer)
     start_epoch, history = 1, []
     checkpoint = recorder.load_checkpoint(optimizer)
     if checkpoint is not None:
         model, meta = checkpoint
+        if model.normalizer is None:  # a checkpoint written before models carried their normalisation
+            model.normalizer = prepared.normalizer
         start_epoch, history = meta["epoch"] + 1, meta["history"]
     recorder.describe(model, len(train), 0 if val is None else len(val), len(test))
     t = config["train"]
@@ -188,8 +208,9 @@ def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome) -> Non
         return not coordinator.report(task.key, report.epoch, report.metrics)
 
     fit_started = time.perf_counter()
+    augment = cnn.Augment(t.get("crop_padding", 0), t.get("hflip", False))
     result = cnn.fit(model, optimizer, train, val, epochs=t["epochs"], batch_size=t["batch_size"], seed=task.seed,
-                     callbacks=[on_epoch], start_epoch=start_epoch, history=history)
+                     callbacks=[on_epoch], start_epoch=start_epoch, history=history, augment=augment or None)
     profile["fit"] = time.perf_counter() - fit_started  # the epochs, with the callbacks' recording
     train_seconds = profile["fit"] + sum(e["seconds"] for e in history)
     began = time.perf_counter()

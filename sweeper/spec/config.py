@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Sequence, Union
 
 from annotated_types import Ge, Gt, Lt
 from pydantic import (AfterValidator, AllowInfNan, BaseModel, ConfigDict, Field, PlainValidator, Strict, TypeAdapter,
@@ -29,12 +29,19 @@ from pydantic_core import PydanticCustomError
 from cnn.spec import ACTIVATIONS, POOLING_MODES, ConvBlockSpec, ModelSpec
 
 from sweeper.spec.names import SWEEP_NAME_PATTERN, check_name
+from sweeper.spec.overrides import apply_overrides
 from sweeper.spec.yamlsource import LineMap, SweepFileError, load_yaml, located_error, problems_from
 
 #: Images in each source before any subsampling: (train, test). ``bundled`` is the subset shipped
-#: in the ``cnn`` package; ``mnist`` the full data set.
-DATASET_SIZES = {"bundled": (6000, 1000), "mnist": (60000, 10000)}
+#: in the ``cnn`` package; ``mnist`` the full data set; ``cifar10`` the binary CIFAR-10.
+DATASET_SIZES = {"bundled": (6000, 1000), "mnist": (60000, 10000), "cifar10": (50000, 10000)}
+#: Input shapes (C, H, W) known without reading the files; other sources take theirs from the data.
+KNOWN_SHAPES = {"bundled": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 INPUT_SHAPE = (1, 28, 28)
+#: Sources read from ``data.path`` (``mnist`` looks there first, then downloads).
+PATH_SOURCES = ("idx", "npz", "folder", "cifar10")
+#: The test share split off a source without a test split of its own (npz, folder), by default.
+TEST_FRACTION = 0.2
 #: Planning checks every point's shapes (about 0.3 ms each) and every trial becomes an MLflow run:
 #: beyond this many trials (points x repeats) a sweep is more likely a mistake than a plan.
 MAX_TRIALS = 20_000
@@ -128,21 +135,57 @@ class _Section(BaseModel):
 # Sections
 
 
-class DataConfig(_Section):
-    """Which images to train on. Sizes are stratified subsamples; validation comes out of training."""
+def _only_for(sources: tuple[str, ...], what: str):
+    """A field validator: a value other than the default only makes sense for ``sources``."""
 
-    source: Literal["bundled", "mnist"] = "bundled"
-    path: Optional[str] = None
+    def check(cls, value, info: ValidationInfo):
+        source = info.data.get("source")
+        default = cls.model_fields[info.field_name].default
+        if value != default and source is not None and source not in sources:
+            raise located_error([((), f"only used by source {' and '.join(sources)} ({what})")])
+        return value
+
+    return check
+
+
+class DataConfig(_Section):
+    """Which images to train on. Sizes are stratified subsamples; validation comes out of training.
+
+    ``path`` (relative to the current folder): the IDX folder (``idx``, ``mnist``), the ``.npz``
+    file (``npz``), the folder of class subfolders (``folder``) or of the ``*.bin`` files
+    (``cifar10``). The input shape comes from the data; ``input_shape`` states what it must be.
+    """
+
+    source: Literal["bundled", "mnist", "idx", "npz", "folder", "cifar10"] = "bundled"
+    path: Optional[str] = Field(None, validate_default=True)
+    test_path: Optional[str] = None
+    label_offset: Annotated[int, Strict()] = 0
+    resize: Optional[Annotated[tuple[PositiveInt, PositiveInt], Field()]] = None
+    test_fraction: Optional[Annotated[float, Strict(), Gt(0), Lt(1)]] = None
+    input_shape: Optional[tuple[PositiveInt, PositiveInt, PositiveInt]] = None
     train_size: Optional[PositiveInt] = None
     test_size: Optional[PositiveInt] = None
     val_fraction: Fraction = 0.1
 
     @field_validator("path")
     @classmethod
-    def _path_only_for_mnist(cls, path, info: ValidationInfo):
-        if path is not None and info.data.get("source") == "bundled":
-            raise located_error([((), "only used by source mnist (the bundled subset ships with the package)")])
+    def _path_for_files(cls, path, info: ValidationInfo):
+        source = info.data.get("source")
+        if path is not None and source == "bundled":
+            raise located_error([((), "only used by source mnist, " + ", ".join(PATH_SOURCES)
+                                  + " (the bundled subset ships with the package)")])
+        if path is None and source in PATH_SOURCES:
+            what = {"idx": "the folder with the four IDX files", "npz": "the .npz file with arrays x and y",
+                    "folder": "the folder with one subfolder of images per class",
+                    "cifar10": "the folder with data_batch_*.bin and test_batch.bin"}[source]
+            raise located_error([((), f"source {source} needs a path: {what}")])
         return path
+
+    _test_path_npz = field_validator("test_path")(classmethod(_only_for(("npz",), "a second .npz holding the test split")))
+    _offset_idx = field_validator("label_offset")(classmethod(_only_for(("idx",), "subtracted from every label")))
+    _resize_folder = field_validator("resize")(classmethod(_only_for(("folder",), "[H, W] every image is resized to")))
+    _fraction_split = field_validator("test_fraction")(classmethod(_only_for(
+        ("npz", "folder"), "the test share split off when the files hold no test split")))
 
     @field_validator("train_size", "test_size")
     @classmethod
@@ -154,12 +197,22 @@ class DataConfig(_Section):
                 raise located_error([((), f"{size} exceeds the {available} images of source {source}")])
         return size
 
-    def sizes(self) -> tuple[int, int, int]:
-        """(train, validation, test) image counts after subsampling and the validation split."""
-        train, test = DATASET_SIZES[self.source]
-        train, test = self.train_size or train, self.test_size or test
+    def sizes(self, found: Optional[tuple[int, int]] = None) -> Optional[tuple[int, int, int]]:
+        """(train, validation, test) image counts after subsampling and the validation split.
+
+        ``found``: the (train, test) images the files hold; None for a source of known size
+        (the result is None when neither is known).
+        """
+        found = found or DATASET_SIZES.get(self.source)
+        if found is None:
+            return None
+        train, test = min(self.train_size or found[0], found[0]), min(self.test_size or found[1], found[1])
         val = round(self.val_fraction * train)
         return train - val, val, test
+
+    def assumed_shape(self) -> Optional[tuple[int, int, int]]:
+        """The input shape (C, H, W) this section states or its source implies; None: read the data."""
+        return self.input_shape or KNOWN_SHAPES.get(self.source)
 
 
 class ModelConfig(_Section):
@@ -187,13 +240,23 @@ class ModelConfig(_Section):
             return [max(1, self.depth // 2 ** i) for i in range(self.blocks)]
         return [self.depth] * self.blocks
 
-    def to_spec(self) -> ModelSpec:
-        """The :class:`cnn.spec.ModelSpec` for 1x28x28 inputs (shapes are not checked here)."""
+    def to_spec(self, input_shape: tuple[int, int, int] = INPUT_SHAPE) -> ModelSpec:
+        """The :class:`cnn.spec.ModelSpec` for ``input_shape`` (C, H, W) (shapes are not checked here).
+
+        Settings that cannot change the network take one canonical value, so that equal networks
+        have equal specs: without pooling, ``pool_size`` and ``pool_stride`` are the defaults; a
+        ``pool_stride`` equal to ``pool_size`` is None (the default stride is the window).
+        """
+        pooling = None if self.pooling == "none" else self.pooling
+        pool_size, pool_stride = self.pool_size, self.pool_stride
+        if pooling is None:
+            pool_size, pool_stride = ModelConfig.model_fields["pool_size"].default, None
+        elif pool_stride == pool_size:
+            pool_stride = None
         block = dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
-                     activation=self.activation, pooling=None if self.pooling == "none" else self.pooling,
-                     pool_size=self.pool_size, pool_stride=self.pool_stride)
+                     activation=self.activation, pooling=pooling, pool_size=pool_size, pool_stride=pool_stride)
         return ModelSpec(blocks=tuple(ConvBlockSpec(depth=d, **block) for d in self.depths()),
-                         input_shape=INPUT_SHAPE, dense=tuple(self.dense),
+                         input_shape=tuple(input_shape), dense=tuple(self.dense),
                          dense_activation=self.dense_activation, classes=self.classes)
 
 
@@ -207,6 +270,10 @@ class TrainConfig(_Section):
     momentum: Fraction = 0.9
     weight_decay: NonNegFloat = 0.0
     dtype: Literal["float32", "float64"] = "float32"
+    #: Augmentation of the training batches, drawn from the trial's seed: pad by this many zero
+    #: pixels and crop a random window of the original size (0: none); mirror half the images.
+    crop_padding: NonNegInt = 0
+    hflip: Annotated[bool, Strict()] = False
 
 
 class EarlyStopping(_Section):
@@ -446,12 +513,14 @@ def parse_sweep(data, lines: Optional[LineMap] = None, file: str = "<sweep>") ->
         raise SweepFileError(file, problems_from(exc, lines or LineMap(), SweepConfig)) from None
 
 
-def load_sweep(path: Union[str, Path]) -> SweepConfig:
-    """Read, parse and validate a sweep file; any problem, or all of them, is a :class:`SweepFileError`."""
+def load_sweep(path: Union[str, Path], overrides: Sequence[str] = ()) -> SweepConfig:
+    """Read, parse and validate a sweep file with ``--set KEY=VALUE`` ``overrides`` applied; any
+    problem, or all of them, is a :class:`SweepFileError`."""
     data, lines = load_yaml(path)
+    data, lines = apply_overrides(data, lines, overrides, str(path))
     return parse_sweep(data, lines, str(path))
 
 
-__all__ = ["DATASET_SIZES", "INPUT_SHAPE", "MAX_GRID_POINTS", "MAX_TRIALS", "GRID_SECTIONS", "GRID_ORDER",
+__all__ = ["DATASET_SIZES", "KNOWN_SHAPES", "PATH_SOURCES", "TEST_FRACTION", "INPUT_SHAPE", "MAX_GRID_POINTS", "MAX_TRIALS", "GRID_SECTIONS", "GRID_ORDER",
            "DataConfig", "ModelConfig", "TrainConfig", "EarlyStopping", "Selection", "Resources", "Failures", "Feasibility",
            "MlflowConfig", "GridConfig", "SweepConfig", "canonical_json", "parse_sweep", "load_sweep"]

@@ -242,8 +242,11 @@ def test_to_spec_fields():
     assert spec.dense_activation == "sigmoid"
     block = spec.blocks[0]
     assert (block.kernel_size, block.stride, block.padding) == ((5, 3), 2, "same")
-    assert block.pooling is None and block.activation == "sigmoid" and block.pool_size == 3
+    # without pooling the pool settings cannot matter: they take the defaults, so equal networks have equal specs
+    assert block.pooling is None and block.activation == "sigmoid" and block.pool_size == 2
     assert ModelConfig(pooling="l2").to_spec().blocks[1].pooling == "l2"
+    assert ModelConfig(pool_size=3, pool_stride=3).to_spec() == ModelConfig(pool_size=3).to_spec()
+    assert ModelConfig().to_spec((3, 32, 32)).input_shape == (3, 32, 32)
 
 
 # --- YAML source and problem formatting ------------------------------------------------------------
