@@ -27,8 +27,9 @@ class Normalizer:
             raise ValueError(f"mean must be finite and std finite and > 0, got {self.mean} and {self.std}")
 
     @classmethod
-    def fit(cls, x: np.ndarray, chunk: int = 4096) -> "Normalizer":
-        """Mean and standard deviation of every channel of ``x`` (N, C, H, W), in float64 chunks.
+    def fit(cls, x: np.ndarray, chunk: int = 256) -> "Normalizer":
+        """Mean and standard deviation of every channel of ``x`` (N, C, H, W), in float64 chunks
+        (of ``chunk`` images: a float64 copy of the whole set would be 8x its uint8 size).
 
         A constant channel gets std 1 (it is only centred) rather than a division by zero.
         """

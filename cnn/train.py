@@ -107,7 +107,8 @@ def _epochs(model, optimizer, train, val, epochs, batch_size, seed, callbacks, s
             correct += int((logits.argmax(axis=1) == yb).sum())
         metrics = {"train_loss": loss_sum / n, "train_accuracy": correct / n}
         if val is not None and len(val):
-            metrics["val_loss"], metrics["val_accuracy"] = evaluate(model, val, max(batch_size, 500))
+            # In training batches: evaluation then needs no more memory than a training step.
+            metrics["val_loss"], metrics["val_accuracy"] = evaluate(model, val, batch_size)
         metrics["seconds"] = time.perf_counter() - t0
         result.history.append({"epoch": epoch, **metrics})
         result.epochs_run = epoch

@@ -185,6 +185,7 @@ def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome, data=N
     prepared = datasets(config, data)
     train, val, test = prepared.train, prepared.val, prepared.test
     profile["data"] = time.perf_counter() - began
+    profile["max_rss_data"] = _memory()["max_rss"]  # the peak once the data is mapped
     model, optimizer = build(config, task.seed, task.spec, prepared.normalizer)
     start_epoch, history = 1, []
     checkpoint = recorder.load_checkpoint(optimizer)
@@ -212,9 +213,10 @@ def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome, data=N
     result = cnn.fit(model, optimizer, train, val, epochs=t["epochs"], batch_size=t["batch_size"], seed=task.seed,
                      callbacks=[on_epoch], start_epoch=start_epoch, history=history, augment=augment or None)
     profile["fit"] = time.perf_counter() - fit_started  # the epochs, with the callbacks' recording
+    profile["max_rss_fit"] = _memory()["max_rss"]
     train_seconds = profile["fit"] + sum(e["seconds"] for e in history)
     began = time.perf_counter()
-    test_loss, test_accuracy = cnn.evaluate(model, test)
+    test_loss, test_accuracy = cnn.evaluate(model, test, t["batch_size"])
     profile["evaluate"] = time.perf_counter() - began
     metrics = {"test_loss": test_loss, "test_accuracy": test_accuracy, "train_seconds": train_seconds,
                "epochs_run": result.epochs_run}
