@@ -1,6 +1,6 @@
 """``--set KEY=VALUE``: dotted keys as in the sweep file (``data.source=npz``, ``train.epochs=3``).
 
-Each value is parsed as YAML (``3`` an int, ``[1, 3]`` a list, ``same`` a string) and set into the
+Each value is parsed as YAML under the sweep file's bounds (``3`` an int, ``[1, 3]`` a list, ``same`` a string) and set into the
 loaded document before validation, so it is checked exactly as if the file said it. A problem
 with an overridden key is reported without a line number: the value did not come from the file.
 """
@@ -9,9 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Sequence
 
-import yaml
-
-from sweeper.spec.yamlsource import LineMap, Problem, SweepFileError
+from sweeper.spec.yamlsource import LineMap, Problem, SweepFileError, parse_value
 
 __all__ = ["apply_overrides", "parse_assignment"]
 
@@ -22,10 +20,10 @@ def parse_assignment(item: str) -> tuple[tuple[str, ...], object]:
     keys = tuple(part.strip() for part in key.split("."))
     if not sep or not all(keys):
         raise ValueError("expected KEY=VALUE with a dotted key as in the file, e.g. train.epochs=3")
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"the value is not valid YAML: {str(exc).splitlines()[0]}") from None
+    try:  # under the same bounds as a sweep file (size, nesting, aliases)
+        value = parse_value(text) if text.strip() else None
+    except SweepFileError as exc:
+        raise ValueError(f"not a value: {'; '.join(p.message for p in exc.problems)}") from None
     return keys, value
 
 
