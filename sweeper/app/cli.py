@@ -218,7 +218,8 @@ def _status(args: argparse.Namespace) -> int:
 
 @command("train", "train one point in this process, without Ray or MLflow, for debugging", SWEEP_FILE,
          arg("--set", action="append", default=[], metavar="FIELD=VALUE", dest="assignments",
-             help="a model or train field (repeatable), e.g. --set kernel_size=5 --set pooling=l2"),
+             help="a model or train field (repeatable), e.g. --set kernel_size=5 --set pooling=l2; a dotted "
+                  "key sets a setting of the file, e.g. --set data.train_size=600"),
          arg("--repeat", type=repeat_index, default=0, help="which repeat's seed to use (default 0)"),
          arg("--save", metavar="PATH", default=None, help="save the trained weights to this .npz file"))
 def _train(args: argparse.Namespace) -> int:

@@ -51,8 +51,11 @@ def test_rgb_folder_sweep_reaches_95_percent(tmp_path, ray_local, mlflow_uri, re
                   f"{', '.join(f'{a:.3f}' for a in accuracies)}")
     assert accuracies[-1] >= 0.95
     assert all(r.data.params["train.epochs"] == "4" for r in children)
-    (parent,) = runs(mlflow_uri, "e2e-shapes", "parent")
+    (parent,) = runs(mlflow_uri, "e2e-shapes", "parent")  # the run's; resume adds its own below
     assert json.loads(parent.data.tags["sweep.set"]) == ["train.epochs=4"]
+    # resume by name reads the file back and applies the recorded --set again: nothing to train
+    assert main(["resume", "e2e-shapes", "-q", "--tracking-uri", mlflow_uri]) == 0
+    assert len(runs(mlflow_uri, "e2e-shapes")) == 4
     plan_txt = Tracker(mlflow_uri).client.download_artifacts(parent.info.run_id, "plan.txt", str(tmp_path))
     assert "folder, 3x16x16 inputs, 360 train / 40 validation / 120 test images" in Path(plan_txt).read_text()
     # the saved model carries its normalisation: load_model + predict on raw test images
