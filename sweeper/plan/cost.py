@@ -2,11 +2,16 @@
 
 A trial costs ``3 x forward FLOPs x train images x epochs`` (backward is about twice the forward)
 plus the forward passes over the validation set every epoch and the test set once. Seconds come
-from this machine's single-thread float32 matmul rate, measured once, times :data:`EFFICIENCY`.
+from this machine's single-thread float32 matmul rate, measured once, times the efficiency that
+training reaches: the one ``make bench`` measured on this machine (:func:`calibrated_efficiency`,
+``~/.cache/cnn-sweeper/calibration.json``), else :data:`EFFICIENCY`. The executor dispatches the
+longest trials first (:func:`longest_first`), the order the makespan below assumes.
 """
 from __future__ import annotations
 
 import heapq
+import json
+import os
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,11 +23,12 @@ if TYPE_CHECKING:
     from sweeper.spec.config import SweepConfig
     from sweeper.plan.points import Plan, Point
 
-#: Fraction of the single-thread float32 matmul rate that training reaches: im2col copies, the
-#: elementwise layers, pooling and Python overhead around small matmuls. Calibrated by timing one
-#: epoch of the quickstart points (batch 64, one thread): 0.047 to 0.060. Re-time it if the
-#: layers in ``cnn`` get faster; the estimate scales as 1 / EFFICIENCY.
+#: Fraction of the single-thread float32 matmul rate that training reaches (im2col copies, the
+#: elementwise layers, pooling, Python overhead around small matmuls) when this machine has no
+#: calibration file. The estimate scales as 1 / efficiency.
 EFFICIENCY = 0.05
+#: Written by ``python -m benchmarks.calibrate`` (``make bench``): {"efficiency": ..., "cpu": ...}.
+CALIBRATION_ENV = "CNN_SWEEPER_CALIBRATION"
 #: float64 matmuls run at about half the float32 rate.
 DTYPE_SLOWDOWN = {"float32": 1.0, "float64": 2.0}
 
@@ -50,17 +56,53 @@ def measure_flops_per_cpu(seconds: float = 0.2) -> float:
             limit.restore_original_limits()
 
 
+def calibration_path() -> str:
+    return os.environ.get(CALIBRATION_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "cnn-sweeper",
+                                                          "calibration.json")
+
+
+@lru_cache(maxsize=None)
+def calibrated_efficiency(path: Optional[str] = None) -> tuple[float, str]:
+    """``(efficiency, source)``: the measured one from the calibration file, else :data:`EFFICIENCY`.
+
+    A file that is missing, unreadable or out of range (0, 1] falls back to the default: an
+    estimate must never stop a plan.
+    """
+    path = path or calibration_path()
+    try:
+        with open(path) as fh:
+            value = float(json.load(fh)["efficiency"])
+        if 0 < value <= 1:
+            return value, f"measured by `make bench` ({path})"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return EFFICIENCY, "default, not calibrated on this machine (`make bench` measures it)"
+
+
+def relative_cost(trial, config: "SweepConfig") -> float:
+    """FLOPs of one trial scaled by its dtype: proportional to its estimated seconds."""
+    return trial_flops(trial.point, config) * DTYPE_SLOWDOWN[trial.point.config["train"]["dtype"]]
+
+
+def longest_first(trials, config: "SweepConfig") -> list:
+    """``trials`` in decreasing estimated cost (ties keep their order): a long trial started last
+    would leave the other CPUs idle at the end of the sweep."""
+    return sorted(trials, key=lambda t: -relative_cost(t, config))
+
+
 @dataclass(frozen=True)
 class CostEstimate:
     """FLOPs and seconds per point hash, and totals for the pending trials."""
 
-    flops_per_cpu: float  # measured matmul rate, before EFFICIENCY
+    flops_per_cpu: float  # measured matmul rate, before the efficiency
     trial_flops: dict  # point hash -> FLOPs of one trial
     trial_seconds: dict  # point hash -> seconds of one trial on cpus_per_trial CPUs
     pending_flops: float
     cpu_seconds: float  # of the pending trials
     concurrency: int
     wall_seconds: float
+    efficiency: float = EFFICIENCY
+    efficiency_source: str = ""
 
 
 def trial_flops(point: Point, config: SweepConfig, sizes: Optional[tuple[int, int, int]] = None) -> int:
@@ -82,16 +124,18 @@ def _makespan(durations: list[float], slots: int) -> float:
 def estimate_cost(plan: "Plan", flops_per_cpu: Optional[float] = None) -> CostEstimate:
     config = plan.config
     rate = flops_per_cpu or measure_flops_per_cpu()
+    efficiency, source = calibrated_efficiency()
     cpus = config.resources.cpus_per_trial
     flops, seconds = {}, {}
     for point in plan.points:
         flops[point.hash] = trial_flops(point, config, plan.sizes())
         slowdown = DTYPE_SLOWDOWN[point.config["train"]["dtype"]]
-        seconds[point.hash] = flops[point.hash] * slowdown / (rate * EFFICIENCY * cpus)
+        seconds[point.hash] = flops[point.hash] * slowdown / (rate * efficiency * cpus)
     pending = [seconds[t.point.hash] for t in plan.pending]
     slots = max(1, plan.total_cpus // cpus)
     if config.resources.max_concurrent:
         slots = min(slots, config.resources.max_concurrent)
     slots = max(1, min(slots, len(pending)))
     return CostEstimate(rate, flops, seconds, float(sum(flops[t.point.hash] for t in plan.pending)),
-                        sum(pending) * cpus, slots, _makespan(pending, slots) if pending else 0.0)
+                        sum(pending) * cpus, slots, _makespan(pending, slots) if pending else 0.0,
+                        efficiency, source)

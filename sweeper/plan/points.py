@@ -407,7 +407,8 @@ def _format_summary(plan: Plan) -> str:
         lines.append(f"  {cost.pending_flops:.3g} FLOPs: 3 x forward x {train} train images x epochs, "
                      f"+ forward on {val} validation images per epoch and {test} test images")
         lines.append(f"  at {cost.flops_per_cpu / 1e9:.1f} GFLOP/s per CPU (float32 matmul, measured) "
-                     f"x {EFFICIENCY} efficiency x {cpus} CPU{'s' * (cpus > 1)} per trial")
+                     f"x {cost.efficiency:.3f} efficiency ({cost.efficiency_source}) x {cpus} CPU{'s' * (cpus > 1)} "
+                     "per trial")
         lines.append(f"  CPU time {_duration(cost.cpu_seconds)}; wall about {_duration(cost.wall_seconds)} "
                      f"running {cost.concurrency} trial{'s' * (cost.concurrency > 1)} at a time on "
                      f"{plan.total_cpus} CPUs")

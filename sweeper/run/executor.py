@@ -5,7 +5,8 @@ streams what the trial records to this driver, which writes it to MLflow (see
 :mod:`sweeper.relay`), and the driver submits a trial again when its worker dies (up to
 ``max_retries`` times, from the trial's last epoch checkpoint). The driver bounds the tasks in
 flight to the free slots (the cap on concurrent trials, or the cluster's CPUs divided by
-``cpus_per_trial``). No task waits queued in Ray: a queued lease makes Ray start extra worker
+``cpus_per_trial``), longest trials first by the plan's cost estimate (a long trial started last
+would leave the other CPUs idle at the end). No task waits queued in Ray: a queued lease makes Ray start extra worker
 processes, and it takes the CPU a trial lends while it blocks in ``ray.get`` (early stopping),
 so three trials would train on two CPUs. Instead the driver creates the next child run ahead
 (SCHEDULED, one at a time), so a slot that frees gets its task at once; a run created ahead that
@@ -25,6 +26,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Optional
 
+from sweeper.plan.cost import longest_first
 from sweeper.plan.points import Plan, Trial
 from sweeper.app.progress import Counts, Progress
 from sweeper.run.relay import TrialStream, stream_trial
@@ -101,7 +103,7 @@ class Runner:
         self.resume_from = resume_from or {}
         self.progress = progress or Progress(quiet=True)
         self.counts = Counts(len(plan.trials), {"done_before": len(plan.done)})
-        self.queue = deque(t for t in plan.pending if t.key not in self.skip)
+        self.queue = deque(longest_first((t for t in plan.pending if t.key not in self.skip), self.config))
         self.counts.state["failed_before"] = len(plan.pending) - len(self.queue)
         self.counts.state["queued"] = len(self.queue)
         self.inflight: dict = {}  # ObjectRefGenerator -> TrialStream

@@ -4,12 +4,23 @@ from pathlib import Path
 
 import pytest
 
+from sweeper.plan import cost as cost_module
+from sweeper.plan.cost import calibrated_efficiency, longest_first
 from sweeper.spec.config import load_sweep, parse_sweep
 from sweeper.plan.points import (EFFICIENCY, config_hash, make_plan, measure_flops_per_cpu, point_name, trial_flops,
                           trial_seed)
 
 REPO = Path(__file__).resolve().parents[2]
 RATE = 1e10  # FLOP/s per CPU, instead of measuring
+
+
+@pytest.fixture(autouse=True)
+def no_calibration(monkeypatch, tmp_path):
+    """Estimates here use the default efficiency, whatever `make bench` stored on this machine."""
+    monkeypatch.setenv(cost_module.CALIBRATION_ENV, str(tmp_path / "none.json"))
+    calibrated_efficiency.cache_clear()
+    yield
+    calibrated_efficiency.cache_clear()
 
 
 def sweep(**fields):
@@ -247,6 +258,36 @@ def test_cost_of_float64_and_done_trials():
     assert f64 == pytest.approx(2 * f32)
     done = plan(config, finished={p.trials[1].key: "r"}, total_cpus=4)
     assert done.cost.cpu_seconds == pytest.approx(f32) and done.cost.concurrency == 1
+
+
+def test_calibrated_efficiency_scales_the_estimate(monkeypatch, tmp_path):
+    config = sweep(grid={"kernel_size": [3, 5]})
+    default = plan(config).cost
+    assert default.efficiency == EFFICIENCY and "not calibrated" in default.efficiency_source
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({"efficiency": EFFICIENCY * 4, "cpu": "test"}))
+    monkeypatch.setenv(cost_module.CALIBRATION_ENV, str(path))
+    calibrated_efficiency.cache_clear()
+    measured = plan(config).cost
+    assert measured.efficiency == EFFICIENCY * 4 and str(path) in measured.efficiency_source
+    for h, seconds in default.trial_seconds.items():
+        assert measured.trial_seconds[h] == pytest.approx(seconds / 4)
+    assert "efficiency (measured by `make bench`" in plan(config).summary()
+    for bad in ("{}", "not json", json.dumps({"efficiency": 0}), json.dumps({"efficiency": 3})):
+        path.write_text(bad)
+        calibrated_efficiency.cache_clear()
+        assert calibrated_efficiency() == (EFFICIENCY, default.efficiency_source)
+
+
+def test_longest_first_orders_by_estimated_cost():
+    config = sweep(grid={"kernel_size": [3, 7, 5], "dtype": ["float32", "float64"]}, repeats=2)
+    p = plan(config)
+    ordered = longest_first(p.pending, config)
+    seconds = [p.cost.trial_seconds[t.point.hash] for t in ordered]
+    assert seconds == sorted(seconds, reverse=True) and len(ordered) == len(p.pending) == 12
+    assert ordered[0].point.values == {"kernel_size": 7, "dtype": "float64"}
+    # equal costs keep the plan's order: repeat 0 before repeat 1
+    assert [t.repeat for t in ordered[:2]] == [0, 1]
 
 
 def test_summary_lists_everything():

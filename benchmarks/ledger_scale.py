@@ -1,0 +1,135 @@
+"""Ledger scale: an experiment of many runs, written through the driver's own writer, then the
+commands that read it timed one by one, each in a fresh process (its wall time and peak memory).
+
+    python -m benchmarks.ledger_scale --runs 10000 --uri sqlite:////tmp/x/mlflow.db [--keep]
+
+Writing: the sweep's plan is made (1000 points x 10 repeats for 10,000 runs), then for every trial
+the driver's calls in a real sweep: ``Tracker.create_trial_run`` (SCHEDULED, params),
+``RunRecorder.start``, two ``log_epoch``, ``finish_with`` (final metrics, FINISHED and the
+duplicate rule's search). The seconds per 1000 runs are printed as the store grows: a search that
+scans the experiment makes them grow with the runs already there (a square in total).
+
+Reading (targets from issue 11): ``sweeper plan`` (< 5 s), ``sweeper status`` (< 5 s), ``sweeper
+resume`` with nothing to do (< 5 s), ``sweeper report`` (< 30 s).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+TARGETS = {"plan": 5.0, "status": 5.0, "resume": 5.0, "report": 30.0}
+
+
+def sweep_dict(runs: int, uri: str, name: str) -> dict:
+    """A grid of ``runs / 10`` points (kernel 3/5 x pooling max/avg x learning rates) x 10 repeats."""
+    repeats = 10 if runs >= 40 else 1
+    rates = max(1, runs // repeats // 4)
+    return {"name": name, "seed": 0, "method": "grid", "repeats": repeats,
+            "data": {"source": "bundled", "train_size": 600, "test_size": 100},
+            "model": {"blocks": 2, "depth": 4, "padding": "same", "dense": [16]},
+            "train": {"epochs": 2, "batch_size": 64},
+            "grid": {"kernel_size": [3, 5], "pooling": ["max", "avg"],
+                     "learning_rate": [round(0.001 + 0.000001 * i, 7) for i in range(rates)]},
+            "resources": {"cpus_per_trial": 1}, "mlflow": {"tracking_uri": uri}}
+
+
+def write(path: Path, log=print, chunk: int = 1000) -> dict:
+    """Record every pending trial of ``path`` as FINISHED, through the driver's writer."""
+    import random
+
+    from ledger import RunRecorder, Tracker, resolve_tracking_uri
+    from sweeper.plan.points import make_plan
+    from sweeper.run.trial import TrialTask
+    from sweeper.spec.config import load_sweep
+
+    config = load_sweep(path)
+    tracker = Tracker(resolve_tracking_uri(config.mlflow.tracking_uri))
+    exp = tracker.experiment_id(config.experiment_name, sweep_name=config.name)
+    plan = make_plan(config, tracker.finished(exp), total_cpus=2, flops_per_cpu=1e9)
+    parent = tracker.start_parent(exp, config.name, "run", path.read_text(), "(benchmark)", [])
+    rng = random.Random(0)
+    per_chunk, began = [], time.perf_counter()
+    t = began
+    for i, trial in enumerate(plan.pending, 1):
+        run_id = tracker.create_trial_run(exp, parent, config.name, trial, trial.point.values)
+        task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, 1, run_id, tracker.uri)
+        rec = RunRecorder(task, exp, {"sweep.attempt": "0"})
+        rec.start(threads=1, pid=os.getpid(), host="bench")
+        acc = 0.5 + 0.4 * rng.random()
+        for epoch in (1, 2):
+            rec.log_epoch(epoch, {"train_loss": 1.0 / epoch, "train_accuracy": acc - 0.1 / epoch,
+                                  "val_loss": 1.1 / epoch, "val_accuracy": acc - 0.05 / epoch, "seconds": 0.5})
+        rec.finish_with({}, {"test_loss": 0.5, "test_accuracy": acc, "train_seconds": 1.0, "epochs_run": 2}, False)
+        if i % chunk == 0 or i == len(plan.pending):
+            now = time.perf_counter()
+            per_chunk.append({"runs": i, "seconds": now - t})
+            log(f"ledger: {i} runs written, last {chunk}: {now - t:.1f}s")
+            t = now
+    tracker.update_parent(parent, {"planned": len(plan.trials), "finished": len(plan.pending)}, "FINISHED")
+    return {"runs": len(plan.pending), "seconds": time.perf_counter() - began, "per_chunk": per_chunk}
+
+
+def timed(argv: list[str], env: dict) -> dict:
+    """Run ``argv`` in a fresh process: wall seconds, peak RSS (MiB), exit code, last output line."""
+    began = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - began
+    lines = [line for line in out.strip().splitlines() if line.strip()]
+    return {"seconds": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            "exit_code": proc.returncode, "last_line": lines[-1][:200] if lines else "", "output": out[-2000:]}
+
+
+def measure(path: Path, name: str, uri: str, out_dir: Path, log=print) -> dict:
+    """Time plan, status, resume (nothing to do) and report on the store, each in a fresh process."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    sweeper = [sys.executable, "-m", "sweeper"]
+    commands = {"plan": [*sweeper, "plan", str(path), "--cpus", "2"],
+                "status": [*sweeper, "status", name, "--tracking-uri", uri],
+                "resume": [*sweeper, "resume", name, "--tracking-uri", uri, "-q"],
+                "report": [*sweeper, "report", name, "--tracking-uri", uri, "--out", str(out_dir / "report")]}
+    res = {}
+    for key, argv in commands.items():
+        r = res[key] = timed(argv, env)
+        r["target_s"] = TARGETS[key]
+        r["met"] = r["seconds"] < TARGETS[key] and r["exit_code"] in (0, 1)
+        log(f"ledger: {key:7s} {r['seconds']:6.1f}s (target < {TARGETS[key]:.0f}s: "
+            f"{'met' if r['met'] else 'missed'}), peak {r['peak_rss_mib']:.0f} MiB, exit {r['exit_code']}: "
+            f"{r['last_line'][:100]}")
+    return res
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ledger_scale", description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10000)
+    parser.add_argument("--uri", required=True, help="the tracking store (sqlite:///... or postgresql://...)")
+    parser.add_argument("--folder", default=None, help="where the sweep file and the report go")
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--skip-write", action="store_true", help="the store holds the runs already")
+    parser.add_argument("--json", default=None, help="write the results here")
+    args = parser.parse_args(argv)
+    name = args.name or f"ledger-{args.runs}"
+    folder = Path(args.folder or f"/tmp/ledger-scale-{os.getpid()}")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(sweep_dict(args.runs, args.uri, name), sort_keys=False))
+    res = {"runs": args.runs, "uri": args.uri.split("@")[-1], "load_average": list(os.getloadavg())}
+    if not args.skip_write:
+        res["write"] = write(path)
+    res["commands"] = measure(path, name, args.uri, folder)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
