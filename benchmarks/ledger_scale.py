@@ -108,24 +108,47 @@ def measure(path: Path, name: str, uri: str, out_dir: Path, log=print) -> dict:
     return res
 
 
+def _held(uri: str, name: str) -> int:
+    """FINISHED trial runs the store holds for ``name`` already (0 if none)."""
+    from ledger import Tracker
+
+    tracker = Tracker(uri)
+    exp = tracker.find_sweep(name)
+    return len(tracker.finished(exp)) if exp else 0
+
+
+def run(runs: int = 10000, uri: str | None = None, folder: str | None = None, log=print) -> dict:
+    """Write ``runs`` (unless ``uri`` holds them already) and time the commands on them."""
+    import logging
+    import tempfile
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    name = f"ledger-{runs}"
+    with tempfile.TemporaryDirectory(prefix="ledger-scale", dir=folder) as tmp:
+        folder = Path(tmp)
+        uri = uri or f"sqlite:///{folder}/mlflow.db"
+        path = folder / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(sweep_dict(runs, uri, name), sort_keys=False))
+        res = {"runs": runs, "uri": uri.split("@")[-1], "load_average_start": list(os.getloadavg())}
+        held = _held(uri, name) if not uri.startswith(f"sqlite:///{folder}") else 0
+        if held < runs:
+            res["write"] = write(path, log)
+        else:
+            log(f"ledger: {uri.split('@')[-1]} holds {held} runs of {name} already")
+        res["commands"] = measure(path, name, uri, folder, log)
+    res["load_average_end"] = list(os.getloadavg())
+    return res
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ledger_scale", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10000)
-    parser.add_argument("--uri", required=True, help="the tracking store (sqlite:///... or postgresql://...)")
-    parser.add_argument("--folder", default=None, help="where the sweep file and the report go")
-    parser.add_argument("--name", default=None)
-    parser.add_argument("--skip-write", action="store_true", help="the store holds the runs already")
+    parser.add_argument("--uri", default=None, help="the tracking store (sqlite:///... or postgresql://...); "
+                        "runs it holds already are not written again")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
-    name = args.name or f"ledger-{args.runs}"
-    folder = Path(args.folder or f"/tmp/ledger-scale-{os.getpid()}")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(sweep_dict(args.runs, args.uri, name), sort_keys=False))
-    res = {"runs": args.runs, "uri": args.uri.split("@")[-1], "load_average": list(os.getloadavg())}
-    if not args.skip_write:
-        res["write"] = write(path)
-    res["commands"] = measure(path, name, args.uri, folder)
+    res = run(args.runs, args.uri)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0

@@ -1,15 +1,20 @@
 """Run every benchmark and write ``latest.json`` and ``latest.md``.
 
-    python -m benchmarks.run [--quick] [--out benchmarks/results] [--threads N] [--sections kernels,sweep]
+    python -m benchmarks.run [--quick] [--out benchmarks/results] [--threads N] [--sections kernels,sweep,...]
 
 ``--quick`` is the CI smoke run: two small architectures, a tiny batch, a few seconds; its numbers
 say the code runs, not how fast. Both frameworks get the same thread count: threadpoolctl limits
 NumPy's BLAS, ``torch.set_num_threads`` limits PyTorch.
 
-Sections: ``kernels`` (NumPy against PyTorch: throughput, layers, convolution rate, memory) and
-``sweep`` (a grid of equal trials through the sweep service on all CPUs; see benchmarks/sweep.py).
-The sweep section starts its own local Ray and a fresh MLflow store (about half a minute before
-its clock starts), and ``--threads`` does not apply to it: each trial pins itself to one thread.
+Sections: ``kernels`` (NumPy against PyTorch: throughput, layers, convolution rate, memory, the
+step against its FLOP limit; 1 thread unless ``--threads``), ``kernels2`` (the convolution rates
+and the step's FLOP fraction again at 2 threads), ``sweep`` (a grid of equal trials through the
+sweep service on all CPUs; see benchmarks/sweep.py), ``vs_tune`` (the same grid by ``sweeper run``
+and by Ray Tune + PyTorch + MLflow), ``bookkeeping`` (500 one-second trials with full logging),
+``ledger`` (plan, status, resume, report on an experiment of 10,000 runs; ``--ledger-uri`` reuses a
+store that holds them) and ``calibrate`` (the cost model's efficiency on this machine, written to
+``~/.cache/cnn-sweeper/calibration.json``, and plan's ETA against a measured grid). The sections on
+Ray start their own local Ray and fresh MLflow stores; ``--threads`` does not apply to them.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import numpy as np
 
 import cnn
 
-from . import archs, layers, machine, matmul, memory, report, sweep
+from . import archs, bookkeeping, calibrate, layers, ledger_scale, machine, matmul, memory, report, sweep, vs_tune
 from .steps import numpy_trainer, random_batch, torch_trainer
 from .timing import alternate, geomean, median
 
@@ -30,8 +35,9 @@ FULL = dict(quick=False, archs=tuple(archs.GRID), batches=(64, 128), reps=7, war
 QUICK = dict(quick=True, archs=archs.QUICK, batches=(8,), reps=3, warmup=1, target_s=0.01,
              layer_batch=8, layer_reps=2, matmul_size=256)
 
-TARGET_RATIO, TARGET_MIN_RATIO, TARGET_CONV, TARGET_MEMORY = 0.5, 0.3, 0.5, 1.5
-SECTIONS = ("kernels", "sweep")
+TARGET_RATIO, TARGET_MIN_RATIO, TARGET_CONV, TARGET_MEMORY = 0.5, 0.3, 0.6, 1.5
+SECTIONS = ("kernels", "kernels2", "sweep", "vs_tune", "bookkeeping", "ledger", "calibrate")
+LEDGER_RUNS = {False: 10000, True: 100}
 
 
 def throughput(config: dict, log) -> dict:
@@ -62,12 +68,23 @@ def throughput(config: dict, log) -> dict:
     return {"rows": rows, "summary": summary}
 
 
-def layer_profiles(config: dict) -> dict:
+def layer_profiles(config: dict, peak: float | None = None) -> dict:
+    """Each layer's times; with ``peak``, the whole step against its FLOP limit: step FLOPs
+    (3 x forward, less the first convolution's input gradient) / matmul rate, over the step's time."""
     n = config["layer_batch"]
     x, y = random_batch(n)
-    return {"batch": n, "archs": {name: layers.profile_layers(cnn.Model(archs.spec_for(name), seed=0), x, y,
-                                                              config["layer_reps"])
-                                  for name in config["archs"]}}
+    out = {}
+    for name in config["archs"]:
+        model = cnn.Model(archs.spec_for(name), seed=0)
+        prof = layers.profile_layers(model, x, y, config["layer_reps"])
+        infos = cnn.infer_shapes(archs.spec_for(name))
+        first = next(i for i in infos if i.name.endswith(".conv"))
+        prof["step_flops"] = n * (3 * sum(i.flops for i in infos) - first.flops)
+        if peak:
+            prof["step_limit_s"] = prof["step_flops"] / peak
+            prof["step_fraction_of_limit"] = prof["step_limit_s"] / prof["step_s"]
+        out[name] = prof
+    return {"batch": n, "archs": out}
 
 
 def conv_rates(config: dict, profiles: dict, peak: float) -> dict:
@@ -119,12 +136,26 @@ def kernels(config: dict, threads: int, log) -> dict:
             res["matmul"] = {"size": config["matmul_size"], "peak_flops_per_s": peak, "peak_gflops": peak / 1e9}
             log(f"float32 matmul {config['matmul_size']}^3: {peak / 1e9:.1f} GFLOP/s")
             res["throughput"] = throughput(config, log)
-            res["layers"] = layer_profiles(config)
+            res["layers"] = layer_profiles(config, peak)
             res["conv_rate"] = conv_rates(config, res["layers"], peak)
             res["memory"] = memory_rows(config)
     finally:
         torch.set_num_threads(previous)
     return res
+
+
+def kernels_at(config: dict, threads: int, log) -> dict:
+    """The convolution rates and the step's FLOP fraction at ``threads`` threads (no PyTorch)."""
+    import threadpoolctl
+
+    with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
+        peak = matmul.peak_rate(config["matmul_size"], config["reps"], config["target_s"])
+        log(f"{threads} threads: float32 matmul {peak / 1e9:.1f} GFLOP/s")
+        profiles = layer_profiles(config, peak)
+        rates = conv_rates(config, profiles, peak)
+    applies = [r["fraction_of_peak"] for r in rates["rows"] if r["target_applies"]]
+    return {"threads": threads, "matmul": {"peak_flops_per_s": peak, "peak_gflops": peak / 1e9},
+            "layers": profiles, "conv_rate": rates, "conv_rate_min": min(applies, default=float("nan"))}
 
 
 def kernel_targets(res: dict) -> dict:
@@ -141,7 +172,8 @@ def kernel_targets(res: dict) -> dict:
 
 
 def run(quick: bool = False, out: Path | str = "benchmarks/results", threads: int | None = None,
-        log=print, sections=SECTIONS, tracking_uri: str | None = None) -> dict:
+        log=print, sections=SECTIONS, tracking_uri: str | None = None, ledger_uri: str | None = None,
+        ledger_runs: int | None = None) -> dict:
     """Run ``sections`` and write them (only them) to ``out``/latest.{json,md}.
 
     ``tracking_uri``: an existing MLflow store for the sweep section (tests pass theirs to skip
@@ -153,7 +185,7 @@ def run(quick: bool = False, out: Path | str = "benchmarks/results", threads: in
     if unknown:
         raise ValueError(f"unknown section(s) {sorted(unknown)}; choose from {SECTIONS}")
     config = dict(QUICK if quick else FULL)
-    threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    threads = threads or 1  # the kernels' figures are per thread; kernels2 gives 2 threads
     with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):  # report the BLAS as the kernels run it
         info = machine.machine_info(threads)
     res = {"machine": info,
@@ -162,12 +194,28 @@ def run(quick: bool = False, out: Path | str = "benchmarks/results", threads: in
     if "kernels" in sections:
         res.update(kernels(config, threads, log))
         res["targets"].update(kernel_targets(res))
+    if "kernels2" in sections:
+        res["kernels2"] = kernels_at(config, 2, log)
+        res["targets"].update(conv_rate_min_2_threads=res["kernels2"]["conv_rate_min"])
     if "sweep" in sections:
         res["sweep"] = sweep.run(quick, tracking_uri=tracking_uri, log=log)
         res["targets"].update(sweep_efficiency=res["sweep"]["efficiency"],
                               sweep_efficiency_ok=res["sweep"]["targets"]["efficiency_ok"],
                               sweep_overhead_per_trial=res["sweep"]["overhead_per_trial"],
                               sweep_overhead_ok=res["sweep"]["targets"]["overhead_ok"])
+    if "calibrate" in sections:  # before the others on Ray: they then plan with this machine's efficiency
+        res["calibrate"] = calibrate.run(quick, write=not quick, eta=True, log=log)
+        res["targets"].update(eta_error=res["calibrate"]["eta"]["error_calibrated"])
+    if "vs_tune" in sections:
+        res["vs_tune"] = vs_tune.run(quick, log=log)
+        res["targets"].update(vs_tune_speedup=res["vs_tune"]["speedup"], vs_tune_ok=res["vs_tune"]["speedup_ok"])
+    if "bookkeeping" in sections:
+        res["bookkeeping"] = bookkeeping.run(quick, log=log)
+        res["targets"].update(bookkeeping_efficiency=res["bookkeeping"]["efficiency"],
+                              bookkeeping_ok=res["bookkeeping"]["efficiency_ok"])
+    if "ledger" in sections:
+        res["ledger"] = ledger_scale.run(ledger_runs or LEDGER_RUNS[quick], ledger_uri, log=log)
+        res["targets"].update({f"ledger_{k}_ok": v["met"] for k, v in res["ledger"]["commands"].items()})
     js, md = report.write(res, Path(out))
     log(f"wrote {js} and {md}")
     return res
@@ -178,7 +226,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run (CI): seconds for the kernels, about half a minute for the sweep")
     parser.add_argument("--out", default="benchmarks/results", help="folder for latest.json and latest.md")
-    parser.add_argument("--threads", type=int, default=None, help="threads for both frameworks (default: all usable CPUs)")
+    parser.add_argument("--threads", type=int, default=None, help="threads for both frameworks (default: 1)")
+    parser.add_argument("--ledger-uri", default=None,
+                        help="a store that already holds the ledger section's runs (see benchmarks/ledger_scale.py)")
+    parser.add_argument("--ledger-runs", type=int, default=None, help="runs in the ledger section (default 10000)")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated sections to run (default: all): {', '.join(SECTIONS)}")
     args = parser.parse_args(argv)
@@ -187,7 +238,7 @@ def main(argv=None) -> int:
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     if not sections or set(sections) - set(SECTIONS):
         parser.error(f"--sections: choose from {', '.join(SECTIONS)}")
-    run(args.quick, args.out, args.threads, sections=sections)
+    run(args.quick, args.out, args.threads, sections=sections, ledger_uri=args.ledger_uri, ledger_runs=args.ledger_runs)
     return 0
 
 

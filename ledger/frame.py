@@ -219,7 +219,12 @@ def load_history(tracking_uri: Optional[str], sweep_name: str, run_ids: Optional
     wanted = list(runs["run_id"]) if run_ids is None else list(run_ids)
     source = dict(zip(runs["run_id"], zip(runs["resumed_from"], runs["resumed_at_epoch"])))
     metrics = list(metrics)
-    cache: dict[tuple[str, str], list] = {}
+    # One query for every curve on a database store, not a call per run and metric (see sqlread).
+    from ledger import sqlread
+
+    wanted_all = set(wanted) | {o for o, _ in source.values() if isinstance(o, str)}
+    fetched = sqlread.metric_histories(tracker.uri, wanted_all, metrics) or {}
+    cache: dict[tuple[str, str], list] = {k: [p for p in v if p[0] >= 1] for k, v in fetched.items()}
 
     def history(run_id: str, metric: str) -> list:
         if (run_id, metric) not in cache:

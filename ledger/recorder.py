@@ -52,7 +52,7 @@ class RunRecorder:
     def _finished_runs(self):
         key = self.task.key
         return self.tracker.trials(self.experiment_id, "FINISHED",
-                                   f"tags.`{POINT}` = '{key[0]}' and tags.`{REPEAT}` = '{key[1]}'")
+                                   f"tags.`{POINT}` = '{key[0]}' and tags.`{REPEAT}` = '{key[1]}'", params=False)
 
     def finished_elsewhere(self):
         others = [r.info.run_id for r in self._finished_runs() if r.info.run_id != self.run_id]
