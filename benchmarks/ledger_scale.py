@@ -89,22 +89,37 @@ def timed(argv: list[str], env: dict) -> dict:
             "exit_code": proc.returncode, "last_line": lines[-1][:200] if lines else "", "output": out[-2000:]}
 
 
-def measure(path: Path, name: str, uri: str, out_dir: Path, log=print) -> dict:
-    """Time plan, status, resume (nothing to do) and report on the store, each in a fresh process."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+SMALL = 10  # runs of the side-by-side baseline sweep: what each command costs with next to no runs
+
+
+def _commands(path: Path, name: str, uri: str, out_dir: Path) -> dict:
     sweeper = [sys.executable, "-m", "sweeper"]
-    commands = {"plan": [*sweeper, "plan", str(path), "--cpus", "2"],
-                "status": [*sweeper, "status", name, "--tracking-uri", uri],
-                "resume": [*sweeper, "resume", name, "--tracking-uri", uri, "-q"],
-                "report": [*sweeper, "report", name, "--tracking-uri", uri, "--out", str(out_dir / "report")]}
+    return {"plan": [*sweeper, "plan", str(path), "--cpus", "2"],
+            "status": [*sweeper, "status", name, "--tracking-uri", uri],
+            "resume": [*sweeper, "resume", name, "--tracking-uri", uri, "-q"],
+            "report": [*sweeper, "report", name, "--tracking-uri", uri, "--out", str(out_dir / f"report-{name}")]}
+
+
+def measure(path: Path, name: str, uri: str, out_dir: Path, log=print, small: Path | None = None) -> dict:
+    """Time plan, status, resume (nothing to do) and report, each in a fresh process; with ``small``
+    (a sweep file of :data:`SMALL` runs in the same store) the same command on it right before, so
+    a loaded machine's start-up costs show as such: ``grows_s`` is the difference."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    big = _commands(path, name, uri, out_dir)
+    base = _commands(small, small.stem, uri, out_dir) if small else {}
     res = {}
-    for key, argv in commands.items():
+    for key, argv in big.items():
+        b = timed(base[key], env) if small else None
         r = res[key] = timed(argv, env)
         r["target_s"] = TARGETS[key]
         r["met"] = r["seconds"] < TARGETS[key] and r["exit_code"] in (0, 1)
+        if b:
+            r["small_seconds"], r["small_peak_rss_mib"] = b["seconds"], b["peak_rss_mib"]
+            r["grows_s"] = r["seconds"] - b["seconds"]
         log(f"ledger: {key:7s} {r['seconds']:6.1f}s (target < {TARGETS[key]:.0f}s: "
-            f"{'met' if r['met'] else 'missed'}), peak {r['peak_rss_mib']:.0f} MiB, exit {r['exit_code']}: "
-            f"{r['last_line'][:100]}")
+            f"{'met' if r['met'] else 'missed'}"
+            + (f"; {b['seconds']:.1f}s with {SMALL} runs" if b else "")
+            + f"), peak {r['peak_rss_mib']:.0f} MiB, exit {r['exit_code']}: {r['last_line'][:100]}")
     return res
 
 
@@ -136,7 +151,12 @@ def run(runs: int = 10000, uri: str | None = None, folder: str | None = None, lo
             res["write"] = write(path, log)
         else:
             log(f"ledger: {uri.split('@')[-1]} holds {held} runs of {name} already")
-        res["commands"] = measure(path, name, uri, folder, log)
+        small = folder / f"ledger-small-{SMALL}.yaml"
+        d = sweep_dict(SMALL, uri, small.stem)
+        small.write_text(yaml.safe_dump(d, sort_keys=False))
+        if _held(uri, small.stem) < SMALL:
+            write(small, lambda *_: None)
+        res["commands"] = measure(path, name, uri, folder, log, small)
     res["load_average_end"] = list(os.getloadavg())
     return res
 

@@ -34,14 +34,17 @@ def markdown(res: dict) -> str:
     blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} threads)"
                      for b in m["numpy_blas"])
     out = [
-        "# NumPy CNN against PyTorch on the CPU" if "throughput" in res else "# The sweep service on all CPUs",
+        "# NumPy CNN against PyTorch on the CPU" if "throughput" in res else "# cnn-sweeper benchmarks",
         "",
         f"Machine: {m['cpu']}, {m['usable_cpus']} usable of {m['logical_cpus']} logical CPUs, "
         f"{m['threads']} thread(s) for both frameworks; Python {m['python']}, NumPy {m['numpy']} "
         f"(BLAS: {blas}), PyTorch {m['torch']} ({m['torch_backend']}); {m['date']}."
         + (f" Environment: {m['env']}." if m["env"] else "")
         + (f" Load average at start: {', '.join(f'{v:.1f}' for v in m['load_average_at_start'])}."
-           if m.get("load_average_at_start") else ""),
+           if m.get("load_average_at_start") else "")
+        + (f" At the end: {', '.join(f'{v:.1f}' for v in m['load_average_end'])}." if m.get("load_average_end") else "")
+        + " The machine is shared with other busy sessions: compare the ratios measured side by side, not"
+          " absolute times.",
         f"Mode: {'quick (smoke run, not representative)' if res['config']['quick'] else 'full'}; "
         f"median of {res['config']['reps']} alternated repetitions; float32, Adam, softmax cross-entropy."
         + (f" Sections: {', '.join(res['sections'])}." if "sections" in res else ""),
@@ -49,9 +52,122 @@ def markdown(res: dict) -> str:
     ]
     if "throughput" in res:
         out += kernels_markdown(res)
+    if "kernels2" in res:
+        out += kernels2_markdown(res["kernels2"])
     if "sweep" in res:
         out += sweep_markdown(res["sweep"])
+    if "vs_tune" in res:
+        out += vs_tune_markdown(res["vs_tune"])
+    if "bookkeeping" in res:
+        out += bookkeeping_markdown(res["bookkeeping"])
+    if "ledger" in res:
+        out += ledger_markdown(res["ledger"])
+    if "calibrate" in res:
+        out += calibrate_markdown(res["calibrate"])
     return "\n".join(out)
+
+
+def _verdict(ok: bool, by: str) -> str:
+    return f"**met** (by {by})" if ok else f"**missed** (by {by})"
+
+
+def step_rows(layers: dict) -> list[str]:
+    out = ["| architecture | step ms | FLOP limit ms | fraction of the limit |", "|---|---:|---:|---:|"]
+    for arch, prof in layers["archs"].items():
+        if "step_fraction_of_limit" in prof:
+            out.append(f"| {arch} | {1e3 * prof['step_s']:.2f} | {1e3 * prof['step_limit_s']:.2f} | "
+                       f"{100 * prof['step_fraction_of_limit']:.0f}% |")
+    return out
+
+
+def conv_summary(rows: list[dict], target: float) -> str:
+    applies = [r for r in rows if r["target_applies"]]
+    if not applies:
+        return "No layer with >= 8 input channels."
+    low = min(applies, key=lambda r: r["fraction_of_peak"])
+    met = sum(r["fraction_of_peak"] >= target for r in applies)
+    return (f"Target (>= {100 * target:.0f}% of the matmul rate, layers with >= 8 input channels): {met} of "
+            f"{len(applies)} layers; lowest {100 * low['fraction_of_peak']:.0f}% ({low['arch']} {low['layer']}, "
+            f"{low['in_channels']} -> {low['out_channels']}): "
+            + _verdict(low["fraction_of_peak"] >= target, f"{100 * (low['fraction_of_peak'] - target):+.0f} points") + ".")
+
+
+def kernels2_markdown(k: dict) -> list[str]:
+    from .run import TARGET_CONV
+
+    out = [f"## Convolutions and the step at {k['threads']} threads", "",
+           f"Matmul rate: {k['matmul']['peak_gflops']:.1f} GFLOP/s.", "",
+           "| architecture | layer | C -> F | GFLOP/s | % of matmul rate |", "|---|---|---|---:|---:|"]
+    out += [f"| {r['arch']} | {r['layer']} | {r['in_channels']} -> {r['out_channels']} | {r['gflops']:.1f} | "
+            f"{100 * r['fraction_of_peak']:.0f}% |" for r in k["conv_rate"]["rows"]]
+    out += ["", conv_summary(k["conv_rate"]["rows"], TARGET_CONV), "", *step_rows(k["layers"]), ""]
+    return out
+
+
+def vs_tune_markdown(v: dict) -> list[str]:
+    c, med = v["config"], v["medians"]
+    grid = " x ".join(f"{k} {'/'.join(map(str, vals))}" for k, vals in c["grid"].items())
+    out = ["## End to end against Ray Tune + PyTorch + MLflow", "",
+           f"The same {v['trials']} points ({grid}; bundled MNIST, {c['train_size'] or 'all 5400'} training images, "
+           f"{c['epochs']} epoch(s), batch 64, Adam 1e-3, the same initial weights and batch order, one thread per "
+           f"trial, one trial per CPU), each side a fresh process into a fresh SQLite store, alternated; medians of "
+           f"{len(v['rounds']['sweeper'])} rounds. `tune`: Tune's defaults (a new worker process per trial); "
+           "`tune_reuse`: `reuse_actors=True`.", "",
+           "| side | wall s | CPU s (whole process tree) | overhead s/trial | mean test accuracy |",
+           "|---|---:|---:|---:|---:|"]
+    out += [f"| {side} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {m['overhead_per_trial_s']:.2f} | "
+            f"{m['mean_accuracy']:.4f} |" for side, m in med.items()]
+    noise = v.get("accuracy_noise")
+    out += ["", f"`sweeper run` against the faster Tune setting ({v['compared_with']}): **{v['speedup']:.2f}x** "
+                f"faster, target >= {v['target_speedup']}x: "
+                + _verdict(v["speedup_ok"], f"{v['speedup'] - v['target_speedup']:+.2f}x")
+                + f"; CPU {v['cpu_ratio']:.2f}x less. Accuracy gap {v['accuracy_gap']:+.4f} (largest per-point "
+                f"difference {v['max_abs_accuracy_diff_sorted']:.4f}"
+                + (f"; the sweeper's own spread over repeats {noise:.4f}" if noise is not None else "") + ").", ""]
+    return out
+
+
+def bookkeeping_markdown(b: dict) -> list[str]:
+    return ["## Bookkeeping: many one-second trials with full MLflow logging", "",
+            f"{b['trials']} trials on {b['cpus']} CPUs (a tiny network, T1 = {b['T1']:.2f} s alone): ideal "
+            f"{b['ideal_wall_s']:.0f} s, measured {b['wall_s']:.0f} s (whole call {b['call_s']:.0f} s). Efficiency "
+            f"**{100 * b['efficiency']:.0f}%**, target >= {100 * b['target']:.0f}%: "
+            + _verdict(b["efficiency_ok"], f"{100 * (b['efficiency'] - b['target']):+.0f} points")
+            + f" (with the trials' own times {100 * b['efficiency_own_times']:.0f}%). The driver's CPU: "
+            f"**{b['driver_cpu_per_trial_s']:.3f} s per trial** ({b['driver_cpu_s']:.0f} s in all); its MLflow work: "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(b["driver_seconds"].items())) + ".", ""]
+
+
+def ledger_markdown(g: dict) -> list[str]:
+    out = ["## The ledger at scale", "",
+           f"An experiment of {g['runs']} FINISHED trial runs in {g['uri']}, written through the driver's writer"]
+    w = g.get("write")
+    if w:
+        chunks = ", ".join(f"{c['seconds']:.0f}" for c in w["per_chunk"])
+        out[-1] += f" in {w['seconds']:.0f} s (seconds per 1000 runs as the store grew: {chunks})"
+    out[-1] += ". Each command in a fresh process:"
+    out += ["", "| command | seconds | target | verdict | peak memory MiB |", "|---|---:|---:|---|---:|"]
+    for key, r in g["commands"].items():
+        out.append(f"| `sweeper {key}` | {r['seconds']:.1f} | < {r['target_s']:.0f} | "
+                   + _verdict(r["met"], f"{r['seconds'] - r['target_s']:+.1f} s") + f" | {r['peak_rss_mib']:.0f} |")
+    out.append("")
+    return out
+
+
+def calibrate_markdown(c: dict) -> list[str]:
+    out = ["## The cost model, calibrated", "",
+           f"Efficiency (trial FLOPs / seconds / single-thread matmul rate, {c['flops_per_cpu'] / 1e9:.1f} GFLOP/s): "
+           f"median **{c['efficiency']:.3f}** over {len(c['points'])} points ("
+           + ", ".join(f"{p['point']} {p['efficiency']:.3f}" for p in c["points"]) + ")"
+           + (f"; stored in `{c['written_to']}`" if c.get("written_to") else "") + "."]
+    e = c.get("eta")
+    if e:
+        out += ["", f"`sweeper plan`'s ETA of {e['trials']} trials on {e['cpus']} CPUs against the measured execution "
+                    f"phase {e['measured_wall_s']:.1f} s: **{100 * e['error_calibrated']:+.0f}%** calibrated "
+                    f"({e['eta_calibrated_s']:.1f} s), {100 * e['error_default']:+.0f}% with the old fixed 0.05 "
+                    f"({e['eta_default_s']:.1f} s). Trials are dispatched longest first (the plan's estimate)."]
+    out.append("")
+    return out
 
 
 def kernels_markdown(res: dict) -> list[str]:
@@ -77,8 +193,11 @@ def kernels_markdown(res: dict) -> list[str]:
         out.append(f"| {row['arch']} | {row['layer']} | {row['in_channels']} -> {row['out_channels']} | "
                    f"{row['gflops']:.1f} | {100 * row['fraction_of_peak']:.0f}% | {row['matched_gflops']:.1f} | "
                    f"{'yes' if row['target_applies'] else 'no'} |")
-    out += ["", "Target (>= 50% of the matmul rate, layers with >= 8 input channels): "
-                f"{'met' if t['conv_rate_ok'] else 'missed'}; lowest {100 * t['conv_rate_min']:.0f}%.", ""]
+    from .run import TARGET_CONV
+
+    out += ["", conv_summary(res["conv_rate"]["rows"], TARGET_CONV), "",
+            f"The whole step against its FLOP limit (step FLOPs / matmul rate), batch {res['layers']['batch']}:", "",
+            *step_rows(res["layers"]), ""]
     out += ["## Peak memory of a training step", "",
             "| architecture | batch | traced peak MiB | buffers need MiB | ratio |", "|---|---:|---:|---:|---:|"]
     for row in res["memory"]["rows"]:

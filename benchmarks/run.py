@@ -216,6 +216,7 @@ def run(quick: bool = False, out: Path | str = "benchmarks/results", threads: in
     if "ledger" in sections:
         res["ledger"] = ledger_scale.run(ledger_runs or LEDGER_RUNS[quick], ledger_uri, log=log)
         res["targets"].update({f"ledger_{k}_ok": v["met"] for k, v in res["ledger"]["commands"].items()})
+    res["machine"]["load_average_end"] = list(os.getloadavg())
     js, md = report.write(res, Path(out))
     log(f"wrote {js} and {md}")
     return res
