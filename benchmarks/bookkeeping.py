@@ -33,7 +33,7 @@ from . import sweep
 
 SIZE = dict(train_size=2200, epochs=2, depth=4)
 FULL = dict(trials=500, t1_reps=6)
-QUICK = dict(trials=16, t1_reps=2)
+QUICK = dict(trials=6, t1_reps=2)
 TARGET = 0.95
 
 

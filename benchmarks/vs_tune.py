@@ -38,7 +38,7 @@ import yaml
 
 FULL = dict(grid={"kernel_size": [3, 5, 7], "depth": [8, 16], "pooling": ["max", "l2"]},
             train_size=None, epochs=2, repeats=3)
-QUICK = dict(grid={"kernel_size": [3, 5], "pooling": ["max", "l2"]}, train_size=1000, epochs=1, repeats=1)
+QUICK = dict(grid={"kernel_size": [3, 5]}, train_size=600, epochs=1, repeats=1, sides=("sweeper", "tune"))
 TARGET_SPEEDUP = 1.3
 #: ``tune``: Tune's defaults (a fresh worker process per function trial); ``tune_reuse``:
 #: ``reuse_actors=True``, what a user who knows Tune would set for short trials.
@@ -260,12 +260,13 @@ def run(quick: bool = False, repeats: int | None = None, log=print) -> dict:
     size = dict(QUICK if quick else FULL)
     repeats = repeats or size["repeats"]
     _subreaper()
-    rows = {side: [] for side in SIDES}
+    sides = size.get("sides", SIDES)
+    rows = {side: [] for side in sides}
     with tempfile.TemporaryDirectory(prefix="vs-tune") as tmp:
         folder = Path(tmp)
         template = _template(folder)
         for i in range(repeats):
-            for side in (SIDES if i % 2 == 0 else SIDES[::-1]):
+            for side in (sides if i % 2 == 0 else sides[::-1]):
                 r = one_run(side, size, folder, template, i)
                 rows[side].append(r)
                 log(f"vs-tune: round {i + 1} {side:10s}: wall {r['wall_s']:6.1f}s, CPU {r['cpu_s']:6.1f}s, "
