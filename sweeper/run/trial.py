@@ -135,6 +135,7 @@ def execute(task: TrialTask, coordinator=None, recorder=None, data=None) -> Tria
     from sweeper.run.records import NullRecorder
 
     started = time.perf_counter()
+    _reset_peak_rss()
     outcome = TrialOutcome(task.key, task.run_id, "FAILED")
     profile = outcome.profile = {"pid": os.getpid(), "started_at": time.time()}
     recorder = _Timed(recorder or NullRecorder(), profile)
@@ -160,10 +161,19 @@ def execute(task: TrialTask, coordinator=None, recorder=None, data=None) -> Tria
     return outcome
 
 
+def _reset_peak_rss() -> None:
+    """Start this trial's peak RSS afresh (Linux: ``5`` into ``clear_refs`` resets ``VmHWM``), so a
+    worker that ran other trials before reports this trial's peak, not theirs."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def _memory() -> dict:
-    """This process's peak resident set ``max_rss`` in bytes (shared pages it touched included)
-    and, on Linux, its resident memory now by kind (``rss_anon`` private, ``rss_shmem`` shared
-    memory such as Ray's object store)."""
+    """This process's peak resident set ``max_rss`` in bytes since :func:`_reset_peak_rss` (shared
+    pages it touched included) and, on Linux, its resident memory now by kind (``rss_anon``
+    private, ``rss_shmem`` shared memory such as Ray's object store)."""
     import resource
     import sys
 
@@ -174,6 +184,8 @@ def _memory() -> dict:
             key, _, value = line.partition(":")
             if key in ("RssAnon", "RssFile", "RssShmem"):
                 out[f"rss_{key[3:].lower()}"] = int(value.split()[0]) * 1024
+            elif key == "VmHWM":
+                out["max_rss"] = int(value.split()[0]) * 1024
     except OSError:
         pass
     return out

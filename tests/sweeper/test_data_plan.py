@@ -173,3 +173,28 @@ def test_example_plans_list_no_two_points_with_the_same_network(name):
     assert p.points and len(set(keys)) == len(keys)
     assert len({pt.spec for pt in p.points if pt.config["train"] == p.points[0].config["train"]}) == \
         sum(pt.config["train"] == p.points[0].config["train"] for pt in p.points)
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "cifar10"])
+def test_example_data_files_validate_before_the_data_is_there(name, capsys):
+    assert main(["validate", str(REPO / "sweeps" / f"{name}.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "not found: not checked" in out and ("1x28x28" in out if name == "fashion-mnist" else "3x32x32" in out)
+
+
+def test_a_trial_trains_on_the_data_it_is_handed(tmp_path, monkeypatch):
+    """What a worker gets from the object store is all it uses: no file is read in the trial."""
+    from sweeper.run.trial import TrialTask, execute
+
+    write_shapes_folder(tmp_path / "f", per_class=8, size=8, classes=2)
+    config = sweep(data={"source": "folder", "path": str(tmp_path / "f"), "test_fraction": 0.25},
+                   model={"blocks": 1, "depth": 2, "dense": [], "classes": 2},
+                   train={"epochs": 1, "batch_size": 4, "crop_padding": 1, "hflip": True})
+    facts, prepared = data_facts(config)
+    trial = make_plan(config, flops_per_cpu=RATE, data=facts).trials[0]
+    monkeypatch.setattr("cnn.sources.load_source", lambda *a, **k: pytest.fail("the trial read the files"))
+    monkeypatch.setattr("cnn.load_source", lambda *a, **k: pytest.fail("the trial read the files"))
+    task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, spec=trial.point.spec.to_dict())
+    outcome = execute(task, data=prepared)
+    assert outcome.status == "FINISHED", outcome.reason
+    assert outcome.profile["max_rss"] > 0
