@@ -1,7 +1,8 @@
 """The sweep file schema: pydantic models, and :func:`load_sweep` that reports every problem at once.
 
-All validation of a sweep lives here, the way scikit-learn checks parameters in one place: the
-rest of the package (planning, running) trusts a :class:`SweepConfig` it is handed.
+All validation of a sweep lives here (with the field types in :mod:`sweeper.spec.fields` and the
+data section in :mod:`sweeper.spec.data`), the way scikit-learn checks parameters in one place:
+the rest of the package (planning, running) trusts a :class:`SweepConfig` it is handed.
 
 * Every model forbids unknown keys (``extra="forbid"``), so a typo is an error, reported with
   a "did you mean" and the list of valid keys.
@@ -21,27 +22,22 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Sequence, Union
 
-from annotated_types import Ge, Gt, Lt
-from pydantic import (AfterValidator, AllowInfNan, BaseModel, ConfigDict, Field, PlainValidator, Strict, TypeAdapter,
+from annotated_types import Ge
+from pydantic import (AfterValidator, Field, PlainValidator, Strict, TypeAdapter,
                       ValidationError, ValidationInfo, create_model, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from cnn.spec import ACTIVATIONS, POOLING_MODES, ConvBlockSpec, ModelSpec
 
+from sweeper.spec.data import (DATASET_SIZES, KNOWN_SHAPES, PATH_SOURCES, TEST_FRACTION,  # noqa: F401 (re-exported)
+                               DataConfig)
+from sweeper.spec.fields import (Fraction, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt,  # noqa: F401
+                                 _Section, at_most)
 from sweeper.spec.names import SWEEP_NAME_PATTERN, check_name
 from sweeper.spec.overrides import apply_overrides
 from sweeper.spec.yamlsource import LineMap, SweepFileError, load_yaml, located_error, problems_from
 
-#: Images in each source before any subsampling: (train, test). ``bundled`` is the subset shipped
-#: in the ``cnn`` package; ``mnist`` the full data set; ``cifar10`` the binary CIFAR-10.
-DATASET_SIZES = {"bundled": (6000, 1000), "mnist": (60000, 10000), "cifar10": (50000, 10000)}
-#: Input shapes (C, H, W) known without reading the files; other sources take theirs from the data.
-KNOWN_SHAPES = {"bundled": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 INPUT_SHAPE = (1, 28, 28)
-#: Sources read from ``data.path`` (``mnist`` looks there first, then downloads).
-PATH_SOURCES = ("idx", "npz", "folder", "cifar10")
-#: The test share split off a source without a test split of its own (npz, folder), by default.
-TEST_FRACTION = 0.2
 #: Planning checks every point's shapes (about 0.3 ms each) and every trial becomes an MLflow run:
 #: beyond this many trials (points x repeats) a sweep is more likely a mistake than a plan.
 MAX_TRIALS = 20_000
@@ -51,24 +47,8 @@ MAX_GRID_POINTS = MAX_TRIALS
 # ---------------------------------------------------------------------------------------------
 # Field types. Strict ints: YAML already gives ints, and "3" or 2.5 for a size is a mistake.
 
-PositiveInt = Annotated[int, Strict(), Ge(1)]
-NonNegInt = Annotated[int, Strict(), Ge(0)]
-PositiveFloat = Annotated[float, Strict(), AllowInfNan(False), Gt(0)]
-NonNegFloat = Annotated[float, Strict(), AllowInfNan(False), Ge(0)]
-Fraction = Annotated[float, Strict(), AllowInfNan(False), Ge(0), Lt(1)]
 SweepName = Annotated[str, Field(pattern=SWEEP_NAME_PATTERN), AfterValidator(check_name)]
 ExperimentName = Annotated[str, Strict(), AfterValidator(check_name)]
-
-
-def at_most(limit: int, why: str) -> AfterValidator:
-    """Upper bound of a size or count field; the message says why the bound is there."""
-    def check(value):
-        sizes = value if isinstance(value, tuple) else (value,)
-        if any(isinstance(v, int) and v > limit for v in sizes):
-            raise PydanticCustomError("too_large", "Input should be at most {limit}: {why}",
-                                      {"limit": limit, "why": why})
-        return value
-    return AfterValidator(check)
 
 
 #: Upper bounds of the size and count fields, each with its reason. Together with the plan's
@@ -125,94 +105,8 @@ Size = Annotated[Union[int, tuple[int, int]], _window_arg(1), MAX_WINDOW]
 Padding = Annotated[Union[int, tuple[int, int], Literal["same"]], _window_arg(0, allow_same=True), MAX_WINDOW]
 
 
-class _Section(BaseModel):
-    """Base of every model: unknown keys are errors; a loaded config is immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # ---------------------------------------------------------------------------------------------
 # Sections
-
-
-def _only_for(sources: tuple[str, ...], what: str):
-    """A field validator: a value other than the default only makes sense for ``sources``."""
-
-    def check(cls, value, info: ValidationInfo):
-        source = info.data.get("source")
-        default = cls.model_fields[info.field_name].default
-        if value != default and source is not None and source not in sources:
-            raise located_error([((), f"only used by source {' and '.join(sources)} ({what})")])
-        return value
-
-    return check
-
-
-class DataConfig(_Section):
-    """Which images to train on. Sizes are stratified subsamples; validation comes out of training.
-
-    ``path`` (relative to the current folder): the IDX folder (``idx``, ``mnist``), the ``.npz``
-    file (``npz``), the folder of class subfolders (``folder``) or of the ``*.bin`` files
-    (``cifar10``). The input shape comes from the data; ``input_shape`` states what it must be.
-    """
-
-    source: Literal["bundled", "mnist", "idx", "npz", "folder", "cifar10"] = "bundled"
-    path: Optional[str] = Field(None, validate_default=True)
-    test_path: Optional[str] = None
-    label_offset: Annotated[int, Strict()] = 0
-    resize: Optional[Annotated[tuple[PositiveInt, PositiveInt], Field()]] = None
-    test_fraction: Optional[Annotated[float, Strict(), Gt(0), Lt(1)]] = None
-    input_shape: Optional[tuple[PositiveInt, PositiveInt, PositiveInt]] = None
-    train_size: Optional[PositiveInt] = None
-    test_size: Optional[PositiveInt] = None
-    val_fraction: Fraction = 0.1
-
-    @field_validator("path")
-    @classmethod
-    def _path_for_files(cls, path, info: ValidationInfo):
-        source = info.data.get("source")
-        if path is not None and source == "bundled":
-            raise located_error([((), "only used by source mnist, " + ", ".join(PATH_SOURCES)
-                                  + " (the bundled subset ships with the package)")])
-        if path is None and source in PATH_SOURCES:
-            what = {"idx": "the folder with the four IDX files", "npz": "the .npz file with arrays x and y",
-                    "folder": "the folder with one subfolder of images per class",
-                    "cifar10": "the folder with data_batch_*.bin and test_batch.bin"}[source]
-            raise located_error([((), f"source {source} needs a path: {what}")])
-        return path
-
-    _test_path_npz = field_validator("test_path")(classmethod(_only_for(("npz",), "a second .npz holding the test split")))
-    _offset_idx = field_validator("label_offset")(classmethod(_only_for(("idx",), "subtracted from every label")))
-    _resize_folder = field_validator("resize")(classmethod(_only_for(("folder",), "[H, W] every image is resized to")))
-    _fraction_split = field_validator("test_fraction")(classmethod(_only_for(
-        ("npz", "folder"), "the test share split off when the files hold no test split")))
-
-    @field_validator("train_size", "test_size")
-    @classmethod
-    def _size_within_source(cls, size, info: ValidationInfo):
-        source = info.data.get("source")
-        if size is not None and source in DATASET_SIZES:
-            available = DATASET_SIZES[source][info.field_name == "test_size"]
-            if size > available:
-                raise located_error([((), f"{size} exceeds the {available} images of source {source}")])
-        return size
-
-    def sizes(self, found: Optional[tuple[int, int]] = None) -> Optional[tuple[int, int, int]]:
-        """(train, validation, test) image counts after subsampling and the validation split.
-
-        ``found``: the (train, test) images the files hold; None for a source of known size
-        (the result is None when neither is known).
-        """
-        found = found or DATASET_SIZES.get(self.source)
-        if found is None:
-            return None
-        train, test = min(self.train_size or found[0], found[0]), min(self.test_size or found[1], found[1])
-        val = round(self.val_fraction * train)
-        return train - val, val, test
-
-    def assumed_shape(self) -> Optional[tuple[int, int, int]]:
-        """The input shape (C, H, W) this section states or its source implies; None: read the data."""
-        return self.input_shape or KNOWN_SHAPES.get(self.source)
 
 
 class ModelConfig(_Section):

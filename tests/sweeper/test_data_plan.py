@@ -40,6 +40,8 @@ def test_data_section_names_what_each_source_needs():
     assert "data.source" in problems(data={"source": "cifar100", "path": "d"})[0]
     assert problems(data={"source": "cifar10", "path": "d", "train_size": 50001}) == [
         "data.train_size: 50001 exceeds the 50000 images of source cifar10"]
+    assert "at most 4096: pixels per side" in problems(data={"source": "folder", "path": "f", "resize": [5000, 8]})[0]
+    assert "at most 4: channels" in problems(data={"source": "npz", "path": "f", "input_shape": [5, 8, 8]})[0]
     ok = sweep(data={"source": "folder", "path": "imgs", "resize": [16, 12], "test_fraction": 0.25},
                train={"crop_padding": 2, "hflip": True}, grid={"hflip": [False, True]})
     assert ok.data.resize == (16, 12) and ok.train.crop_padding == 2
