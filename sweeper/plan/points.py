@@ -183,9 +183,8 @@ class Merged:
     def reason(self) -> str:
         differ = [k for k in self.point.values if canonical_json(self.point.values[k]) !=
                   canonical_json(self.into.values.get(k))]
-        if differ == ["pool_size"] or differ == ["pool_stride"] or set(differ) == {"pool_size", "pool_stride"}:
-            if self.point.config["model"]["pooling"] == "none":
-                return f"{' and '.join(differ)} cannot change the network when pooling is none"
+        if differ and set(differ) <= {"pool_size", "pool_stride"} and self.point.config["model"]["pooling"] == "none":
+            return f"{' and '.join(differ)} cannot change the network when pooling is none"
         return f"{', '.join(differ) or 'nothing'} differ(s), but the resolved network and training are the same"
 
 
