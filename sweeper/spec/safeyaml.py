@@ -34,8 +34,9 @@ from yaml.events import AliasEvent
 #: is better generated than written by hand.
 MAX_FILE_BYTES = 256 * 1024
 #: Most YAML nodes (keys, values, list items) a file may expand to, aliases counted each time
-#: they are used. A 100,000-point grid needs far fewer: its axes multiply.
-MAX_NODES = 50_000
+#: they are used. A 20,000-point grid needs far fewer (its axes multiply), and PyYAML composes
+#: about 10,000 nodes a second here.
+MAX_NODES = 20_000
 #: Deepest nesting of lists and mappings, aliases included (a sweep file needs 4).
 MAX_DEPTH = 32
 #: At most this many problem lines about characters (one per line of the file).
@@ -128,6 +129,15 @@ class BoundedLoader(yaml.SafeLoader):
         if self._level + depth > MAX_DEPTH:
             raise LimitError(None, None, f"{what} nests lists and mappings deeper than {MAX_DEPTH} levels "
                              f"(aliases included)", mark)
+
+    def fetch_flow_collection_start(self, TokenClass):
+        # PyYAML's scanner looks ahead over every open flow collection for each token (a possible
+        # simple key per level): 1000 nested '[' took a second, 100,000 would take hours. Stop it
+        # while scanning, before the composer's own depth check is reached.
+        if self.flow_level >= MAX_DEPTH:
+            raise LimitError(None, None, f"this value nests lists and mappings deeper than {MAX_DEPTH} levels",
+                             self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
 
     def compose_node(self, parent, index):
         event = self.peek_event()

@@ -50,8 +50,15 @@ class SweepFileError(Exception):
         self.problems = list(problems)
         super().__init__(self.format())
 
+    #: Problems printed; a file with thousands (a generated grid gone wrong) ends with a count.
+    MAX_SHOWN = 50
+
     def format(self) -> str:
-        return "\n".join(problem.format(self.file) for problem in self.problems)
+        lines = [problem.format(self.file) for problem in self.problems[:self.MAX_SHOWN]]
+        hidden = len(self.problems) - self.MAX_SHOWN
+        if hidden > 0:
+            lines.append(f"{self.file}: ... and {hidden} more problems (the first {self.MAX_SHOWN} are shown)")
+        return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.format()
@@ -244,11 +251,13 @@ def _model_at(root: type[BaseModel], loc: Loc) -> Optional[type[BaseModel]]:
     return model
 
 
-def _unknown_key(root: type[BaseModel], loc: Loc) -> str:
+def _unknown_key(root: type[BaseModel], loc: Loc, hint: bool = True) -> str:
     model = _model_at(root, loc[:-1])
     if model is None:
         return "unknown key"
     valid = list(model.model_fields)
+    if not hint:
+        return f"unknown key; valid keys: {', '.join(valid)}"
     key = str(loc[-1])
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6) or [v for v in valid if v.startswith(key)][:1]
     hint = f"did you mean {close[0]!r}? " if close else ""
@@ -257,7 +266,8 @@ def _unknown_key(root: type[BaseModel], loc: Loc) -> str:
 
 def problems_from(exc: ValidationError, lines: LineMap, root: type[BaseModel]) -> list[Problem]:
     """The errors of validating a file against ``root``, with dotted paths and lines, in file order."""
-    out: list[Problem] = []
+    out: dict[Problem, None] = {}  # ordered, and a set: thousands of errors stay linear
+    hints = SweepFileError.MAX_SHOWN  # "did you mean" (difflib) for as many unknown keys as are shown
     for err in exc.errors():
         loc = tuple(err["loc"])
         if err["type"] == "located":
@@ -265,13 +275,12 @@ def problems_from(exc: ValidationError, lines: LineMap, root: type[BaseModel]) -
             base = loc[:len(loc) - ctx["up"]]
             items = [(base + tuple(sub), msg) for sub, msg in ctx["problems"]]
         elif err["type"] == "extra_forbidden":
-            items = [(loc, _unknown_key(root, loc))]
+            items = [(loc, _unknown_key(root, loc, hint=hints > 0))]
+            hints -= 1
         else:
             items = [(loc, err["msg"])]
         for where, msg in items:
-            problem = Problem(format_loc(where), msg, lines.line_of(where))
-            if problem not in out:
-                out.append(problem)
+            out.setdefault(Problem(format_loc(where), msg, lines.line_of(where)))
     # Problems without a line (a missing top-level key) first, then in file order.
     return sorted(out, key=lambda p: p.line or 0)
 
