@@ -40,20 +40,38 @@ import pandas as pd
 from .stats import finished_trials, label, ordered_labels
 
 LEVEL = 0.95
+#: A numeric field with more values than this is analysed in :data:`BINS` quantile bins.
+MAX_LEVELS, BINS = 8, 4
+
+
+def _binned(values: pd.Series) -> tuple[pd.Series, list[str]]:
+    """Quantile bins of a numeric column as labels ``"[lo, hi]"``, in ascending order."""
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    bins = pd.qcut(numbers, BINS, duplicates="drop")
+    labels = {interval: f"[{numbers[bins == interval].min():.3g}, {numbers[bins == interval].max():.3g}]"
+              for interval in bins.cat.categories}
+    return bins.map(labels).astype(str), [labels[i] for i in bins.cat.categories]
 
 
 def trials(runs: pd.DataFrame, fields: Sequence[str], metric: str) -> pd.DataFrame:
     """One row per FINISHED trial: ``point``, ``point_name``, the ``fields`` as labels, ``repeat``, ``y``.
 
-    ``attrs["order"]``: each field's labels in natural order (numbers ascending)."""
+    ``attrs["order"]``: each field's labels in natural order (numbers ascending); ``attrs["binned"]``:
+    the numeric fields with more than :data:`MAX_LEVELS` values, whose labels are quantile bins."""
     done = finished_trials(runs)
-    done = done[done[metric].notna()] if metric in done.columns else done.iloc[0:0]
+    done = (done[done[metric].notna()] if metric in done.columns else done.iloc[0:0]).reset_index(drop=True)
     table = pd.DataFrame({"point": done["point"].astype(str), "point_name": done.get("point_name", done["point"]),
                           **{f: done[f].map(label) for f in fields},
                           "repeat": done["repeat"].astype("int64"),
                           "y": done[metric].astype("float64") if metric in done.columns else []})
-    table.attrs["order"] = {f: ordered_labels(runs[f]) for f in fields}
-    return table.reset_index(drop=True)
+    order, binned = {}, []
+    for f in fields:
+        order[f] = [v for v in ordered_labels(done[f]) if v in set(table[f])]
+        if len(order[f]) > MAX_LEVELS and pd.api.types.is_numeric_dtype(done[f]):
+            table[f], order[f] = _binned(done[f])
+            binned.append(f)
+    table.attrs.update(order=order, binned=binned)
+    return table
 
 
 def _t(df: float, level: float) -> float:

@@ -71,6 +71,9 @@ def compose(f: Facts) -> tuple[list[Section], pd.DataFrame]:
         overview.text("matplotlib is not installed: this report has tables only.")
 
     table = inference.trials(runs, swept, metric)
+    if table.attrs["binned"]:
+        overview.text(f"Fields with more than {inference.MAX_LEVELS} numeric values are analysed in "
+                      f"{inference.BINS} quantile bins: {', '.join(table.attrs['binned'])}.")
     intervals = inference.point_intervals(table)
     noise_std, noise_df = inference.pooled_noise(table)
     chosen = ranked.index[0]

@@ -1,0 +1,69 @@
+"""A sweep with known effects written into a real MLflow store through the project's own writer.
+
+:class:`ledger.Tracker` makes the experiment, the parent run (with the selection rule) and one
+child run per (point, repeat) exactly as ``sweeper run`` lays them out; the metrics are logged
+the way the driver logs them (per epoch, then the final ones at step 0). Truth:
+``val = 0.95 + KERNEL[k] + noise`` (every other field has no effect), with the seed effect of
+repeat r shared by every point; point (3, 4, max, ...) is the best on test and poor on validation.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import time
+from types import SimpleNamespace
+
+import numpy as np
+
+KERNEL = {3: 0.0, 5: 0.012, 7: 0.004}
+GRID = {"kernel_size": [3, 5, 7], "depth": [4, 8, 16, 32], "pooling": ["max", "avg", "l2"], "stride": [1, 2],
+        "padding": [0, "same"]}
+
+
+def _trial(values: dict, repeat: int, seed: int) -> SimpleNamespace:
+    name = " ".join(f"{k[0]}{v}" for k, v in values.items())
+    config = {"seed": 0, "data": {"source": "bundled", "val_fraction": 0.1},
+              "model": {"blocks": 2, "depth_rule": "constant", "activation": "relu", "dense": [64],
+                        **{k: v for k, v in values.items()}},
+              "train": {"epochs": 3, "batch_size": 64, "optimizer": "adam", "learning_rate": 0.001}}
+    point = SimpleNamespace(hash=hashlib.sha256(name.encode()).hexdigest()[:12], config=config, values=values, name=name)
+    return SimpleNamespace(point=point, repeat=repeat, seed=seed, run_name=f"{name} #{repeat + 1}")
+
+
+def write_store(uri: str, name: str, repeats: int, grid: dict = GRID, seed: int = 0, epochs: int = 3) -> dict:
+    """Write the sweep; returns ``{"runs": n, "seconds": writing time, "parent": run id}``."""
+    from mlflow.entities import Metric, Param
+
+    from ledger import Tracker, selection_tags
+    from ledger.selection import DEFAULT
+
+    rng = np.random.default_rng(seed)
+    started = time.perf_counter()
+    tracker = Tracker(uri)
+    client = tracker.client
+    exp = tracker.experiment_id(name, sweep_name=name)
+    parent = tracker.start_parent(exp, name, "run", f"name: {name}\n", "synthetic", [],
+                                  tags={**selection_tags(DEFAULT), "sweep.method": "grid"})
+    shared = rng.normal(0, 0.002, repeats)
+    count = 0
+    for combo in itertools.product(*grid.values()):
+        values = dict(zip(grid, combo))
+        val_mean = 0.95 + KERNEL[values["kernel_size"]]
+        trap = values["kernel_size"] == 3 and values.get("depth") == 4 and values.get("pooling") == "max"
+        for repeat in range(repeats):
+            trial = _trial(values, repeat, 1000 + repeat)
+            run_id = tracker.create_trial_run(exp, parent, name, trial, values)
+            flops = values["kernel_size"] ** 2 * values["depth"] * 784 // values["stride"] ** 2
+            client.log_batch(run_id, params=[Param("n_params", str(values["kernel_size"] ** 2 * values["depth"] * 10)),
+                                             Param("forward_flops", str(flops))])
+            val = val_mean + shared[repeat] + rng.normal(0, 0.003)
+            now = int(time.time() * 1000)
+            curve = [Metric(m, v - 0.02 * (epochs - e), now, e) for e in range(1, epochs + 1)
+                     for m, v in (("val_accuracy", val), ("train_accuracy", val + 0.004), ("train_loss", 1 - val))]
+            final = {"val_accuracy": val, "train_accuracy": val + 0.004, "test_accuracy": 0.999 if trap else val,
+                     "test_loss": 1 - val, "train_seconds": flops / 1e5, "epochs_run": epochs}
+            client.log_batch(run_id, metrics=curve + [Metric(k, v, now, 0) for k, v in final.items()])
+            tracker.terminate(run_id, "FINISHED")
+            count += 1
+    tracker.update_parent(parent, {"planned": count, "finished": count}, "FINISHED")
+    return {"runs": count, "seconds": time.perf_counter() - started, "parent": parent}

@@ -1,0 +1,77 @@
+"""Reports from real MLflow stores written through the project's writer (tests/dashboards/synthetic_store.py).
+
+* a small store with known effects: the report finds the strong knob, chooses on validation,
+  attaches itself to the parent run with its note, and compares two sweeps;
+* 2,000 runs: the report builds in under 30 s (slow: writing the store takes minutes here; set
+  ``REPORT_SCALE_STORE`` to a store written by ``write_store(uri, "scale-2000", 14)`` to reuse one).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.dashboards.synthetic_store import write_store
+
+SMALL = {"kernel_size": [3, 5, 7], "depth": [4, 8, 16], "pooling": ["max", "avg"], "stride": [1], "padding": [0]}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    from mlflow import MlflowClient
+
+    tmp = tmp_path_factory.mktemp("report-store")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp)  # artifacts under this folder
+        MlflowClient(uri).search_experiments()
+        written = write_store(uri, "known", 3, SMALL, seed=1)
+        write_store(uri, "other", 3, SMALL, seed=2)
+    return uri, written, tmp
+
+
+def test_report_on_a_store_with_known_effects(small, tmp_path):
+    from dashboards.cli import report_command
+    from ledger import Tracker, load_runs
+
+    uri, written, _ = small
+    assert report_command("known", uri, str(tmp_path), attach=True, against="other") == 0
+    md = (tmp_path / "report.md").read_text()
+    anova = md.split("## Which knobs matter")[1].split("## ")[0]
+    row = next(line for line in anova.splitlines() if line.startswith("| kernel_size |"))
+    assert float(row.split("|")[5].replace("<", "").strip()) < 0.05  # the p column
+    runs = load_runs(uri, "known")
+    best = runs.groupby("point_name")["val_accuracy"].mean().idxmax()
+    assert f"{best}: the best mean val_accuracy" in md and "k3 d4 pmax" not in md.split("## Chosen")[1][:200]
+    assert md.index("| depth | 4 | 8 |") < md.index("| depth | 8 | 16 |")  # numeric order
+    assert "## Compared with other" in md and "paired" in md
+    tags = Tracker(uri).client.get_run(written["parent"]).data.tags
+    assert f"Chosen: **{best}**" in tags["mlflow.note.content"]
+    artifacts = {Path(a.path).name for a in Tracker(uri).client.list_artifacts(written["parent"], "report")}
+    assert {"report.html", "heatmaps.png", "note.md"} <= artifacts
+
+
+@pytest.mark.slow
+def test_report_over_2000_runs_in_under_30_seconds(tmp_path_factory, record_figure):
+    from mlflow import MlflowClient
+
+    from dashboards import build_report
+
+    uri = os.environ.get("REPORT_SCALE_STORE")
+    if not uri:
+        tmp = tmp_path_factory.mktemp("scale")
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        MlflowClient(uri).search_experiments()
+        written = write_store(uri, "scale-2000", 14)
+        record_figure(f"synthetic store: {written['runs']} runs written in {written['seconds']:.0f} s")
+    out = tmp_path_factory.mktemp("scale-report")
+    started = time.perf_counter()
+    build_report(uri, "scale-2000", out)
+    seconds = time.perf_counter() - started
+    points = pd.read_csv(out / "points.csv")
+    assert points["repeats"].sum() >= 2000
+    record_figure(f"report over {int(points['repeats'].sum())} runs: {seconds:.1f} s (target < 30 s)")
+    assert seconds < 30
