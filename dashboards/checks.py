@@ -26,9 +26,11 @@ from .stats import label, ordered_labels
 GAP = 0.02
 
 
-def edges(runs: pd.DataFrame, chosen: pd.Series, fields: Sequence[str]) -> list[str]:
-    """Numeric fields whose chosen value is the grid's smallest or largest."""
+def edges(runs: pd.DataFrame, chosen: pd.Series, fields: Sequence[str], p_values: Optional[dict] = None) -> list[str]:
+    """Numeric fields whose chosen value is the grid's smallest or largest; ``p_values`` (ANOVA,
+    by field) add whether the field matters at all, so a null knob's edge reads as the noise it is."""
     out = []
+    p_values = p_values or {}
     for field in fields:
         values = runs[field].dropna()
         numeric = [v for v in values if isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))]
@@ -36,12 +38,16 @@ def edges(runs: pd.DataFrame, chosen: pd.Series, fields: Sequence[str]) -> list[
             continue
         order = ordered_labels(values)
         value = label(chosen[field])
+        p = p_values.get(field)
+        weight = ("" if p is None or math.isnan(p) else
+                  f" ({field} matters: ANOVA p {p:.3g})" if p < 0.05 else
+                  f" ({field} shows no significant effect, ANOVA p {p:.2f}: the edge may be chance)")
         if value == order[0]:
             out.append(f"{field}: the chosen value {value} is the smallest the grid tried ({', '.join(order)}); "
-                       f"the best may lie lower: widen the grid downwards.")
+                       f"the best may lie lower: widen the grid downwards{weight}.")
         elif value == order[-1]:
             out.append(f"{field}: the chosen value {value} is the largest the grid tried ({', '.join(order)}); "
-                       f"the best may lie higher: widen the grid upwards.")
+                       f"the best may lie higher: widen the grid upwards{weight}.")
     return out
 
 

@@ -96,7 +96,10 @@ def cost_fronts(points: pd.DataFrame, path: Path, metric: str, chosen: str | Non
                        label="chosen")
             ax.legend(fontsize=8, loc="lower right")
         if len(x) and x.min() > 0 and x.max() / x.min() > 10:
+            from matplotlib.ticker import NullFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # "3x10^4 4x10^4 ..." labels run into each other
         ax.set_xlabel(title)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(metric)

@@ -48,7 +48,9 @@ def _interval(lo, hi) -> str:
 def compose(f: Facts) -> tuple[list[Section], pd.DataFrame]:
     runs, selection, metric = f.runs, f.selection, f.selection.metric
     points = stats.per_point(runs)
-    swept = stats.swept_fields(runs)
+    # Swept fields that took two values or more among the finished trials (one value: nothing to compare).
+    done = stats.finished_trials(runs)
+    swept = [s for s in stats.swept_fields(runs) if len(stats.ordered_labels(done[s].dropna())) > 1]
     ranked = rank_points(runs, selection)
     overview = Section("Overview")
     overview.text(f"Sweep {f.name}: {len(runs)} trial run(s) in {f.uri}, {len(points)} point(s) with finished "
@@ -83,9 +85,14 @@ def compose(f: Facts) -> tuple[list[Section], pd.DataFrame]:
     sections.append(_chosen(f, chosen_row, chosen_runs, intervals.loc[chosen], swept))
     differences = pd.concat([inference.level_differences(table, s, swept) for s in swept], ignore_index=True) \
         if swept else pd.DataFrame(columns=["field", "a", "b", "contexts", "pairs", "diff", "lo", "hi"])
+    for column in ("contexts", "pairs", "diff", "se", "lo", "hi", "df"):
+        if column in differences:
+            differences[column] = pd.to_numeric(differences[column])
+    anova_table, notes, matters = _anova(f, table, points, swept, metric)
+    p_values = dict(zip(anova_table.get("term", []), anova_table.get("p", [])))
     curve = stats.learning_curves(f.history, runs, "val_accuracy")
     curve = curve[curve["point"] == chosen] if len(curve) else None
-    warnings = [*checks.edges(runs, chosen_row, swept), *checks.noise(noise_std, ranked, differences, metric),
+    warnings = [*checks.edges(runs, chosen_row, swept, p_values), *checks.noise(noise_std, ranked, differences, metric),
                 *checks.overfitting(chosen_runs, curve, noise_std)]
     section = Section("Checks")
     for line in warnings or ["Nothing to warn about: the chosen values are inside the grid, the top points differ by "
@@ -93,7 +100,6 @@ def compose(f: Facts) -> tuple[list[Section], pd.DataFrame]:
         section.text(("Warning: " if warnings else "") + line)
     sections.append(section)
 
-    anova_table, notes, matters = _anova(f, table, points, swept, metric)
     sections.append(matters)
     sections.append(_differences(f, table, swept, differences, noise_std, noise_df, metric))
     sections.append(_leaderboard(ranked, intervals, points, metric))

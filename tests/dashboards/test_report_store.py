@@ -8,7 +8,13 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -75,3 +81,70 @@ def test_report_over_2000_runs_in_under_30_seconds(tmp_path_factory, record_figu
     assert points["repeats"].sum() >= 2000
     record_figure(f"report over {int(points['repeats'].sum())} runs: {seconds:.1f} s (target < 30 s)")
     assert seconds < 30
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+KEEP = Path(__file__).resolve().parents[2] / ".pytest_cache" / "screens"  # for a look by eye after the run
+#: Counts the report's table boxes wider than their column once the page has loaded (1280 px window).
+OVERFLOW = ("<script>addEventListener('load', () => { const n = [...document.querySelectorAll('div.scroll')]"
+            ".filter(d => d.scrollWidth > d.clientWidth + 1).length; document.body.dataset.overflowing = n; });"
+            "</script></body>")
+
+
+def chromium(tmp_path, url: str, *, shot: Path | None = None, height: int = 1400) -> str:
+    """The page's DOM after its scripts ran (``--dump-dom``), or a screenshot into ``shot``."""
+    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+            "--disable-background-networking", "--disable-component-update", "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'chromium'}", f"--window-size=1280,{height}", "--virtual-time-budget=30000"]
+    args += [f"--screenshot={shot}"] if shot else ["--dump-dom"]
+    return subprocess.run([*args, url], capture_output=True, text=True, timeout=300).stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_report_and_mlflow_ui_in_a_browser(small, tmp_path):
+    """report.html at 1280 px needs no horizontal scrolling; the parent run's page in MLflow's UI
+    shows the note, and its artifact viewer renders report/report.html."""
+    from dashboards.cli import report_command
+
+    uri, written, _ = small
+    assert report_command("known", uri, str(tmp_path / "r"), attach=True) == 0
+    html = (tmp_path / "r" / "report.html").read_text()
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("</body>", OVERFLOW))
+    dom = chromium(tmp_path, probe.as_uri())
+    assert 'data-overflowing="0"' in dom, re.findall(r"data-overflowing=\"\d+\"", dom)
+    KEEP.mkdir(parents=True, exist_ok=True)
+    chromium(tmp_path, (tmp_path / "r" / "report.html").as_uri(), shot=KEEP / "report-1280.png", height=5000)
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "sweeper.app.cli", "ui", "known", "--tracking-uri", uri,
+                               "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        address = server.stdout.readline().split(": ", 1)[1].split()[0]
+        assert address.startswith(f"http://127.0.0.1:{port}/#/experiments/")
+        deadline = time.monotonic() + 240  # several minutes on a machine shared by many
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "sweeper ui did not come up"
+                time.sleep(1)
+        run_page = f"{address}/runs/{written['parent']}"
+        assert "Sweep report" in chromium(tmp_path, run_page)  # the note, as the run's description
+        assert 'class="mlflow-html-iframe"' in chromium(tmp_path, f"{run_page}/artifacts/report/report.html")
+        chromium(tmp_path, run_page, shot=KEEP / "mlflow-parent-run.png")
+        chromium(tmp_path, f"{run_page}/artifacts/report/report.html", shot=KEEP / "mlflow-report-artifact.png")
+    finally:
+        server.terminate()  # sweeper ui stops MLflow's process group on SIGTERM
+        server.wait(60)
+    time.sleep(1)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
