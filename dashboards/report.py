@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from ledger.tracking import resolve_tracking_uri
 
@@ -217,7 +218,8 @@ def build_report(tracking_uri: Optional[str], sweep_name: str, out_dir, against:
     ranked = rank_points(runs, selection)
     done = stats.finished_trials(runs)
     top = done[done["point"].isin(ranked.index[:TOP])]  # curves of the best points only: fast on 2,000 runs
-    history = (load_history(uri, sweep_name, top["run_id"], metrics=["val_accuracy"]) if with_plots and len(top)
+    history = (load_history(uri, sweep_name, top["run_id"], metrics=["val_accuracy"], runs=runs)
+               if with_plots and len(top)
                else pd.DataFrame(columns=["run_id", "epoch", "metric", "value"]))
     kernels = None
     if with_plots and len(ranked):
@@ -229,7 +231,10 @@ def build_report(tracking_uri: Optional[str], sweep_name: str, out_dir, against:
                 kernels = out / "kernels.png"
                 kernels.write_bytes(found.read_bytes())
     facts = Facts(sweep_name, uri, runs, parent, selection, history, out, with_plots, kernels, other)
-    sections, points = compose(facts)
+    # One BLAS thread: the fits are small, and on a loaded machine two OpenBLAS threads spinning
+    # against each other made each SVD 20x slower.
+    with threadpool_limits(1):
+        sections, points = compose(facts)
     title = f"Sweep report: {sweep_name}"
     (out / "report.md").write_text(to_markdown(sections, title), encoding="utf-8")
     images = {p.name: p.read_bytes() for p in out.glob("*.png")}

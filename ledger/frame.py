@@ -207,15 +207,17 @@ def load_parent(tracking_uri: Optional[str], sweep_name: str) -> Optional[dict]:
 
 
 def load_history(tracking_uri: Optional[str], sweep_name: str, run_ids: Optional[Iterable[str]] = None,
-                 metrics: Iterable[str] = EPOCH_METRICS) -> pd.DataFrame:
+                 metrics: Iterable[str] = EPOCH_METRICS, runs: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """Per-epoch metrics, long: columns ``run_id``, ``epoch`` (int, from 1), ``metric``, ``value``.
 
     ``run_ids`` None: every trial run of the sweep. A run resumed from another run's checkpoint
     logged only the epochs after it; the earlier ones are taken from that run (and its own
-    source, and so on), so every curve starts at epoch 1.
+    source, and so on), so every curve starts at epoch 1. ``runs``: the sweep's :func:`load_runs`
+    frame when the caller has it already.
     """
     tracker, experiment_id = experiment_for(tracking_uri, sweep_name)
-    runs = runs_frame(tracker.trials(experiment_id))
+    if runs is None:  # the caller's frame saves searching the whole experiment again
+        runs = runs_frame(tracker.trials(experiment_id))
     wanted = list(runs["run_id"]) if run_ids is None else list(run_ids)
     source = dict(zip(runs["run_id"], zip(runs["resumed_from"], runs["resumed_at_epoch"])))
     metrics = list(metrics)

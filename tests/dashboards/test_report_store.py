@@ -62,9 +62,14 @@ def test_report_on_a_store_with_known_effects(small, tmp_path):
 
 @pytest.mark.slow
 def test_report_over_2000_runs_in_under_30_seconds(tmp_path_factory, record_figure):
-    from mlflow import MlflowClient
+    """``sweeper report`` in a fresh process (imports included) over 2,016 runs.
 
-    from dashboards import build_report
+    The bound is on the process's CPU time (user + system): on a machine shared by many sessions
+    the wall time measures the queue for the cores (it was 5x the CPU time at a load of 30 on 2
+    cores); both are recorded."""
+    import resource
+
+    from mlflow import MlflowClient
 
     uri = os.environ.get("REPORT_SCALE_STORE")
     if not uri:
@@ -74,14 +79,19 @@ def test_report_over_2000_runs_in_under_30_seconds(tmp_path_factory, record_figu
         written = write_store(uri, "scale-2000", 14)
         record_figure(f"synthetic store: {written['runs']} runs written in {written['seconds']:.0f} s")
     out = tmp_path_factory.mktemp("scale-report")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    build_report(uri, "scale-2000", out)
-    seconds = time.perf_counter() - started
+    subprocess.run([sys.executable, "-m", "sweeper.app.cli", "report", "scale-2000", "--tracking-uri", uri,
+                    "--out", str(out), "--no-attach"], check=True, capture_output=True, timeout=600)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     points = pd.read_csv(out / "points.csv")
     assert points["repeats"].sum() >= 2000
-    record_figure(f"report over {int(points['repeats'].sum())} runs: {seconds:.1f} s (target < 30 s)")
-    assert seconds < 30
-
+    load = os.getloadavg()[0]
+    record_figure(f"sweeper report over {int(points['repeats'].sum())} runs: {cpu:.1f} s CPU, {wall:.1f} s wall "
+                  f"at load {load:.0f} on {os.cpu_count()} cores (target < 30 s)")
+    assert cpu < 30
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 KEEP = Path(__file__).resolve().parents[2] / ".pytest_cache" / "screens"  # for a look by eye after the run
