@@ -138,8 +138,10 @@ def _validate(args: argparse.Namespace) -> int:
     facts, _ = data_facts(config)
     plan = make_plan(config, data=facts)
     if not plan.points:
+        first = (f"; first: {plan.infeasible[0].point.name}: {plan.infeasible[0].reason}"
+                 if plan.infeasible else "")
         print(f"{args.file}: nothing to train: every point is excluded ({len(plan.excluded)}) or infeasible "
-              f"({len(plan.infeasible)}); see `sweeper plan {args.file}`", file=sys.stderr)
+              f"({len(plan.infeasible)}){first}; see `sweeper plan {args.file}`", file=sys.stderr)
         return EXIT_INVALID
     print(f"{args.file}: OK ({len(plan.points)} points, {len(plan.trials)} trials)")
     print(f"  data: {facts.describe(config.data.source)}")

@@ -27,6 +27,7 @@ from cnn.spec import ModelSpec, ShapeError, coverage_problems, forward_flops, in
 
 from sweeper.spec.config import GRID_SECTIONS, INPUT_SHAPE, ModelConfig, SweepConfig, TrainConfig, canonical_json
 from sweeper.plan.data import DataFacts, data_facts
+from sweeper.plan.memory import memory_problem
 from sweeper.plan.cost import EFFICIENCY, CostEstimate, estimate_cost, measure_flops_per_cpu, trial_flops  # noqa: F401
 
 
@@ -294,6 +295,8 @@ def make_plan(config: SweepConfig, finished: Optional[Mapping[tuple[str, int], s
         point = resolve_point(config, values, data.input_shape)
         if point.shape_error is not None:
             infeasible.append(Infeasible(point, point.shape_error))
+        elif (too_big := memory_problem(point, data.sizes)) is not None:
+            infeasible.append(Infeasible(point, too_big))
         elif point.unseen and config.feasibility.unseen_inputs == "skip":
             infeasible.append(Infeasible(point, "; ".join(point.unseen)))
         elif network_key(point) in networks:
