@@ -58,7 +58,7 @@ def measure_efficiency(size: dict, log=print) -> dict:
     """Each point's FLOPs / (seconds x matmul rate), one trial at a time on one thread."""
     from sweeper.plan.cost import measure_flops_per_cpu, trial_flops
     from sweeper.plan.points import Trial
-    from sweeper.run.trial import TrialTask, execute, spec_dict
+    from sweeper.run.trial import TrialTask, execute
     from sweeper.spec.config import parse_sweep
 
     config = parse_sweep(grid_dict("calibrate", size["points"], size["train_size"], size["epochs"]) | {"grid": {}})
@@ -67,7 +67,7 @@ def measure_efficiency(size: dict, log=print) -> dict:
     for point in size["points"]:
         p = _point_config(config, point)
         trial = Trial(p, 0, 0)
-        task = TrialTask(trial.key, 0, p.config, p.name, 1, spec=spec_dict(p.config))
+        task = TrialTask(trial.key, 0, p.config, p.name, 1, spec=p.spec.to_dict())
         execute(task)  # the data and the buffers, before the clock
         seconds = statistics.median(execute(task).seconds for _ in range(2))
         flops = trial_flops(p, config)

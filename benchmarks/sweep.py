@@ -57,7 +57,8 @@ def _tasks(path: Path) -> list:
     from sweeper.run.trial import TrialTask
 
     plan = make_plan(load_sweep(path), {})
-    return [TrialTask(t.key, t.seed, t.point.config, t.run_name, 1) for t in plan.trials]
+    return [TrialTask(t.key, t.seed, t.point.config, t.run_name, 1, spec=t.point.spec.to_dict(), profile=True)
+            for t in plan.trials]
 
 
 def single_trials(task, reps: int, warmup: bool = True) -> list[dict]:
@@ -222,7 +223,11 @@ def _round(size, cpus, n, tmp: Path, tracking_uri: str, log) -> dict:
     pool = plain_pool(tasks, cpus)
     log(f"sweep: plain pool {pool['wall_seconds']:.2f}s; the service on Ray + MLflow ...")
     began = time.perf_counter()
-    result = run_sweep(path, quiet=True, tracking_uri=tracking_uri)
+    os.environ["SWEEPER_PROFILE"] = "1"  # the trials time their phases (TrialTask.profile)
+    try:
+        result = run_sweep(path, quiet=True, tracking_uri=tracking_uri)
+    finally:
+        del os.environ["SWEEPER_PROFILE"]
     end_wall, call = time.time(), time.perf_counter() - began
     alone += single_trials(tasks[0], size["t1_reps"] - half, warmup=False)  # before and after: drift
     if result.exit_code != 0:

@@ -118,12 +118,11 @@ def tune_main(path: str, uri: str, storage: str, reuse: str = "default") -> int:
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
     from sweeper.plan.points import make_plan
-    from sweeper.run.trial import spec_dict
     from sweeper.spec.config import load_sweep
 
     config = load_sweep(path)
     plan = make_plan(config, {}, flops_per_cpu=1e9)
-    trials = [{"point": t.point.config, "seed": t.seed, "spec": spec_dict(t.point.config), "name": t.run_name}
+    trials = [{"point": t.point.config, "seed": t.seed, "spec": t.point.spec.to_dict(), "name": t.run_name}
               for t in plan.trials]
     cpus = len(os.sched_getaffinity(0))
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)

@@ -24,6 +24,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from ledger import rules
 from ledger.frame import FINAL_METRICS, LECTURE_KNOBS, RUN_COLUMNS
 
 #: What the per-value tables summarise by default.
@@ -76,12 +77,8 @@ def swept_fields(frame: pd.DataFrame) -> list[str]:
 
 
 def finished_trials(runs: pd.DataFrame) -> pd.DataFrame:
-    """The FINISHED, non-duplicate runs, one per ``(point, repeat)`` (the earliest started, as
-    :meth:`ledger.tracking.Tracker.finished` decides), same columns as ``runs``."""
-    done = runs[runs["status"] == "FINISHED"]
-    if "duplicate" in done.columns:
-        done = done[~done["duplicate"].astype(bool)]
-    return done.sort_values(["start_time", "run_id"]).drop_duplicates(["point", "repeat"], keep="first")
+    """The run deciding each finished ``(point, repeat)`` (:mod:`ledger.rules`), same columns as ``runs``."""
+    return rules.deciding_rows(runs)
 
 
 def per_point(runs: pd.DataFrame, metrics: Optional[Sequence[str]] = None) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """Read a sweep out of MLflow into pandas: one tidy row per trial run, and long epoch histories.
 
-Reads only; the layout it reads is the one :mod:`ledger.tracking` writes (see its docstring):
+Reads only; the layout it reads is the one :mod:`ledger.schema` describes:
 child runs tagged ``sweep.kind=trial`` whose params are the flattened resolved config
 (``model.kernel_size``, ``train.learning_rate``, ...) plus the swept values under their bare names.
 
@@ -14,26 +14,21 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path
 from typing import Iterable, Optional
 
 import pandas as pd
 
-from ledger.tracking import ATTEMPT, KIND, POINT, REASON, REPEAT, SUBMISSION, Tracker, resolve_tracking_uri
+from .schema import (ATTEMPT, COMMAND, EPOCH_METRICS, FINAL_METRICS, KIND, MODEL_PARAMS, PARENT, PARENT_RUN, POINT, REASON,
+                     REPEAT, RESUMED_AT, RESUMED_FROM, STOPPED_EARLY, SUBMISSION)
+from .tracking import Tracker, existing_store, resolve_tracking_uri
 
 #: The five knobs the lecture compares; reports list them first, swept or not.
 LECTURE_KNOBS = ("kernel_size", "depth", "stride", "padding", "pooling")
-#: Metrics logged once per epoch, with step = epoch (1, 2, ...).
-EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds")
-#: Metrics every frame has as float columns (NaN where a run has none), so callers need no checks.
-FINAL_METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_accuracy", "train_loss",
-                 "train_seconds", "epochs_run")
 #: Per-run columns: not properties of the point, so per-point aggregation leaves them out.
 RUN_COLUMNS = ("run_id", "run_name", "status", "point", "point_name", "repeat", "attempt", "status_reason",
                "duplicate", "parent_run_id", "submission", "start_time", "end_time", "duration_s",
                "trial_seed", "stopped_early", "resumed_from", "resumed_at_epoch")
-#: Params describing the trained network or its data rather than a config field.
-EXTRA_PARAMS = ("n_params", "forward_flops", "train_images", "val_images", "test_images")
+EXTRA_PARAMS = MODEL_PARAMS
 
 _INT = re.compile(r"[-+]?[0-9]+")
 _FLOAT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?:nan|inf)")
@@ -90,21 +85,13 @@ def is_duplicate(status: str, reason: str) -> bool:
     return status == "KILLED" and (reason or "").startswith("duplicate")
 
 
-def _store_exists(uri: str) -> bool:
-    # Opening a SQLite file that is not there creates it, with ~20 s of migrations: a typo in
-    # --tracking-uri should say "not found", not leave an empty database behind.
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):]).exists()
-    return True
-
-
 def experiment_for(tracking_uri: Optional[str], sweep_name: str) -> tuple[Tracker, str]:
     """The tracker and experiment id of ``sweep_name``; :class:`SweepNotFound` if there is none.
 
     Not :meth:`Tracker.experiment_id`: that creates or restores experiments, and this only reads.
     """
     tracker = Tracker(resolve_tracking_uri(tracking_uri))
-    experiment_id = tracker.find_sweep(sweep_name) if _store_exists(tracker.uri) else None
+    experiment_id = tracker.find_sweep(sweep_name)
     if experiment_id is None:
         raise SweepNotFound(f"no sweep named {sweep_name!r} in {tracker.uri}")
     return tracker, experiment_id
@@ -120,12 +107,12 @@ def _row(run) -> tuple[dict, dict, dict]:
         "point": tags.get(POINT), "point_name": name.rsplit(" #", 1)[0],
         "repeat": parse_value(tags.get(REPEAT)), "attempt": parse_value(tags.get(ATTEMPT)),
         "status_reason": reason, "duplicate": is_duplicate(info.status, reason),
-        "parent_run_id": tags.get("mlflow.parentRunId"), "submission": tags.get(SUBMISSION),
+        "parent_run_id": tags.get(PARENT_RUN), "submission": tags.get(SUBMISSION),
         "start_time": info.start_time, "end_time": info.end_time,
         "trial_seed": parse_value(run.data.params.get("trial_seed")),
-        "stopped_early": parse_value(tags.get("sweep.stopped_early")),
-        "resumed_from": tags.get("sweep.resumed_from"),
-        "resumed_at_epoch": parse_value(tags.get("sweep.resumed_at_epoch")),
+        "stopped_early": parse_value(tags.get(STOPPED_EARLY)),
+        "resumed_from": tags.get(RESUMED_FROM),
+        "resumed_at_epoch": parse_value(tags.get(RESUMED_AT)),
     }
     return row, {k: parse_value(v) for k, v in run.data.params.items()}, dict(run.data.metrics)
 
@@ -195,13 +182,13 @@ def load_parent(tracking_uri: Optional[str], sweep_name: str) -> Optional[dict]:
     from ledger.selection import selection_from_tags
 
     tracker, experiment_id = experiment_for(tracking_uri, sweep_name)
-    parents = tracker.search(experiment_id, f"tags.`{KIND}` = 'parent'", order_by=["attributes.start_time DESC"])
+    parents = tracker.search(experiment_id, f"tags.`{KIND}` = '{PARENT}'", order_by=["attributes.start_time DESC"])
     if not parents:
         return None
     run = parents[0]
     counts = {k[len("trials_"):]: int(v) for k, v in run.data.metrics.items() if k.startswith("trials_")}
     return {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
-            "command": run.data.tags.get("sweep.command", ""), "reason": run.data.tags.get(REASON, ""),
+            "command": run.data.tags.get(COMMAND, ""), "reason": run.data.tags.get(REASON, ""),
             "submissions": len(parents), "counts": counts, "selection": selection_from_tags(run.data.tags),
             "method": run.data.tags.get("sweep.method")}
 

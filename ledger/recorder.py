@@ -1,64 +1,51 @@
-"""Where a trial writes what happens: an MLflow child run, or the terminal for ``sweeper train``.
+"""The driver's writer of one trial's child run: what the trial reports, applied in order.
 
-Exactly once: a point's trial is done when one FINISHED run with its hash and repeat exists.
-Two submissions may still train the same point at once (two terminals, one store). Before
-submitting a trial, its driver looks for a FINISHED run of the point and skips it if there is
-one. When the trial has finished, it looks again: of all FINISHED runs of the point, the earliest
-started (then the smallest run id) is kept, and every other one is marked KILLED with the reason
-"duplicate of run ...". Every submission applies the same rule, and the last to finish sees all, so exactly one FINISHED run remains and
-the duplicate's metrics stay visible instead of being dropped.
+Exactly once: a trial is done when it has a FINISHED run, and the run that decides it is fixed by
+:mod:`ledger.rules`. Before a trial is trained its driver claims it (:mod:`ledger.claims`), so two
+live submissions do not train it both. When a trial finishes, its recorder settles anyway: of all
+FINISHED runs of the trial the deciding one stays, every other is marked KILLED with the reason
+``duplicate of run ...``. Every submission applies the same rule, and the last to finish sees all,
+so one FINISHED run remains even when a claim race let two submissions train, and the
+duplicate's metrics stay visible instead of being dropped.
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
+from typing import Optional
 
-from ledger.tracking import ATTEMPT, DETERMINISTIC, ERROR_KIND, POINT, REASON, REPEAT, Tracker
+from . import rules
+from .schema import (ATTEMPT, CHECKPOINT_EPOCH, DETERMINISTIC, ERROR_KIND, MAX_METRICS_PER_BATCH, MAX_TAG_VALUE,
+                     REASON, RESUMED_AT, RESUMED_FROM, STOPPED_EARLY)
+from .tracking import Tracker, now_ms
 
-EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
-CHECKPOINT_EPOCH = "sweep.checkpoint_epoch"
+#: Per-epoch metrics a trial reports, written at step = epoch (``epoch_seconds`` is added).
+TRIAL_EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 
 class RunRecorder:
-    """The driver's writer of one trial's MLflow child run (created SCHEDULED by the driver).
+    """Writes one child run (created SCHEDULED by the driver) as its trial's reports arrive."""
 
-    It applies what a trial sends (see :mod:`sweeper.relay`): the trial itself runs with a
-    :class:`~sweeper.relay.RelayRecorder`, or a :class:`NullRecorder` in ``sweeper train``.
-    """
+    def __init__(self, tracker: Tracker, run_id: str, key: tuple[str, int], experiment_id: str,
+                 tags: Optional[dict] = None):
+        """``tags``: the run's tags as its creator knows them (``None``: read them back)."""
+        self.tracker, self.client = tracker, tracker.client
+        self.run_id, self.key, self.experiment_id = run_id, key, experiment_id
+        self.tags = dict(tags) if tags is not None else dict(self.client.get_run(run_id).data.tags)
 
-    def __init__(self, task, experiment_id=None, tags=None):
-        """``experiment_id`` and ``tags``: what the creator of the run knows already (saves a read)."""
-        self.task = task
-        self.run_id = task.run_id
-        self.tracker = Tracker(task.tracking_uri)
-        self.client = self.tracker.client
-        if experiment_id is None or tags is None:
-            run = self.client.get_run(self.run_id)
-            experiment_id, tags = run.info.experiment_id, run.data.tags
-        self.experiment_id, self.tags = experiment_id, dict(tags)
-
-    def start(self, **info) -> int:
+    def start(self, info: dict) -> int:
+        """RUNNING, with the attempt raised and what the worker says of itself (host, pid, threads)."""
         from mlflow.entities import RunTag
 
         attempt = int(self.tags.get(ATTEMPT, "0")) + 1
         # One batch, not a write per tag: on SQLite each write is a transaction of its own.
         tags = {ATTEMPT: attempt, **{f"sweep.{k}": v for k, v in info.items()}}
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:MAX_TAG_VALUE]) for k, v in tags.items()])
         self.client.update_run(self.run_id, status="RUNNING")
         self.tags = {**self.tags, ATTEMPT: str(attempt)}  # a retry recorded by the same recorder counts on
         return attempt
 
-    def _finished_runs(self):
-        key = self.task.key
-        return self.tracker.trials(self.experiment_id, "FINISHED",
-                                   f"tags.`{POINT}` = '{key[0]}' and tags.`{REPEAT}` = '{key[1]}'", params=False)
-
-    def finished_elsewhere(self):
-        others = [r.info.run_id for r in self._finished_runs() if r.info.run_id != self.run_id]
-        return others[0] if others else None
-
-    def checkpoint_bytes(self, run_id) -> bytes | None:
+    def checkpoint_bytes(self, run_id: Optional[str]) -> Optional[bytes]:
         """The last epoch checkpoint of ``run_id`` (this run or another), or None."""
         if not run_id:
             return None
@@ -68,70 +55,80 @@ class RunRecorder:
         with tempfile.TemporaryDirectory() as tmp:
             return Path(self.client.download_artifacts(run_id, "checkpoint/checkpoint.npz", tmp)).read_bytes()
 
-    def mark_resumed(self, from_run, epoch):
-        if from_run and from_run != self.run_id:
-            self.client.set_tag(self.run_id, "sweep.resumed_from", from_run)
-        self.client.set_tag(self.run_id, "sweep.resumed_at_epoch", str(epoch))
+    def mark_resumed(self, from_run: Optional[str], epoch: int) -> None:
+        from mlflow.entities import RunTag
 
-    def log_params(self, params: dict):
+        tags = [RunTag(RESUMED_AT, str(epoch))]
+        if from_run and from_run != self.run_id:
+            tags.append(RunTag(RESUMED_FROM, from_run))
+        self.client.log_batch(self.run_id, tags=tags)
+
+    def log_params(self, params: dict) -> None:
         from mlflow.entities import Param
 
         # Identical values may be logged again on a retry; MLflow only refuses a changed param.
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
-    def log_epoch(self, epoch, metrics, checkpoint=None):
+    def log_epoch(self, epoch: int, metrics: dict, checkpoint: Optional[Path] = None) -> None:
         """The epoch's metrics; with ``checkpoint`` (its file) the checkpoint too, in one batch with its tag."""
         from mlflow.entities import Metric, RunTag
 
-        now = _now_ms()
-        batch = [Metric(k, float(metrics[k]), now, epoch) for k in EPOCH_METRICS if k in metrics]
-        batch.append(Metric("epoch_seconds", float(metrics["seconds"]), now, epoch))
+        now = now_ms()
+        batch = [Metric(k, float(metrics[k]), now, epoch) for k in TRIAL_EPOCH_METRICS if k in metrics]
+        if "seconds" in metrics:
+            batch.append(Metric("epoch_seconds", float(metrics["seconds"]), now, epoch))
         tags = []
         if checkpoint is not None:  # the file first: the tag says a checkpoint can be downloaded
             self.client.log_artifact(self.run_id, str(checkpoint), "checkpoint")
             tags = [RunTag(CHECKPOINT_EPOCH, str(epoch))]
         self.client.log_batch(self.run_id, metrics=batch, tags=tags)
+        if checkpoint is not None:
+            self.tags[CHECKPOINT_EPOCH] = str(epoch)
 
-    def save_checkpoint(self, path, epoch):
+    def save_checkpoint(self, path: Path, epoch: int) -> None:
         self.client.log_artifact(self.run_id, str(path), "checkpoint")
         self.client.set_tag(self.run_id, CHECKPOINT_EPOCH, str(epoch))
+        self.tags[CHECKPOINT_EPOCH] = str(epoch)
 
-    def finish_with(self, artifacts: dict, metrics, stopped_early):
-        """Final metrics, the run's artifacts (file name -> bytes), FINISHED, then the duplicate rule."""
+    def finish_with(self, artifacts: dict[str, bytes], metrics: dict, stopped_early: bool) -> tuple[str, str]:
+        """Final metrics, the run's artifacts (file name -> bytes), FINISHED, then the duplicate rule.
+
+        Returns ``("FINISHED", "")``, or ``("DUPLICATE", reason)`` when another run decides the trial.
+        """
         from mlflow.entities import Metric
 
-        now = _now_ms()
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        now = now_ms()
+        final = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        for i in range(0, len(final), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=final[i : i + MAX_METRICS_PER_BATCH])
         with tempfile.TemporaryDirectory() as tmp:
             for name, data in artifacts.items():
                 (Path(tmp) / name).write_bytes(data)
                 self.client.log_artifact(self.run_id, str(Path(tmp) / name))
         if stopped_early:
-            self.client.set_tag(self.run_id, "sweep.stopped_early", str(int(metrics["epochs_run"])))
+            self.client.set_tag(self.run_id, STOPPED_EARLY, str(int(metrics["epochs_run"])))
         self.client.set_terminated(self.run_id, "FINISHED")
         return self._settle_duplicates()
 
-    def _settle_duplicates(self):
-        runs = sorted(self._finished_runs(), key=lambda r: (r.info.start_time, r.info.run_id))
-        keeper = runs[0].info.run_id if runs else self.run_id
-        for run in runs[1:]:
-            self.client.set_tag(run.info.run_id, REASON, f"duplicate of run {keeper}")
-            self.client.set_terminated(run.info.run_id, "KILLED")
-        if keeper != self.run_id:
-            return "DUPLICATE", f"duplicate of run {keeper}"
+    def _settle_duplicates(self) -> tuple[str, str]:
+        runs = [r for r in self.tracker.trial_runs(self.experiment_id, self.key) if r.info.status == "FINISHED"]
+        keeper = rules.deciding_runs(runs).get(self.key)
+        keeper_id = keeper.info.run_id if keeper is not None else self.run_id
+        for run in runs:
+            if run.info.run_id != keeper_id:
+                self.client.set_tag(run.info.run_id, REASON, f"duplicate of run {keeper_id}")
+                self.client.set_terminated(run.info.run_id, "KILLED")
+        if keeper_id != self.run_id:
+            return "DUPLICATE", f"duplicate of run {keeper_id}"
         return "FINISHED", ""
 
-    def fail(self, status, reason, tb=None):
+    def fail(self, status: str, reason: str, tb: Optional[str] = None) -> None:
+        """FAILED (an error of the trial's own, which would happen again; ``tb`` logged as
+        ``error.txt``) or KILLED, with the reason."""
         if status == "FAILED":
             self.client.set_tag(self.run_id, ERROR_KIND, DETERMINISTIC)
             if tb:
                 self.client.log_text(self.run_id, tb, "error.txt")
-        self.client.set_tag(self.run_id, REASON, reason[:4000])
+        self.client.set_tag(self.run_id, REASON, reason[:MAX_TAG_VALUE])
         self.client.set_terminated(self.run_id, status)
-
-
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
 

@@ -23,6 +23,7 @@ from typing import Callable, Optional, Sequence
 
 from cnn.dataset import DataError
 from sweeper.app.errors import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK,
+                                EXIT_TERMINATED,
                                 EXIT_UNAVAILABLE, classify, debug_traceback, first_line, is_cluster_error)
 from sweeper.spec.config import load_sweep
 from sweeper.spec.names import sweep_name_problem
@@ -172,6 +173,16 @@ ADDRESS = arg("--address", metavar="ADDR", default=None,
 QUIET = arg("-q", "--quiet", action="store_true", help="no live progress line; failures and the summary only")
 RETRY = arg("--retry-failed", action="store_true",
             help="train again the points whose trials failed with an error of their own before")
+STALE = arg("--stale-after", type=float, default=None, metavar="SECONDS", dest="stale_after",
+            help="a driver silent this long is lost, and its running trials are stale "
+                 "(default: SWEEPER_STALE_AFTER, else 120)")
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM stops a sweep as Ctrl-C does: running trials KILLED, the parent closed, exit 143."""
+    from sweeper.run.executor import handle_sigterm, on_sigterm
+
+    handle_sigterm(on_sigterm)
 
 
 def _finish(result) -> int:
@@ -183,16 +194,17 @@ def _finish(result) -> int:
 
 
 @command("run", "train every pending trial of a sweep on Ray, logging to MLflow", SWEEP_FILE, ADDRESS, TRACKING,
-         QUIET, RETRY, SET)
+         QUIET, RETRY, SET, STALE)
 def _run(args: argparse.Namespace) -> int:
     from sweeper.app.service import run_sweep
 
+    _sigterm_as_interrupt()
     return _finish(run_sweep(args.file, address=args.address, quiet=args.quiet, retry_failed=args.retry_failed,
-                             tracking_uri=args.tracking_uri, overrides=args.overrides))
+                             tracking_uri=args.tracking_uri, overrides=args.overrides, stale_seconds=args.stale_after))
 
 
 @command("resume", "finish an interrupted sweep, by name or by file", arg("sweep", metavar="NAME_OR_FILE"),
-         ADDRESS, TRACKING, QUIET, RETRY)
+         ADDRESS, TRACKING, QUIET, RETRY, STALE)
 def _resume(args: argparse.Namespace) -> int:
     from sweeper.app.service import resume_sweep
 
@@ -204,17 +216,20 @@ def _resume(args: argparse.Namespace) -> int:
         problem = sweep_name_problem(args.sweep)
         if problem is not None:
             raise BadArgument(f"{args.sweep!r} is neither a sweep file nor a valid sweep name ({problem})")
+    _sigterm_as_interrupt()
     return _finish(resume_sweep(args.sweep, address=args.address, quiet=args.quiet,
-                                retry_failed=args.retry_failed, tracking_uri=args.tracking_uri))
+                                retry_failed=args.retry_failed, tracking_uri=args.tracking_uri,
+                                stale_seconds=args.stale_after))
 
 
-@command("status", "counts per state, failures with reasons and the best points of a sweep",
-         arg("name", metavar="NAME"), TRACKING, arg("--top", type=positive_int, default=5, help="best points to list"))
+@command("status", "counts per state, stale runs, failures with reasons and the best points of a sweep",
+         arg("name", metavar="NAME"), TRACKING, arg("--top", type=positive_int, default=5, help="best points to list"),
+         STALE)
 def _status(args: argparse.Namespace) -> int:
     from sweeper.app.service import status_report
 
     sweep_name(args.name)
-    print(status_report(args.name, args.tracking_uri, args.top))
+    print(status_report(args.name, args.tracking_uri, args.top, args.stale_after))
     return EXIT_OK
 
 
@@ -280,7 +295,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_INVALID
     try:
         return args.run(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # outside a running sweep (which handles it itself)
+        from sweeper.run.executor import TERMINATED, Terminated
+
+        if isinstance(exc, Terminated) or TERMINATED.is_set():
+            print(f"sweeper {args.command}: terminated (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
         print(f"sweeper {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except SweepFileError as exc:

@@ -5,9 +5,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-STATES = ("done_before", "failed_before", "queued", "running", "finished", "failed", "killed", "duplicate")
+#: ``elsewhere``: trained by another submission that held the trial's claim (see ledger.claims).
+STATES = ("done_before", "failed_before", "queued", "running", "finished", "failed", "killed", "duplicate",
+          "elsewhere")
 LABELS = {"done_before": "done before", "failed_before": "failed before", "queued": "queued", "running": "running",
-          "finished": "finished", "failed": "failed", "killed": "killed", "duplicate": "duplicate"}
+          "finished": "finished", "failed": "failed", "killed": "killed", "duplicate": "duplicate",
+          "elsewhere": "trained elsewhere"}
 
 
 @dataclass

@@ -1,7 +1,9 @@
-"""The sweep commands' logic: run, resume, status. The CLI only parses arguments and prints.
+"""The sweep commands' logic: plan, run, resume, status. The CLI only parses arguments and prints.
 
 MLflow is the single record: the plan is re-derived from the sweep file, what is done from the
-FINISHED runs, and a resumed sweep reads its file back from the last parent run.
+FINISHED runs (:mod:`ledger.rules`), and a resumed sweep reads its file back from the last parent
+run. ``run`` and ``resume`` first take over the runs of drivers that were lost
+(:mod:`ledger.liveness`), so their trials continue from their last checkpoints.
 """
 from __future__ import annotations
 
@@ -10,13 +12,15 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from sweeper.spec.config import SweepConfig, load_sweep
-from sweeper.run.executor import EXIT_OK, Runner, SweepResult, connect
-from sweeper.plan.points import Plan, make_plan
+from ledger import Selection, rank_points, rules, runs_frame, selection_from_tags, selection_tags
+from ledger.liveness import Heartbeat, Owners, owner_of, stale_after, take_over
+from ledger.schema import ACTIVE, OVERRIDES, REASON
+from ledger.tracking import Tracker, existing_store, resolve_tracking_uri
 from sweeper.app.progress import Progress, duration
 from sweeper.plan.data import data_facts, min_classes, prepare_data
-from ledger.tracking import OVERRIDES, REASON, Tracker, resolve_tracking_uri
-from ledger import Selection, rank_points, runs_frame, selection_from_tags, selection_tags
+from sweeper.plan.points import Plan, make_plan
+from sweeper.run.executor import EXIT_OK, Runner, SweepResult, connect
+from sweeper.spec.config import SweepConfig, load_sweep
 
 
 class SweepNotFound(LookupError):
@@ -25,13 +29,6 @@ class SweepNotFound(LookupError):
 
 def tracker_for(config: SweepConfig, tracking_uri: Optional[str] = None) -> Tracker:
     return Tracker(resolve_tracking_uri(tracking_uri or config.mlflow.tracking_uri))
-
-
-def existing_store(tracker: Tracker) -> bool:
-    """False for a SQLite file that does not exist yet: creating one takes ~20 s of migrations."""
-    if tracker.uri.startswith("sqlite:///"):
-        return Path(tracker.uri[len("sqlite:///"):]).exists()
-    return True
 
 
 def selection_of(config: SweepConfig) -> Selection:
@@ -58,7 +55,7 @@ def plan_sweep(path, tracking_uri: Optional[str] = None, total_cpus: Optional[in
     config = load_sweep(path, overrides)
     facts, _ = data_facts(config)
     tracker = tracker_for(config, tracking_uri)
-    experiment_id = tracker.experiment_id(config.experiment_name, create=False) if existing_store(tracker) else None
+    experiment_id = tracker.experiment_id(config.experiment_name, create=False) if existing_store(tracker.uri) else None
     finished = tracker.finished(experiment_id) if experiment_id else {}
     plan = make_plan(config, finished, total_cpus=total_cpus, data=facts)
     pending = {t.key for t in plan.pending}
@@ -68,7 +65,7 @@ def plan_sweep(path, tracking_uri: Optional[str] = None, total_cpus: Optional[in
 
 def run_sweep(path, *, command: str = "run", address: Optional[str] = None, quiet: bool = False,
               retry_failed: bool = False, stream=None, tracking_uri: Optional[str] = None,
-              overrides=()) -> SweepResult:
+              stale_seconds: Optional[float] = None, overrides=()) -> SweepResult:
     """Plan ``path`` (with ``--set`` ``overrides``) against what MLflow holds and train what is missing on Ray.
 
     The data is read and checked first: bad data is a :class:`cnn.DataError` before anything starts.
@@ -77,12 +74,15 @@ def run_sweep(path, *, command: str = "run", address: Optional[str] = None, quie
     text = Path(path).read_text()
     data = prepare_data(config.data.model_dump(), config.seed, min_classes(config))
     tracker = tracker_for(config, tracking_uri)
+    progress = Progress(stream, quiet=quiet)
+    timeout = stale_after(stale_seconds)
     experiment_id = tracker.experiment_id(config.experiment_name, sweep_name=config.name)  # in the driver, before any worker
+    for run, owner in take_over(tracker, experiment_id, timeout):
+        progress.event(f"  taking over {run.info.run_name} (run {run.info.run_id}): {owner.text()}")
     plan = make_plan(config, tracker.finished(experiment_id), data=data.facts())
     pending_keys = {t.key for t in plan.pending}
     failed_before = {} if retry_failed else {k: v for k, v in tracker.failed(experiment_id).items() if k in pending_keys}
     resume_from = {k: v for k, v in tracker.checkpoints(experiment_id).items() if k in pending_keys}
-    progress = Progress(stream, quiet=quiet)
     parent_id = tracker.start_parent(experiment_id, config.name, command, text, plan.summary(),
                                      plan_rows(plan, failed_before),
                                      tags={**selection_tags(selection_of(config)), "sweep.method": config.method,
@@ -94,18 +94,23 @@ def run_sweep(path, *, command: str = "run", address: Optional[str] = None, quie
     for key, (run_id, reason) in failed_before.items():
         progress.event(f"  skipping {key[0]} #{key[1] + 1}: failed before in run {run_id}: {reason}")
     runner = Runner(plan, tracker, experiment_id, parent_id, skip=failed_before, resume_from=resume_from,
-                    progress=progress, data=data)
+                    progress=progress, stale_seconds=timeout, data=data)
     if not runner.queue:
         return _nothing_to_do(runner, progress)
-    started = connect(address)
-    try:
-        result = runner.run()
-    finally:
-        progress.close()
-        if started:
-            import ray
+    with Heartbeat(tracker, parent_id):
+        try:
+            started = connect(address)
+        except BaseException:
+            tracker.update_parent(parent_id, runner.counts.as_dict(), "FAILED", "could not start or join Ray")
+            raise
+        try:
+            result = runner.run()
+        finally:
+            progress.close()
+            if started:
+                import ray
 
-            ray.shutdown()
+                ray.shutdown()
     progress.event(f"{result.message} in {duration(progress.elapsed())} ({duration(result.wall_seconds)} training): "
                    + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v))
     if result.efficiency is not None:
@@ -115,7 +120,7 @@ def run_sweep(path, *, command: str = "run", address: Optional[str] = None, quie
 
 
 def _nothing_to_do(runner: Runner, progress: Progress) -> SweepResult:
-    result = runner._result(None, False)
+    result = runner._result(None, None)
     progress.event("nothing to train: every trial of the plan is done (or failed before)")
     return result
 
@@ -125,45 +130,63 @@ def resume_sweep(target: str, *, tracking_uri: Optional[str] = None, **kwargs) -
     if Path(target).is_file():
         return run_sweep(target, command="resume", tracking_uri=tracking_uri, **kwargs)
     tracker = Tracker(resolve_tracking_uri(tracking_uri))
-    experiment_id = tracker.find_sweep(target) if existing_store(tracker) else None
+    experiment_id = tracker.find_sweep(target)
     parent = tracker.latest_parent(experiment_id) if experiment_id else None
     if parent is None:
         raise SweepNotFound(f"no sweep named {target!r} in {tracker.uri} (give the sweep file instead)")
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{target}.yaml"
+        path = Path(tmp) / "sweep.yaml"
         path.write_text(tracker.sweep_text(parent.info.run_id))
         overrides = json.loads(parent.data.tags.get(OVERRIDES, "[]"))  # the --set of that submission
         return run_sweep(path, command="resume", tracking_uri=tracking_uri, overrides=overrides, **kwargs)
 
 
-def status_report(name: str, tracking_uri: Optional[str] = None, top: int = 5) -> str:
-    """Counts per state, failures with reasons, best points: from MLflow alone."""
+def status_report(name: str, tracking_uri: Optional[str] = None, top: int = 5,
+                  stale_seconds: Optional[float] = None) -> str:
+    """Counts per state, stale runs, failures with reasons, best points: from MLflow alone."""
     tracker = Tracker(resolve_tracking_uri(tracking_uri))
-    experiment_id = tracker.find_sweep(name) if existing_store(tracker) else None
+    experiment_id = tracker.find_sweep(name)
     if experiment_id is None:
         raise SweepNotFound(f"no sweep named {name!r} in {tracker.uri}")
-    runs = runs_frame(tracker.trials(experiment_id))
-    done = runs["status"].eq("FINISHED") & ~runs["duplicate"]
-    # A trial's state: FINISHED if any run of it finished, else the state of its latest run.
-    deciding = runs.assign(rank=(~done).astype(int)).sort_values(["rank", "start_time"], ascending=[True, False])
-    deciding = deciding.drop_duplicates(["point", "repeat"])
+    runs = tracker.trials(experiment_id)
+    current = rules.current_runs(runs)
+    owners = Owners(tracker, stale_after(stale_seconds))
+    states: dict[str, int] = {}
+    stale = []
+    for run in current.values():
+        state = run.info.status
+        if state in ACTIVE:
+            owner = owners.of_run(run)
+            if owner is None or owner.lost:
+                state = "STALE"
+                stale.append((run, owner))
+        states[state] = states.get(state, 0) + 1
     parent = tracker.latest_parent(experiment_id)
-    lines = [f"sweep {name} ({tracker.uri}): {len(deciding)} trial(s) recorded in {len(runs)} run(s)"]
+    lines = [f"sweep {name} ({tracker.uri}): {len(current)} trial(s) recorded in {len(runs)} run(s)"]
     if parent is not None:
         planned = int(float(parent.data.metrics.get("trials_planned", 0)))
-        lines.append(f"last submission: {parent.info.run_name}, {parent.info.status}, {planned} trial(s) planned"
+        state = parent.info.status
+        if state in ACTIVE and owner_of(parent, owners.timeout).lost:
+            state = "STALE"
+        lines.append(f"last submission: {parent.info.run_name}, {state}, {planned} trial(s) planned"
                      + (f": {parent.data.tags[REASON]}" if REASON in parent.data.tags else ""))
-    lines.append("states: " + ", ".join(f"{k} {v}" for k, v in sorted(deciding["status"].value_counts().items())))
-    failed = deciding[deciding["status"] == "FAILED"]
-    if len(failed):
+    lines.append("states: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
+    if stale:
+        lines.append("stale (their driver was lost; `sweeper resume` takes them over):")
+        lines += [f"  {r.info.run_name} (run {r.info.run_id}): "
+                  + (o.text() if o is not None else "its parent run is gone") for r, o in stale]
+    failed = [r for r in current.values() if r.info.status == "FAILED"]
+    if failed:
         lines.append("failures:")
-        lines += [f"  {n}: {r or '?'}" for n, r in zip(failed["run_name"], failed["status_reason"])]
+        lines += [f"  {r.info.run_name}: {r.data.tags.get(REASON, '?')}" for r in failed]
+    frame = runs_frame(runs)
+    done = frame["status"].eq("FINISHED") & ~frame["duplicate"]
     selection = selection_from_tags(parent.data.tags if parent is not None else {})
-    ranked = rank_points(runs, selection)
+    ranked = rank_points(frame, selection)
     if len(ranked):
         # Chosen on validation, as the report does; test accuracy only for the chosen point.
         lines.append(f"best {min(top, len(ranked))} point(s) by mean {selection.text} over repeats:")
-        finished = runs[done]
+        finished = frame[done]
         for rank, (point, row) in enumerate(ranked.head(top).iterrows()):
             mine = finished[finished["point"] == point]
             test = f"  chosen: test accuracy {mine['test_accuracy'].mean():.4f}" if rank == 0 else ""

@@ -35,22 +35,18 @@ class Rungs:
 
 
 class LocalCoordinator:
-    """Collects each running trial's latest epoch (for progress) and applies the stopping rule.
+    """Applies the stopping rule to every epoch a trial reports (``None``: never stops).
 
-    In a sweep it runs as one Ray actor that every trial reports to; ``sweeper train`` uses it
-    in-process.
+    In a sweep with early stopping it runs as one Ray actor that every trial reports to;
+    otherwise each trial keeps a local one.
     """
 
     def __init__(self, rule: Optional[dict], max_epochs: int = 0):
         self.rungs = Rungs(max_epochs=max_epochs, **rule) if rule else None
-        self.latest: dict = {}
 
     def report(self, key, epoch: int, metrics: dict) -> bool:
-        self.latest[tuple(key)] = (epoch, dict(metrics))
+        """False: stop this trial."""
         return True if self.rungs is None else self.rungs.decide(tuple(key), epoch, metrics)
-
-    def snapshot(self) -> dict:
-        return dict(self.latest)
 
 
 class ActorProxy:

@@ -10,31 +10,66 @@ would leave the other CPUs idle at the end). No task waits queued in Ray: a queu
 processes, and it takes the CPU a trial lends while it blocks in ``ray.get`` (early stopping),
 so three trials would train on two CPUs. Instead the driver creates the next child run ahead
 (SCHEDULED, one at a time), so a slot that frees gets its task at once; a run created ahead that
-never started is deleted when the command ends. The driver reacts to outcomes:
+never started is deleted when the command ends.
+
+Before a trial is submitted its run is contested as a claim (:mod:`ledger.claims`): a trial another
+live submission holds is not trained here but waited for (``elsewhere`` when it finishes there,
+claimed again when it fails there or its driver is lost); the claim is checked once more at the
+trial's first epoch. The driver reacts to outcomes:
 
 * an error of the trial's own fails that point, and the sweep goes on;
 * the same error on ``stop_after_same_error`` points stops the sweep with one message;
-* Ctrl-C cancels the running tasks and marks their runs KILLED; ``sweeper resume`` continues.
-No child run is left RUNNING or SCHEDULED when :func:`run_plan` returns.
+* Ctrl-C or SIGTERM cancels the running tasks and marks their runs KILLED; ``sweeper resume``
+  continues.
+No child run of this submission is left RUNNING or SCHEDULED when :meth:`Runner.run` returns.
 """
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Optional
 
-from sweeper.plan.cost import longest_first
-from sweeper.plan.points import Plan, Trial
+from ledger.claims import Claims
+from ledger.liveness import stale_after
+from ledger.schema import ATTEMPT
+from ledger.tracking import Tracker
 from sweeper.app.progress import Counts, Progress
-from sweeper.run.relay import TrialStream, stream_trial
+from sweeper.plan.cost import longest_first
 from ledger.selection import Selection, best_mean
-from ledger.tracking import ATTEMPT, Tracker
+from sweeper.plan.points import Plan, Trial
+from sweeper.run import messages as m
+from sweeper.run.relay import stream_trial
+from sweeper.run.stream import TrialStream
 from sweeper.run.trial import TrialOutcome, TrialTask
 
-EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 3, 130, 143
+#: Seconds between two looks at the trials this submission waits for (held by another driver).
+WAIT_POLL = 2.0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: running trials KILLED, the parent closed, exit 143."""
+
+
+#: Set by SIGTERM: Ray's blocking calls may turn the handler's exception into a plain KeyboardInterrupt.
+TERMINATED = threading.Event()
+
+
+def on_sigterm(signum, frame):
+    TERMINATED.set()
+    raise Terminated()
+
+
+def handle_sigterm(handler):
+    """Install ``handler`` for SIGTERM; returns the previous one (None off the main thread, where
+    Python cannot install handlers and the caller's own handling applies)."""
+    if threading.current_thread() is not threading.main_thread() or handler is None:
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 @dataclass
@@ -94,13 +129,18 @@ class Runner:
 
     def __init__(self, plan: Plan, tracker: Tracker, experiment_id: str, parent_id: str, *,
                  skip: dict | None = None, resume_from: dict | None = None, progress: Progress | None = None,
-                 data=None):
+                 stale_seconds: float | None = None, data=None):
+        """``resume_from``: ``key -> (run id, attempt)`` of interrupted runs with a checkpoint;
+        ``data``: the sweep's PreparedData, put into Ray's object store once, in :meth:`run`."""
         self.plan, self.config = plan, plan.config
-        self.data = data  # the sweep's PreparedData: put into Ray's object store once, in run()
-        self.data_ref = None
+        self.data, self.data_ref = data, None
         self.tracker, self.experiment_id, self.parent_id = tracker, experiment_id, parent_id
         self.skip = skip or {}
         self.resume_from = resume_from or {}
+        self.claims = Claims(tracker, experiment_id, stale_after(stale_seconds))
+        self.waiting: dict = {}  # key -> (trial, the run holding its claim)
+        self.next_poll = 0.0
+        self.profile = bool(os.environ.get("SWEEPER_PROFILE"))
         self.progress = progress or Progress(quiet=True)
         self.counts = Counts(len(plan.trials), {"done_before": len(plan.done)})
         self.queue = deque(longest_first((t for t in plan.pending if t.key not in self.skip), self.config))
@@ -149,13 +189,18 @@ class Runner:
                 rule, self.config.train.epochs)
         # Retries are the driver's (it holds the checkpoint a retry starts from), not Ray's.
         self.options = dict(num_cpus=res.cpus_per_trial, max_retries=0)
-        stop_reason, interrupted = None, False
+        stop_reason, interrupted = None, None
+        previous_term = handle_sigterm(on_sigterm)
         try:
-            while self.queue or self.ready or self.inflight:
+            while self.queue or self.ready or self.inflight or self.waiting:
                 stop_reason = self._fill(stop_reason)
+                if self.waiting and stop_reason is None:
+                    self._poll_waiting()
                 ready = []
                 if self.inflight:
                     ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=0.5)
+                elif self.waiting:
+                    time.sleep(0.5)
                 if ready:  # and every other stream with a message waiting
                     ready, _ = ray.wait(list(self.inflight), num_returns=len(self.inflight), timeout=0)
                 for gen in ready:
@@ -165,15 +210,18 @@ class Runner:
                 if stop_reason:
                     break
                 self.progress.update(self.counts, self._best_text(), self._remaining())
-        except KeyboardInterrupt:
-            interrupted = True
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup short
+        except KeyboardInterrupt as exc:
+            interrupted = "SIGTERM" if isinstance(exc, Terminated) or TERMINATED.is_set() else "Ctrl-C"
+            # A second signal must not cut the cleanup short.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            handle_sigterm(signal.SIG_IGN)
             try:
-                self._cancel_inflight("interrupted by the user (Ctrl-C); `sweeper resume` continues from the "
+                self._cancel_inflight(f"interrupted ({interrupted}); `sweeper resume` continues from the "
                                       "last epoch checkpoint")
             finally:
                 signal.signal(signal.SIGINT, previous)
         finally:
+            handle_sigterm(previous_term)
             began = time.time()
             self._discard_ready()
             self._reconcile()
@@ -215,24 +263,65 @@ class Runner:
                 pass
 
     def _start(self, trial: Trial, run_id: str) -> Optional[str]:
-        """Submit ``trial`` (its run created); a point finished meanwhile elsewhere is not trained."""
-        res = self.config.resources
-        task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, res.cpus_per_trial,
-                         run_id, self.tracker.uri, self.resume_from.get(trial.key), spec=trial.point.spec.to_dict())
+        """Submit ``trial`` (its run created) if its claim wins; else wait for whoever holds it."""
         began = time.time()
-        # The run was created just now by this driver (SCHEDULED, attempt 0): no need to read it back.
-        stream = TrialStream(trial, task, self.config.failures.max_retries, self.experiment_id, {ATTEMPT: "0"})
-        duplicate = stream.duplicate_of()
-        if duplicate:
-            self.driver["record_start"] += time.time() - began
-            self.counts.move("queued", "running")
-            return self._account(stream, TrialOutcome(trial.key, run_id, "DUPLICATE", f"already finished in run {duplicate}"))
+        verdict = self.claims.contest(trial.key, run_id)
+        if not verdict.won:
+            self.tracker.discard(run_id)
+            self.driver["claim"] += time.time() - began
+            return self._lost_claim(trial, verdict)
+        res = self.config.resources
+        resume_from, attempt = self.resume_from.get(trial.key, (None, 0))
+        task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, res.cpus_per_trial,
+                         trial.point.spec.to_dict(), run_id, resume_from, profile=self.profile)
+        # The run was created just now by this driver (SCHEDULED): no need to read it back.
+        stream = TrialStream(trial, task, self.config.failures.max_retries, self.tracker, self.experiment_id,
+                             {ATTEMPT: str(attempt)})
         if task.resume_from:
             stream.load_resume_checkpoint()
         self.driver["record_start"] += time.time() - began
         self._submit(stream)
         self.counts.move("queued", "running")
         return None
+
+    def _lost_claim(self, trial: Trial, verdict, state: str = "queued") -> Optional[str]:
+        """Another submission finished ``trial`` (``elsewhere``) or holds it (wait for it)."""
+        if verdict.done_in:
+            self.counts.move(state, "elsewhere")
+            return None
+        if state != "queued":
+            self.counts.move(state, "queued")
+        self.waiting[trial.key] = (trial, verdict.held_by)
+        return None
+
+    def _poll_waiting(self) -> None:
+        """Trials held by other drivers: done there, or claimed again when they failed or their driver is lost."""
+        if time.monotonic() < self.next_poll:
+            return
+        self.next_poll = time.monotonic() + WAIT_POLL
+        for key, (trial, holder) in list(self.waiting.items())[:20]:
+            status, live = self.claims.state_of(holder)
+            if status == "FINISHED":
+                del self.waiting[key]
+                self.counts.move("queued", "elsewhere")
+            elif not live:  # failed or stopped there, or its driver is lost: claim it again
+                del self.waiting[key]
+                self.queue.appendleft(trial)
+
+    def _recheck_claim(self, gen, stream: TrialStream) -> Optional[str]:
+        """At a trial's first epoch: a claim that lost a race stops here, after one epoch."""
+        verdict = self.claims.recheck(stream.task.key, stream.run_id)
+        if verdict.won:
+            return None
+        import ray
+
+        ray.cancel(gen, force=True)
+        del self.inflight[gen]
+        stream.flush()
+        holder = verdict.done_in or verdict.held_by
+        self.tracker.terminate(stream.run_id, "KILLED", f"claimed by run {holder}: another submission trains it")
+        self.progress.event(f"{stream.trial.run_name}: claimed by run {holder} of another submission; stopped")
+        return self._lost_claim(stream.trial, verdict, state="running")
 
     def _submit(self, stream: TrialStream) -> None:
         gen = self.remote.options(name=stream.task.run_name, **self.options).remote(stream.task, self.coordinator, self.data_ref)
@@ -248,22 +337,27 @@ class Runner:
         try:
             message = ray.get(next(gen))
         except StopIteration:
-            message = ("crash", "the trial's task ended without an outcome", "NoOutcome", None)
+            message = m.Crashed("the trial's task ended without an outcome", "NoOutcome")
         except RayTaskError as exc:  # a bug in the task itself: running it again would fail again
-            message = ("crash", f"{type(exc).__name__}: {_first_line(exc)}", type(exc).__name__, None)
+            message = m.Crashed(f"{type(exc).__name__}: {_first_line(exc)}", type(exc).__name__)
         except Exception as exc:  # the worker or its node died, or Ray lost the task
             del self.inflight[gen]
             return self._worker_died(stream, exc)
-        if message[0] in ("outcome", "crash"):
+        if isinstance(message, m.LAST):
             del self.inflight[gen]
-            if message[0] == "outcome" and message[1].status == "FINISHED":
+            if isinstance(message, m.Ended) and message.outcome.status == "FINISHED":
                 # The worker is free: hand it the next trial before recording this one's end
                 # (final artifacts, FINISHED, the duplicate rule: ~0.1 s the CPU would sit idle).
                 stop_reason = self._fill(stop_reason) or stop_reason
         began = time.time()
+        epochs = stream.epochs
         outcome = stream.handle(message)
-        self.driver[f"record_{message[0]}"] += time.time() - began
-        return stop_reason if outcome is None else (self._account(stream, outcome) or stop_reason)
+        self.driver[f"record_{type(message).__name__}"] += time.time() - began
+        if outcome is None:
+            if epochs == 0 and stream.epochs == 1 and not stream.task.checkpoint:
+                return self._recheck_claim(gen, stream) or stop_reason
+            return stop_reason
+        return self._account(stream, outcome) or stop_reason
 
     def _worker_died(self, stream: TrialStream, exc: Exception) -> Optional[str]:
         """Submit the trial again from its last checkpoint, or fail it once retries are spent."""
@@ -358,8 +452,8 @@ class Runner:
         self.counts.check()
         counts = self.counts.as_dict()
         if interrupted:
-            code, status = EXIT_INTERRUPTED, "KILLED"
-            message = (f"interrupted: {self.counts.state['killed']} running trial(s) marked KILLED, "
+            code, status = (EXIT_TERMINATED if interrupted == "SIGTERM" else EXIT_INTERRUPTED), "KILLED"
+            message = (f"interrupted ({interrupted}): {self.counts.state['killed']} running trial(s) marked KILLED, "
                        f"{self.counts.state['queued']} not started; run `sweeper resume {self.config.name}` to finish")
         elif stop_reason:
             code, status = EXIT_STOPPED, "FAILED"
@@ -370,6 +464,8 @@ class Runner:
             message = f"{self.counts.state['failed']} trial(s) failed; see `sweeper status {self.config.name}`"
         else:
             code, status, message = EXIT_OK, "FINISHED", "sweep complete"
+            if self.counts.state["elsewhere"]:
+                message += f" ({self.counts.state['elsewhere']} trial(s) trained by another submission)"
         self.tracker.update_parent(self.parent_id, counts, status, None if code == EXIT_OK else message)
         timeline = [{**self.stamps.get(o.run_id, {}), "status": o.status, "seconds": o.seconds, **o.profile}
                     for o in self.outcomes]

@@ -10,10 +10,36 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Optional, Protocol
 
 import cnn
 
 from sweeper.run.pictures import kernels_png
+
+
+class Recorder(Protocol):
+    """What a trial tells as it trains (:func:`sweeper.run.trial.execute` calls these in order)."""
+
+    def start(self, info: dict) -> int:
+        """The trial starts on this worker (``info``: host, pid, threads); returns the attempt."""
+
+    def load_checkpoint(self, optimizer) -> Optional[tuple]:
+        """``(model, meta)`` to continue from, or None to start at epoch 1."""
+
+    def describe(self, model, n_train: int, n_val: int, n_test: int) -> None:
+        """The model built and the images it trains on."""
+
+    def log_epoch(self, epoch: int, metrics: dict) -> None:
+        """One epoch's metrics."""
+
+    def save_checkpoint(self, path: Path, epoch: int) -> None:
+        """The checkpoint file written after ``epoch``."""
+
+    def finish(self, model, metrics: dict, stopped_early: bool) -> tuple[str, str]:
+        """Training ended; returns ``(status, reason)``."""
+
+    def fail(self, status: str, reason: str, tb: Optional[str] = None) -> None:
+        """The trial failed (its own error, with the traceback) or was stopped."""
 
 
 class NullRecorder:
@@ -22,11 +48,8 @@ class NullRecorder:
     def __init__(self, echo=None):
         self.echo = echo or (lambda line: None)
 
-    def start(self, **info) -> int:
+    def start(self, info: dict) -> int:
         return 1
-
-    def finished_elsewhere(self):
-        return None
 
     def load_checkpoint(self, optimizer):
         return None

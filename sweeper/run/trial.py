@@ -35,16 +35,14 @@ class TrialTask:
     config: dict  # the point's resolved config: seed, data, model, train
     run_name: str
     cpus: int = 1
+    spec: dict = field(default_factory=dict)  # the point's cnn.ModelSpec.to_dict(), built by the plan
     run_id: Optional[str] = None  # the MLflow child run; None: record nothing (``sweeper train``)
-    tracking_uri: Optional[str] = None
     resume_from: Optional[str] = None  # a KILLED run whose checkpoint this trial starts from
-    # In a sweep the driver hands the checkpoint over itself (see sweeper.relay): its bytes, and
-    # the run that wrote it.
+    # In a sweep the driver hands the checkpoint over itself (see sweeper.run.stream): its bytes,
+    # and the run that wrote it.
     checkpoint: Optional[bytes] = None
     checkpoint_run: Optional[str] = None
-    # The model's spec (cnn.ModelSpec.to_dict()), resolved by the driver: a worker then never
-    # imports the pydantic config models (half a second in every new worker process).
-    spec: Optional[dict] = None
+    profile: bool = False  # time each phase into TrialOutcome.profile (the sweep benchmark's hook)
 
 
 @dataclass
@@ -84,23 +82,18 @@ def datasets(config: dict, data=None):
     return _local_data(json.dumps(config["data"], sort_keys=True), config["seed"], config["model"]["classes"])
 
 
-def build(config: dict, seed: int, spec: Optional[dict] = None, normalizer=None):
-    spec = cnn.ModelSpec.from_dict(spec or spec_dict(config))
+def build(config: dict, seed: int, spec: dict, normalizer=None):
+    spec = cnn.ModelSpec.from_dict(spec)
     t = config["train"]
     model = cnn.Model(spec, seed=seed, dtype=t["dtype"], normalizer=normalizer)
     optimizer = cnn.make_optimizer(t["optimizer"], t["learning_rate"], t.get("momentum", 0.9), t.get("weight_decay", 0.0))
     return model, optimizer
 
 
-def spec_dict(config: dict, input_shape=None) -> dict:
-    """The model spec of a resolved config (for 1x28x28 inputs unless ``input_shape`` says otherwise)."""
-    from sweeper.spec.config import INPUT_SHAPE, ModelConfig
-
-    return ModelConfig.model_validate(config["model"]).to_spec(input_shape or INPUT_SHAPE).to_dict()
-
-
 class _Timed:
-    """Proxies a recorder (or coordinator), adding the seconds spent in each method to ``profile``."""
+    """Proxies a recorder (or coordinator), adding the seconds spent in each method to ``profile``.
+
+    Only with ``TrialTask.profile``: the sweep benchmark's hook, off the trial's usual path."""
 
     def __init__(self, inner, profile: dict):
         self._inner, self._profile = inner, profile
@@ -137,27 +130,24 @@ def execute(task: TrialTask, coordinator=None, recorder=None, data=None) -> Tria
     started = time.perf_counter()
     _reset_peak_rss()
     outcome = TrialOutcome(task.key, task.run_id, "FAILED")
-    profile = outcome.profile = {"pid": os.getpid(), "started_at": time.time()}
-    recorder = _Timed(recorder or NullRecorder(), profile)
-    coordinator = _Timed(coordinator or LocalCoordinator(None), profile)
+    recorder, coordinator = recorder or NullRecorder(), coordinator or LocalCoordinator(None)
+    if task.profile:
+        outcome.profile = {"pid": os.getpid(), "started_at": time.time()}
+        recorder, coordinator = _Timed(recorder, outcome.profile), _Timed(coordinator, outcome.profile)
     try:
         # BLAS threads = the trial's CPUs, so trials side by side do not oversubscribe the cores.
         with threadpool_limits(limits=task.cpus):
-            attempt = recorder.start(threads=blas_threads(), pid=os.getpid(), host=socket.gethostname())
-            outcome.attempt = attempt
-            duplicate = recorder.finished_elsewhere()
-            if duplicate:
-                recorder.fail("KILLED", f"duplicate: this point already finished in run {duplicate}")
-                outcome.status, outcome.reason = "DUPLICATE", f"already finished in run {duplicate}"
-                return outcome
+            outcome.attempt = recorder.start({"threads": blas_threads(), "pid": os.getpid(),
+                                              "host": socket.gethostname()})
             _train(task, recorder, coordinator, outcome, data)
     except Exception as exc:  # the trial's own error: record it, do not take the sweep down
         outcome.status, outcome.signature = "FAILED", error_signature(exc)
         outcome.reason = f"{type(exc).__name__}: {exc}"
         recorder.fail("FAILED", outcome.reason, traceback.format_exc())
     outcome.seconds = time.perf_counter() - started
-    profile["ended_at"] = time.time()
-    profile.update(_memory())
+    if task.profile:
+        outcome.profile["ended_at"] = time.time()
+    outcome.profile.update(_memory())
     return outcome
 
 

@@ -1,19 +1,22 @@
-"""The relay (sweeper/relay.py): a trial's records travel as messages and the driver writes them.
+"""The relay (sweeper/run/relay.py, stream.py): a trial's records travel as typed messages and the
+driver writes them.
 
 Run in-process against a real SQLite store: the worker side (execute + RelayRecorder) and the
 driver side (TrialStream) are plain Python; Ray only carries the messages between them.
 """
-import dataclasses
 import subprocess
 import sys
 
 import yaml
 
-from sweeper.spec.config import load_sweep
-from sweeper.plan.points import make_plan
-from sweeper.run.relay import RelayRecorder, TrialStream
+from ledger.claims import Claims
 from ledger.tracking import Tracker
-from sweeper.run.trial import TrialTask, execute, spec_dict
+from sweeper.plan.points import make_plan
+from sweeper.run import messages as m
+from sweeper.run.relay import RelayRecorder
+from sweeper.run.stream import TrialStream
+from sweeper.run.trial import TrialTask, execute
+from sweeper.spec.config import load_sweep
 
 
 def _trial_and_run(tmp_path, uri, name, epochs=3):
@@ -27,24 +30,28 @@ def _trial_and_run(tmp_path, uri, name, epochs=3):
     exp = tracker.experiment_id(name)
     parent = tracker.start_parent(exp, name, "run", path.read_text(), "", [])
     run_id = tracker.create_trial_run(exp, parent, name, trial, trial.point.values)
-    task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, 1, run_id, uri,
-                     spec=spec_dict(trial.point.config))
-    return trial, task, tracker
+    task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, 1, trial.point.spec.to_dict(),
+                     run_id)
+    return trial, task, tracker, exp
 
 
 def _worker(task):
-    """What the Ray task yields: every message, the outcome last."""
-    messages = []
-    outcome = execute(task, None, RelayRecorder(task, lambda *m: messages.append(m)))
-    return messages + [("outcome", outcome)]
+    """What the Ray task yields: every record, the outcome last."""
+    records = []
+    outcome = execute(task, None, RelayRecorder(task, records.append))
+    return records + [m.Ended(outcome)]
+
+
+def _kinds(records):
+    return [type(r).__name__ for r in records]
 
 
 def test_the_driver_records_what_the_worker_sends(tmp_path, mlflow_uri):
-    trial, task, tracker = _trial_and_run(tmp_path, mlflow_uri, "relay-basic")
+    trial, task, tracker, exp = _trial_and_run(tmp_path, mlflow_uri, "relay-basic")
     messages = _worker(task)
-    assert [m[0] for m in messages] == ["start", "describe", "log_epoch", "checkpoint", "log_epoch", "checkpoint",
-                                        "log_epoch", "finish", "outcome"]
-    stream = TrialStream(trial, task, retries=1)
+    assert _kinds(messages) == ["Started", "Described", "EpochDone", "Checkpoint", "EpochDone", "Checkpoint",
+                                "EpochDone", "Finished", "Ended"]
+    stream = TrialStream(trial, task, 1, tracker, exp)
     outcomes = [stream.handle(m) for m in messages]
     assert outcomes[:-1] == [None] * (len(messages) - 1)
     outcome = outcomes[-1]
@@ -62,16 +69,16 @@ def test_the_driver_records_what_the_worker_sends(tmp_path, mlflow_uri):
 
 
 def test_a_retry_continues_from_the_checkpoint_the_driver_kept(tmp_path, mlflow_uri):
-    trial, task, tracker = _trial_and_run(tmp_path, mlflow_uri, "relay-retry")
-    stream = TrialStream(trial, task, retries=1)
+    trial, task, tracker, exp = _trial_and_run(tmp_path, mlflow_uri, "relay-retry")
+    stream = TrialStream(trial, task, 1, tracker, exp)
     first = _worker(task)
     # The worker dies after its first checkpoint reached the driver: nothing later arrives.
-    cut = [m[0] for m in first].index("checkpoint") + 1
+    cut = _kinds(first).index("Checkpoint") + 1
     for message in first[:cut]:
         assert stream.handle(message) is None
     retry = _worker(stream.task)
-    assert retry[0][0] == "start" and ("resumed", task.run_id, 1) in retry
-    assert [m[1] for m in retry if m[0] == "log_epoch"] == [2, 3]
+    assert isinstance(retry[0], m.Started) and m.Resumed(task.run_id, 1) in retry
+    assert [r.epoch for r in retry if isinstance(r, m.EpochDone)] == [2, 3]
     outcome = [stream.handle(m) for m in retry][-1]
     assert outcome.status == "FINISHED" and outcome.attempt == 2
     run = tracker.client.get_run(task.run_id)
@@ -80,17 +87,30 @@ def test_a_retry_continues_from_the_checkpoint_the_driver_kept(tmp_path, mlflow_
     assert steps == [1, 2, 3]  # every epoch once
 
 
-def test_a_point_finished_elsewhere_is_not_submitted(tmp_path, mlflow_uri):
-    trial, task, tracker = _trial_and_run(tmp_path, mlflow_uri, "relay-duplicate")
-    done = TrialStream(trial, task, retries=0)
+def test_a_trial_finished_elsewhere_is_not_claimed(tmp_path, mlflow_uri):
+    trial, task, tracker, exp = _trial_and_run(tmp_path, mlflow_uri, "relay-duplicate")
+    done = TrialStream(trial, task, 0, tracker, exp)
     for message in _worker(task):
         done.handle(message)
-    # A second submission of the same point: its run is created, then found redundant.
-    exp = tracker.experiment_id("relay-duplicate")
-    other = dataclasses.replace(task, run_id=tracker.create_trial_run(exp, task.run_id, "relay-duplicate", trial, {}))
-    assert TrialStream(trial, other, retries=0).duplicate_of() == task.run_id
-    run = tracker.client.get_run(other.run_id)
-    assert run.info.status == "KILLED" and "duplicate" in run.data.tags["sweep.status_reason"]
+    # A second submission of the same trial: its claim (run) is created, then contested.
+    other_parent = tracker.start_parent(exp, "relay-duplicate", "run", "", "", [])
+    other = tracker.create_trial_run(exp, other_parent, "relay-duplicate", trial, {})
+    verdict = Claims(tracker, exp, 60).contest(trial.key, other)
+    assert not verdict.won and verdict.done_in == task.run_id
+
+
+def test_the_earliest_live_claim_wins_and_a_dead_drivers_claim_does_not_count(tmp_path, mlflow_uri):
+    trial, first, tracker, exp = _trial_and_run(tmp_path, mlflow_uri, "relay-claims")
+    parent = tracker.start_parent(exp, "relay-claims", "run", "", "", [])
+    second = tracker.create_trial_run(exp, parent, "relay-claims", trial, {})
+    claims = Claims(tracker, exp, 60)
+    assert claims.contest(trial.key, first.run_id).won
+    verdict = claims.contest(trial.key, second)
+    assert not verdict.won and verdict.held_by == first.run_id
+    # The first claim's driver is lost (its parent ended while the claim is open): the second wins.
+    first_parent = tracker.client.get_run(first.run_id).data.tags["sweep.submission"]
+    tracker.client.set_terminated(first_parent, "KILLED")
+    assert Claims(tracker, exp, 60).contest(trial.key, second).won
 
 
 def test_a_worker_imports_neither_mlflow_nor_the_config_models():

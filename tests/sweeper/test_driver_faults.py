@@ -1,0 +1,148 @@
+"""A driver that dies without cleaning up, and drivers that run the same sweep at once.
+
+Real local Ray, real SQLite stores, the CLI in child processes:
+
+* SIGKILL of the driver's whole process group (its own local Ray with it) mid-sweep: ``status``
+  shows the stale runs, ``resume`` takes them over and continues them from their checkpoints;
+* SIGTERM: handled as Ctrl-C (runs KILLED, parent closed, exit 143);
+* three submissions of one file started together, in a fresh folder and on an existing store:
+  all exit 0, one FINISHED run per trial, and the epochs trained in all stay near one submission's.
+"""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+
+import pytest
+
+from ledger.tracking import Tracker
+from tests.conftest import FIGURES
+from tests.sweeper.procs import default_sigint
+from tests.sweeper.test_sweep_e2e import _running_after_epoch_one, _wait_for, children, parents, sweep_file
+
+pytestmark = pytest.mark.slow
+
+CLI = [sys.executable, "-m", "sweeper"]
+
+
+def _env(tmp_path):
+    """A child's environment: its own HOME (Ray's auth token) and Ray temp dir, no inherited cluster."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # Ray's socket paths must stay short (AF_UNIX): not under pytest's long tmp_path.
+    env.update(HOME=str(home), RAY_TMPDIR=tempfile.mkdtemp(prefix="ray", dir="/tmp"), PYTHONUNBUFFERED="1")
+    return env
+
+
+def _epochs_trained(uri, name) -> int:
+    """Epochs logged across every run of the sweep (each run logs an epoch's train_loss once)."""
+    client = Tracker(uri).client
+    return sum(len({m.step for m in client.get_metric_history(r.info.run_id, "train_loss") if m.step >= 1})
+               for r in children(uri, name))
+
+
+def _check_exactly_once(uri, name, points):
+    runs = children(uri, name)
+    finished = Counter((r.data.tags["sweep.point"], r.data.tags["sweep.repeat"]) for r in runs
+                       if r.info.status == "FINISHED")
+    assert len(finished) == points and set(finished.values()) == {1}, finished
+    active = [r.info.run_name for r in runs + parents(uri, name) if r.info.status in ("RUNNING", "SCHEDULED")]
+    assert active == []
+    client = Tracker(uri).client
+    for run in runs:  # metric steps unique within each run
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
+        assert len(steps) == len(set(steps)), (run.info.run_name, steps)
+    return runs
+
+
+def test_sigkilled_driver_is_seen_stale_and_resume_takes_over(tmp_path, mlflow_uri):
+    name = "crash-sigkill"
+    path = sweep_file(tmp_path, name, mlflow_uri, grid={"kernel_size": [3, 5]},
+                      data={"train_size": 3000}, model={"depth": 8}, train={"epochs": 8})
+    # No --address: the driver starts its own local Ray, which dies with its process group.
+    log = open(tmp_path / "driver.log", "w")
+    proc = subprocess.Popen([*CLI, "run", str(path), "-q"], env=_env(tmp_path), start_new_session=True,
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(lambda: _running_after_epoch_one(mlflow_uri, name) or proc.poll() is not None, 240,
+                  "a trial past epoch 1")
+        assert proc.poll() is None, (tmp_path / "driver.log").read_text()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    interrupted = [r for r in children(mlflow_uri, name) if r.info.status in ("RUNNING", "SCHEDULED")]
+    assert interrupted, "the kill left no run behind: nothing to test"
+
+    # A long timeout: the driver ran on this host and its pid is gone, so no waiting is needed.
+    status = subprocess.run([*CLI, "status", name, "--tracking-uri", mlflow_uri, "--stale-after", "3600"],
+                            capture_output=True, text=True, env=_env(tmp_path), timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert "STALE" in status.stdout and "driver lost" in status.stdout, status.stdout
+    for run in interrupted:
+        assert run.info.run_id in status.stdout
+
+    resume = subprocess.run([*CLI, "resume", name, "--tracking-uri", mlflow_uri, "-q"], capture_output=True,
+                            text=True, env=_env(tmp_path), timeout=600)
+    assert resume.returncode == 0, resume.stderr
+    runs = _check_exactly_once(mlflow_uri, name, points=2)
+    by_id = {r.info.run_id: r for r in runs}
+    for old in interrupted:
+        taken = by_id[old.info.run_id]
+        assert taken.info.status == "KILLED" and "driver lost" in taken.data.tags["sweep.status_reason"]
+    with_checkpoint = [r for r in interrupted if r.data.tags.get("sweep.checkpoint_epoch")]
+    continued = [r for r in runs if r.data.tags.get("sweep.resumed_from") in {o.info.run_id for o in with_checkpoint}]
+    assert len(continued) == len(with_checkpoint) >= 1
+    for run in continued:
+        assert run.info.status == "FINISHED"
+        assert int(run.data.tags["sweep.attempt"]) >= 2 and int(run.data.tags["sweep.resumed_at_epoch"]) >= 1
+    old_parent = parents(mlflow_uri, name)[0]
+    assert old_parent.info.status == "KILLED" and "driver lost" in old_parent.data.tags["sweep.status_reason"]
+
+
+def test_sigterm_stops_like_ctrl_c(tmp_path, ray_local, mlflow_uri):
+    name = "crash-sigterm"
+    path = sweep_file(tmp_path, name, mlflow_uri, grid={"kernel_size": [3, 5]},
+                      data={"train_size": 3000}, model={"depth": 8}, train={"epochs": 10})
+    proc = subprocess.Popen([*CLI, "run", str(path), "--address", ray_local, "-q"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    try:
+        _wait_for(lambda: _running_after_epoch_one(mlflow_uri, name), 120, "a trial past epoch 1")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and f"sweeper resume {name}" in err
+    killed = children(mlflow_uri, name, "KILLED")
+    assert killed and all("SIGTERM" in r.data.tags["sweep.status_reason"] for r in killed)
+    assert parents(mlflow_uri, name)[0].info.status == "KILLED"
+    assert not [r for r in children(mlflow_uri, name) if r.info.status in ("RUNNING", "SCHEDULED")]
+
+
+@pytest.mark.parametrize("store", ["fresh", "existing"])
+def test_three_submissions_at_once_train_each_trial_once(tmp_path, ray_local, mlflow_uri, store):
+    name = f"concurrent-{store}"
+    uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}" if store == "fresh" else mlflow_uri
+    epochs, points = 3, 4
+    path = sweep_file(tmp_path, name, uri, data={"train_size": 1500}, train={"epochs": epochs})
+    procs = []
+    for _ in range(3):
+        procs.append(subprocess.Popen([*CLI, "run", str(path), "--address", ray_local, "-q"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        time.sleep(0.3)  # all three within one second
+    results = [p.communicate(timeout=900) for p in procs]
+    for proc, (out, err) in zip(procs, results):
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+    _check_exactly_once(uri, name, points)
+    trained = _epochs_trained(uri, name)
+    ratio = trained / (points * epochs)
+    FIGURES.append(f"3 concurrent submissions ({store} store): {trained} epochs trained for "
+                   f"{points * epochs} needed = {ratio:.2f}x one submission")
+    assert ratio <= 1.1, ratio
