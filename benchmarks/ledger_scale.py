@@ -46,7 +46,6 @@ def write(path: Path, log=print, chunk: int = 1000) -> dict:
 
     from ledger import RunRecorder, Tracker, resolve_tracking_uri
     from sweeper.plan.points import make_plan
-    from sweeper.run.trial import TrialTask
     from sweeper.spec.config import load_sweep
 
     config = load_sweep(path)
@@ -59,9 +58,8 @@ def write(path: Path, log=print, chunk: int = 1000) -> dict:
     t = began
     for i, trial in enumerate(plan.pending, 1):
         run_id = tracker.create_trial_run(exp, parent, config.name, trial, trial.point.values)
-        task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, 1, run_id, tracker.uri)
-        rec = RunRecorder(task, exp, {"sweep.attempt": "0"})
-        rec.start(threads=1, pid=os.getpid(), host="bench")
+        rec = RunRecorder(tracker, run_id, trial.key, exp, {"sweep.attempt": "0"})
+        rec.start({"threads": 1, "pid": os.getpid(), "host": "bench"})
         acc = 0.5 + 0.4 * rng.random()
         for epoch in (1, 2):
             rec.log_epoch(epoch, {"train_loss": 1.0 / epoch, "train_accuracy": acc - 0.1 / epoch,

@@ -21,11 +21,6 @@ class _Trial:
         self.key = (h, repeat)
 
 
-class _Task:
-    def __init__(self, trial, run_id, uri):
-        self.key, self.run_id, self.tracking_uri = trial.key, run_id, uri
-
-
 @pytest.fixture(scope="module")
 def store(mlflow_uri):
     tracker = Tracker(mlflow_uri)
@@ -37,8 +32,8 @@ def store(mlflow_uri):
         if status == "discard":
             tracker.discard(run_id)
             continue
-        rec = RunRecorder(_Task(trial, run_id, mlflow_uri), exp, {"sweep.attempt": "0"})
-        rec.start(threads=1)
+        rec = RunRecorder(tracker, run_id, trial.key, exp, {"sweep.attempt": "0"})
+        rec.start({"threads": 1})
         rec.log_epoch(1, {"train_loss": 1.0, "val_accuracy": 0.5 + i / 100, "seconds": 0.1})
         rec.log_epoch(2, {"train_loss": 0.5, "val_accuracy": float("nan") if i == 1 else 0.6, "seconds": 0.1})
         if status == "FINISHED":

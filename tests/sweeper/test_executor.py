@@ -26,7 +26,7 @@ class FakeRemote:
     def options(self, **options):
         return self
 
-    def remote(self, task, coordinator):
+    def remote(self, task, coordinator, data=None):
         self.submitted.append(task)
         return object()  # the generator handle the loop keys its streams by
 
