@@ -42,7 +42,9 @@ def edges(runs: pd.DataFrame, chosen: pd.Series, fields: Sequence[str], p_values
         weight = ("" if p is None or math.isnan(p) else
                   f" ({field} matters: ANOVA p {p:.3g})" if p < 0.05 else
                   f" ({field} shows no significant effect, ANOVA p {p:.2f}: the edge may be chance)")
-        if value == order[0]:
+        lowest = min(numeric)
+        # Integer knobs (stride, kernel size, depth) have nothing below 1 to try.
+        if value == order[0] and not (isinstance(lowest, numbers.Integral) and lowest <= 1):
             out.append(f"{field}: the chosen value {value} is the smallest the grid tried ({', '.join(order)}); "
                        f"the best may lie lower: widen the grid downwards{weight}.")
         elif value == order[-1]:

@@ -171,7 +171,7 @@ def _differences(f, table, swept, differences, noise_std, noise_df, metric) -> S
     section.text(f"For each field, every two values a and b: the mean difference b - a in {metric} over matched "
                  f"points (the same values of the other fields, trained at both) and repeats, paired by repeat; "
                  f"the 95% t-interval comes from the pooled repeat-to-repeat spread of those differences "
-                 f"(– with one repeat). Seed noise of one run: "
+                 f"(– with one repeat; per comparison, not adjusted for how many there are). Seed noise of one run: "
                  + ("unknown (one repeat)." if math.isnan(noise_std) else f"{noise_std:.4f} std ({noise_df} df)."))
     if len(differences):
         shown = differences.assign(interval=[_interval(lo, hi) for lo, hi in zip(differences["lo"], differences["hi"])])

@@ -108,6 +108,11 @@ def test_playbook_checks():
     chosen["depth"] = 16
     edge = checks.edges(runs, chosen, ["kernel_size", "depth", "pooling"])
     assert any("depth" in w and "upwards" in w for w in edge) and not any("pooling" in w for w in edge)
+    strides = runs.assign(stride=[1, 2] * (len(runs) // 2))
+    chosen["stride"] = 1  # the smallest stride there is: nothing to widen
+    assert not [w for w in checks.edges(strides, chosen, ["stride"]) if "stride" in w]
+    chosen["stride"] = 2
+    assert "upwards" in checks.edges(strides, chosen, ["stride"])[0]
     overfit = runs.assign(train_accuracy=runs["val_accuracy"] + 0.05)
     assert "overfits" in checks.overfitting(overfit, None, 0.004)[0]
     curve = pd.DataFrame({"epoch": [1, 2, 3], "mean": [0.9, 0.97, 0.95]})
