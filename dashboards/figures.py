@@ -127,6 +127,10 @@ def parallel(points: pd.DataFrame, fields: Sequence[str], path: Path, metric: st
     norm = colors.Normalize(low, high)
     colormap = matplotlib.colormaps["viridis"]
     x = np.arange(len(axes_names))
+    # A small, deterministic vertical spread per point, so lines sharing a value stay apart.
+    spread = pd.Series((np.arange(len(data)) % 9 - 4) * 0.008, index=data.index)
+    for field in fields:
+        scaled[field] = scaled[field] + spread
     order = data[metric].sort_values().index  # best drawn last, on top
     for index in order:
         y = [scaled[name][index] for name in axes_names]

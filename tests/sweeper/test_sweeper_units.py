@@ -98,3 +98,27 @@ def test_progress_quiet_prints_only_events():
     progress.update(Counts(1, {"queued": 1}), "", None)
     progress.event("FAILED k3 #1: boom")
     assert out.getvalue() == "FAILED k3 #1: boom\n"
+
+
+def test_progress_line_names_the_best_point_by_the_selection_rule():
+    """The live line applies ledger.selection: mean of the sweep's validation metric over repeats."""
+    from types import SimpleNamespace
+
+    from sweeper.plan.points import make_plan
+    from sweeper.run.executor import Runner
+    from sweeper.run.trial import TrialOutcome
+    from sweeper.spec.config import parse_sweep
+
+    for selection, expected in (({}, "val_accuracy 0.9000 (k5)"), ({"metric": "val_loss"}, "val_loss 0.1500 (k3)")):
+        config = parse_sweep({"name": "t", "repeats": 2, "grid": {"kernel_size": [3, 5]}, "selection": selection})
+        plan = make_plan(config, flops_per_cpu=1e9)
+        runner = Runner(plan, tracker=None, experiment_id="0", parent_id="p")
+        values = {("k3", 0): (0.95, 0.80, 0.2), ("k3", 1): (0.70, 0.99, 0.1), ("k5", 0): (0.90, 0.10, 0.5),
+                  ("k5", 1): (0.90, 0.10, 0.4)}  # k3: best single run and test; k5: best mean val_accuracy
+        for trial in plan.trials:
+            val, test, loss = values[trial.point.name, trial.repeat]
+            runner.counts.move("queued", "running")
+            runner._account(SimpleNamespace(trial=trial, run_id=f"r{trial.repeat}"),
+                            TrialOutcome(trial.key, "r", "FINISHED",
+                                         metrics={"val_accuracy": val, "test_accuracy": test, "val_loss": loss}))
+        assert runner._best_text() == expected
