@@ -180,13 +180,13 @@ STALE = arg("--stale-after", type=float, default=None, metavar="SECONDS", dest="
 
 def _sigterm_as_interrupt() -> None:
     """SIGTERM stops a sweep as Ctrl-C does: running trials KILLED, the parent closed, exit 143."""
-    from sweeper.run.executor import handle_sigterm, on_sigterm
+    from sweeper.run.session import handle_sigterm, on_sigterm
 
     handle_sigterm(on_sigterm)
 
 
 def _finish(result) -> int:
-    from sweeper.run.executor import EXIT_OK
+    from sweeper.run.session import EXIT_OK
 
     if result.exit_code != EXIT_OK:
         print(result.message, file=sys.stderr)
@@ -296,7 +296,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.run(args)
     except KeyboardInterrupt as exc:  # outside a running sweep (which handles it itself)
-        from sweeper.run.executor import TERMINATED, Terminated
+        from sweeper.run.session import TERMINATED, Terminated
 
         if isinstance(exc, Terminated) or TERMINATED.is_set():
             print(f"sweeper {args.command}: terminated (SIGTERM)", file=sys.stderr)

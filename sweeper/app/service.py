@@ -19,7 +19,8 @@ from ledger.tracking import Tracker, existing_store, resolve_tracking_uri
 from sweeper.app.progress import Progress, duration
 from sweeper.plan.data import data_facts, min_classes, prepare_data
 from sweeper.plan.points import Plan, make_plan
-from sweeper.run.executor import EXIT_OK, Runner, SweepResult, connect
+from sweeper.run.executor import Runner
+from sweeper.run.session import EXIT_OK, SweepResult, connect
 from sweeper.spec.config import SweepConfig, load_sweep
 
 

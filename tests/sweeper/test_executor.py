@@ -49,7 +49,7 @@ def runner(tmp_path, uri, name, slots=2, stop_after=3, **extra):
 
 @pytest.fixture
 def two_slots(monkeypatch):
-    monkeypatch.setattr(executor, "_slots", lambda cpus, cap: 2)
+    monkeypatch.setattr(executor, "_slots", lambda cpus, cap: 2)  # executor's own name for it
 
 
 def _status(r, run_id):

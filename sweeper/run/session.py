@@ -1,0 +1,82 @@
+"""What surrounds a submission's run: Ray, signals, exit codes and the result it returns.
+
+SIGTERM is handled as Ctrl-C: the executor cancels its running trials, marks their runs KILLED and
+closes its parent run; the command exits 143 (130 for Ctrl-C).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from typing import Optional
+
+EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 3, 130, 143
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: running trials KILLED, the parent closed, exit 143."""
+
+
+#: Set by SIGTERM: Ray's blocking calls may turn the handler's exception into a plain KeyboardInterrupt.
+TERMINATED = threading.Event()
+
+
+def on_sigterm(signum, frame):
+    TERMINATED.set()
+    raise Terminated()
+
+
+def handle_sigterm(handler):
+    """Install ``handler`` for SIGTERM; returns the previous one (None off the main thread, where
+    Python cannot install handlers and the caller's own handling applies)."""
+    if threading.current_thread() is not threading.main_thread() or handler is None:
+        return None
+    return signal.signal(signal.SIGTERM, handler)
+
+
+@dataclass
+class SweepResult:
+    counts: dict
+    exit_code: int
+    message: str
+    parent_run_id: Optional[str] = None
+    wall_seconds: float = 0.0  # from the first submitted trial to the last result
+    trial_seconds: list = field(default_factory=list)
+    failures: list = field(default_factory=list)  # (run name, reason)
+    cpus: int = 0  # CPUs of the Ray cluster the trials ran on
+    # Per trial: the driver's stamps (run creation, submission, collection) with the worker's
+    # profile; and the driver's own seconds per activity. The sweep benchmark reads both.
+    timeline: list = field(default_factory=list)
+    driver: dict = field(default_factory=dict)
+
+    @property
+    def efficiency(self) -> Optional[float]:
+        """(sum of trial times / CPUs) / wall time: 1.0 means every CPU trained all the time."""
+        if not self.trial_seconds or not self.cpus or not self.wall_seconds:
+            return None
+        return sum(self.trial_seconds) / self.cpus / self.wall_seconds
+
+
+def connect(address: Optional[str] = None) -> bool:
+    """Use the Ray already initialised in this process, else start or join one; True if we did."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             configure_logging=False)
+    return True
+
+
+def _first_line(exc: BaseException) -> str:
+    """An error's first line, short enough for a run tag and the terminal (Ray's run to pages)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
+def _slots(cpus_per_trial: int, cap: Optional[int]) -> int:
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    slots = max(1, cpus // cpus_per_trial)
+    return min(cap, slots) if cap else slots
