@@ -194,8 +194,17 @@ log "down -v (a previous run's leftovers, if any)"
 log "up -d postgres mlflow ray-head ray-worker (2 worker containers)"
 step=$(date +%s)
 "${COMPOSE[@]}" up -d --no-build postgres mlflow ray-head ray-worker 2>&1 | sed 's/^/  /'
+log "up returned after $(elapsed "$step") (postgres, mlflow and ray-head healthy)"
+# The worker containers have no health check of their own: healthy = their nodes alive in Ray.
+# (A worker whose `ray start` times out exits, and its restart policy starts it again.)
+deadline=$(( $(date +%s) + ${COMPOSE_CI_NODES_TIMEOUT:-600} ))
+until [[ $(timeout 60 "${COMPOSE[@]}" exec -T ray-head ray status 2>/dev/null \
+           | awk '/^Active:/ {a = 1; next} /^[A-Z][a-z ]*:/ {a = 0} a && / node_/' | grep -c .) -ge 3 ]]; do
+    (( $(date +%s) < deadline )) || die "the 2 Ray worker containers did not join the head in ${COMPOSE_CI_NODES_TIMEOUT:-600}s"
+    sleep 3
+done
 UP_SECONDS=$(( $(date +%s) - step ))
-log "up returned after ${UP_SECONDS}s (postgres, mlflow and ray-head healthy)"
+log "up to healthy in ${UP_SECONDS}s: postgres, mlflow, ray-head healthy and both worker nodes alive in Ray"
 
 export COMPOSE_CI=1 COMPOSE_PROJECT=$PROJECT COMPOSE_ENV_FILE=$STATE/compose.env COMPOSE_FILE_PATH=$REPO/docker-compose.yml
 export COMPOSE_ARTIFACTS=$ARTIFACTS COMPOSE_UP_SECONDS=$UP_SECONDS

@@ -88,7 +88,7 @@ def alive_nodes() -> list[dict]:
     return json.loads(line[len("NODES="):])
 
 
-def wait_for_workers(count: int, timeout: float = 180) -> list[dict]:
+def wait_for_workers(count: int, timeout: float = 300) -> list[dict]:
     deadline = time.monotonic() + timeout
     while True:
         nodes = alive_nodes()
@@ -232,7 +232,8 @@ def test_the_cluster_is_up_with_two_worker_containers(cluster, record_figure):
     assert len(hosts) == cluster["workers"] == 2, (hosts, states)
     nodes = wait_for_workers(2)
     assert len(nodes) == 3 and sorted(n["cpus"] for n in nodes) == [0, 1, 1], nodes  # head: 0 CPUs
-    record_figure(f"compose: `up -d` to postgres, mlflow, ray-head healthy: {os.environ.get('COMPOSE_UP_SECONDS', '?')}s")
+    record_figure(f"compose: `up -d` to all healthy (both worker nodes alive in Ray): "
+                  f"{os.environ.get('COMPOSE_UP_SECONDS', '?')}s")
 
 
 def test_mlflow_answers_on_the_hosts_loopback_only_and_wants_a_login(cluster):
@@ -311,6 +312,24 @@ def test_the_mlflow_ui_shows_the_sweeps_runs(cluster, tmp_path):
     assert shot.stat().st_size > 10_000
     assert parent.info.run_name in text, text[-2000:]
     assert re.search(r"\b7 matching runs", text), text[-2000:]  # the parent and its 6 children
+
+
+def test_sweeper_report_on_the_host_logs_in_from_the_env_file(cluster, tmp_path):
+    """`sweeper report` on the host reads the sweep through the server with .env's credentials."""
+    import sys
+
+    command = [sys.executable, "-m", "sweeper.app.cli", "report", "quickstart", "--tracking-uri", cluster["uri"]]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    anonymous = subprocess.run(command + ["--out", str(tmp_path / "anonymous")], capture_output=True, text=True,
+                               timeout=300, env=env, cwd=tmp_path)
+    assert anonymous.returncode != 0 and not (tmp_path / "anonymous" / "report.html").exists(), anonymous.stdout
+    assert "Traceback" not in anonymous.stderr, anonymous.stderr[-3000:]
+    env.update({"MLFLOW_TRACKING_USERNAME": cluster["user"], "MLFLOW_TRACKING_PASSWORD": cluster["password"]})
+    out = subprocess.run(command + ["--out", str(tmp_path / "report")], capture_output=True, text=True, timeout=300,
+                         env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert (tmp_path / "report" / "report.html").stat().st_size > 1000
 
 
 def test_the_same_sweep_again_trains_nothing(cluster):
