@@ -37,9 +37,18 @@ class Problem:
     line: Optional[int] = None
 
     def format(self, file: str) -> str:
+        """One line: characters that are not printable (a newline in a --set value) are escaped."""
         where = f"{self.path}: " if self.path else ""
         line = f" (line {self.line})" if self.line is not None else ""
-        return f"{file}: {where}{self.message}{line}"
+        return printable(f"{file}: {where}{self.message}{line}")
+
+
+def printable(text: str) -> str:
+    """``text`` with every unprintable character written as its escape (``\\n``, ``\\x00``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in text)
 
 
 class SweepFileError(Exception):

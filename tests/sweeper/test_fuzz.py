@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sweeper.app.cli import main
-from tests.sweeper.fuzzing import EXAMPLES, mutant
+from tests.sweeper.fuzzing import CONTROL, EXAMPLES, FIELDS, SCALARS, Emitter, laughs, mutant, random_value
 
 REPO = Path(__file__).resolve().parents[2]
 CASES = 1000
@@ -96,6 +96,42 @@ def test_fuzz_cli_in_process(workdir, rng, example, command):
     assert cpu < MAX_SECONDS, f"{cpu:.2f} s of CPU for {data[:400]!r}"
 
 
+SECTIONS = ["", "model.", "train.", "data.", "grid.", "mlflow.", "resources.", "early_stopping.", "exclude.",
+            "name.", "model.dense.", "..", "."]
+
+
+def set_item(rng) -> str:
+    """One ``--set KEY=VALUE`` as a user or an attacker might type it."""
+    key = rng.choice(SECTIONS) + rng.choice(FIELDS + ["", "=", "x" * 300, "\u00e9", "a b", "<<", "0"])
+    if rng.random() < 0.3:
+        value = rng.choice(SCALARS + CONTROL + ["[1, 2", "{a: 1", "&a [*a]", laughs(rng), "[" * 50 + "]" * 50,
+                                                 "!!python/object/apply:os.getcwd []", "", "=", "a=b"])
+    else:
+        value = Emitter(rng, rate=rng.choice([0.0, 0.3])).emit(random_value(rng))
+    return f"{key}={value}" if rng.random() < 0.95 else key
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(rng=st.randoms(use_true_random=False), example=st.sampled_from(sorted(EXAMPLES)),
+       command=st.sampled_from(["validate", "plan"]))
+def test_fuzz_set_values(workdir, rng, example, command):
+    """``--set`` assignments, parsed under the sweep file's bounds, on a valid example file."""
+    path = workdir / "case.yaml"
+    path.write_text(EXAMPLES[example], encoding="utf-8")
+    items = [set_item(rng) for _ in range(rng.randrange(1, 4))]
+    argv = argv_for(workdir, path, command) + [a for item in items for a in ("--set", item)]
+    out, err = io.StringIO(), io.StringIO()
+    cpu = time.process_time()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    cpu = time.process_time() - cpu
+    check_outcome(code, out.getvalue(), err.getvalue(), str(path), repr(items).encode())
+    assert sorted(p.name for p in workdir.iterdir()) == ["case.yaml"], "the CLI wrote a file"
+    STATS["set_count"] = STATS.get("set_count", 0) + 1
+    STATS["set_slowest"] = max(STATS.get("set_slowest", 0.0), cpu)
+    assert cpu < MAX_SECONDS, (cpu, items)
+
+
 def test_fuzz_figures(workdir, record_figure):
     """The count and the slowest case, with its peak memory (traced, run again) and the process's."""
     assert STATS["count"] >= CASES
@@ -112,6 +148,8 @@ def test_fuzz_figures(workdir, record_figure):
                   f"slowest {seconds:.2f} s of CPU ({command}; slowest wall time of any case {STATS['wall']:.2f} s), "
                   f"its peak traced memory {peak / 1e6:.1f} MB; "
                   f"process peak RSS {_maxrss() / 1e6:.0f} MB, {growth / 1e6:.0f} MB above the warmed-up start")
+    if STATS.get("set_count"):
+        record_figure(f"--set fuzz: {STATS['set_count']} cases in-process, slowest {STATS['set_slowest']:.2f} s of CPU")
 
 
 @pytest.mark.slow
