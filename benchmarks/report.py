@@ -92,14 +92,30 @@ def conv_summary(rows: list[dict], target: float) -> str:
             + _verdict(low["fraction_of_peak"] >= target, f"{100 * (low['fraction_of_peak'] - target):+.0f} points") + ".")
 
 
+def conv_table(rows: list[dict]) -> list[str]:
+    """The rate of each convolution and why: its products alone at the same shapes, and its copies."""
+    out = ["| architecture | layer | C -> F | GFLOP/s | % of matmul rate | same-shape products alone | "
+           "layer ms | products ms | im2col ms | col2im ms | copies' share | target applies |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"]
+    for r in rows:
+        out.append(f"| {r['arch']} | {r['layer']} | {r['in_channels']} -> {r['out_channels']} | {r['gflops']:.1f} | "
+                   f"{100 * r['fraction_of_peak']:.0f}% | {100 * r.get('matched_fraction_of_peak', float('nan')):.0f}% | "
+                   f"{r.get('layer_ms', float('nan')):.2f} | {r.get('matmul_ms', float('nan')):.2f} | "
+                   f"{r.get('im2col_ms', float('nan')):.2f} | {r.get('col2im_ms', 0.0):.2f} | "
+                   f"{100 * r.get('copies_share', float('nan')):.0f}% | {'yes' if r['target_applies'] else 'no'} |")
+    out += ["", "Same-shape products alone: the forward, dW and dx matrix products of the layer on contiguous "
+                "operands, as a share of the square matmul's rate: the ceiling an im2col convolution has at these "
+                "sizes. The copies' share is the time of the im2col copy and the col2im scatter, timed alone, "
+                "over the layer's forward + backward time."]
+    return out
+
+
 def kernels2_markdown(k: dict) -> list[str]:
     from .run import TARGET_CONV
 
     out = [f"## Convolutions and the step at {k['threads']} threads", "",
            f"Matmul rate: {k['matmul']['peak_gflops']:.1f} GFLOP/s.", "",
-           "| architecture | layer | C -> F | GFLOP/s | % of matmul rate |", "|---|---|---|---:|---:|"]
-    out += [f"| {r['arch']} | {r['layer']} | {r['in_channels']} -> {r['out_channels']} | {r['gflops']:.1f} | "
-            f"{100 * r['fraction_of_peak']:.0f}% |" for r in k["conv_rate"]["rows"]]
+           *conv_table(k["conv_rate"]["rows"])]
     out += ["", conv_summary(k["conv_rate"]["rows"], TARGET_CONV), "", *step_rows(k["layers"]), ""]
     return out
 
@@ -187,12 +203,7 @@ def kernels_markdown(res: dict) -> list[str]:
     out += ["## Convolution arithmetic rate (forward + backward)", "",
             f"Measured float32 matmul rate: {res['matmul']['peak_gflops']:.1f} GFLOP/s "
             f"({res['matmul']['size']}x{res['matmul']['size']} square).", "",
-            "| architecture | layer | C -> F | GFLOP/s | % of matmul peak | same-shape matmul GFLOP/s | target applies |",
-            "|---|---|---|---:|---:|---:|:-:|"]
-    for row in res["conv_rate"]["rows"]:
-        out.append(f"| {row['arch']} | {row['layer']} | {row['in_channels']} -> {row['out_channels']} | "
-                   f"{row['gflops']:.1f} | {100 * row['fraction_of_peak']:.0f}% | {row['matched_gflops']:.1f} | "
-                   f"{'yes' if row['target_applies'] else 'no'} |")
+            *conv_table(res["conv_rate"]["rows"])]
     from .run import TARGET_CONV
 
     out += ["", conv_summary(res["conv_rate"]["rows"], TARGET_CONV), "",

@@ -99,11 +99,32 @@ def conv_rates(config: dict, profiles: dict, peak: float) -> dict:
             matched = matmul.conv_rate(n * oh * ow, info.in_shape[0] * k[0] * k[1], info.out_shape[0],
                                        with_dx=row["computes_dx"], reps=3,
                                        target_s=config["target_s"])
+            copies = copy_times(info, n, row["computes_dx"], config)
+            layer_s = row["flops"] / row["flops_per_s"]
             rows.append({"arch": name, "layer": row["layer"], "in_channels": row["in_channels"],
                          "out_channels": row["out_channels"], "gflops": row["flops_per_s"] / 1e9,
                          "fraction_of_peak": row["flops_per_s"] / peak, "matched_gflops": matched / 1e9,
+                         "matched_fraction_of_peak": matched / peak, "layer_ms": 1e3 * layer_s,
+                         "matmul_ms": 1e3 * row["flops"] / matched, **{f"{k}_ms": 1e3 * v for k, v in copies.items()},
+                         "copies_share": sum(copies.values()) / layer_s,
                          "target_applies": row["in_channels"] >= 8})
     return {"batch": n, "rows": rows}
+
+
+def copy_times(info, n: int, with_dx: bool, config: dict) -> dict:
+    """Seconds of the layer's im2col copy and (when it computes dx) its col2im scatter, alone."""
+    from cnn.im2col import col2im_t, im2col_t
+
+    c, h, w = info.in_shape
+    x = np.random.default_rng(0).random((c, h, w, n), dtype=np.float32).transpose(3, 0, 1, 2)  # batch-last
+    k, s, pad = (tuple(info.config[key]) for key in ("kernel_size", "stride", "padding"))  # resolved by infer_shapes
+    out_hw = tuple(info.out_shape[1:])
+    cols = im2col_t(x, k, s, pad, out_hw)
+    fns = {"im2col": lambda: im2col_t(x, k, s, pad, out_hw, out=cols)}
+    if with_dx:
+        fns["col2im"] = lambda: col2im_t(cols, x.shape, k, s, pad, out_hw)
+    samples = alternate(fns, 3, warmup=1, target_s=config["target_s"])
+    return {key: median(v) for key, v in samples.items()}
 
 
 def memory_rows(config: dict) -> dict:
