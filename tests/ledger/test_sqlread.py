@@ -1,6 +1,8 @@
 """The direct database reads (ledger.sqlread) return what MLflow's own search returns, for every
-filter the ledger writes, on a store written by the driver's writer."""
+filter the ledger writes, on a store written by the driver's writer: SQLite, and PostgreSQL when
+``SWEEPER_TEST_POSTGRES_URI`` names a database (e.g. ``postgresql+psycopg2://postgres@127.0.0.1:5432/mlflow``)."""
 import math
+import os
 
 import pytest
 
@@ -21,9 +23,13 @@ class _Trial:
         self.key = (h, repeat)
 
 
-@pytest.fixture(scope="module")
-def store(mlflow_uri):
-    tracker = Tracker(mlflow_uri)
+STORES = ["sqlite"] + (["postgresql"] if os.environ.get("SWEEPER_TEST_POSTGRES_URI") else [])
+
+
+@pytest.fixture(scope="module", params=STORES)
+def store(request, mlflow_uri):
+    uri = mlflow_uri if request.param == "sqlite" else os.environ["SWEEPER_TEST_POSTGRES_URI"]
+    tracker = Tracker(uri)
     exp = tracker.experiment_id("sqlread-test", sweep_name="sqlread-test")
     parent = tracker.start_parent(exp, "sqlread-test", "run", "name: x", "plan", [])
     for i, status in enumerate(["FINISHED", "FINISHED", "FAILED", "KILLED", "RUNNING", "discard", "FINISHED"]):
