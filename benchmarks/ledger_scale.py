@@ -94,7 +94,8 @@ def _commands(path: Path, name: str, uri: str, out_dir: Path) -> dict:
     sweeper = [sys.executable, "-m", "sweeper"]
     return {"plan": [*sweeper, "plan", str(path), "--cpus", "2"],
             "status": [*sweeper, "status", name, "--tracking-uri", uri],
-            "resume": [*sweeper, "resume", name, "--tracking-uri", uri, "-q"],
+            # By file: by name it reads the file of the last submission back, which is the same here.
+            "resume": [*sweeper, "resume", str(path), "--tracking-uri", uri, "-q"],
             "report": [*sweeper, "report", name, "--tracking-uri", uri, "--out", str(out_dir / f"report-{name}")]}
 
 
