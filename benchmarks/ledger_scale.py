@@ -112,12 +112,16 @@ def measure(path: Path, name: str, uri: str, out_dir: Path, log=print, small: Pa
         r = res[key] = timed(argv, env)
         r["target_s"] = TARGETS[key]
         r["met"] = r["seconds"] < TARGETS[key] and r["exit_code"] in (0, 1)
+        # On a machine loaded by others a command waits for a CPU: its CPU time (user + system of
+        # the process and what it waited for) is then the better measure of its own cost.
+        r["cpu_met"] = r["cpu_seconds"] < TARGETS[key]
         if b:
             r["small_seconds"], r["small_peak_rss_mib"] = b["seconds"], b["peak_rss_mib"]
+            r["small_cpu_seconds"] = b["cpu_seconds"]
             r["grows_s"] = r["seconds"] - b["seconds"]
-        log(f"ledger: {key:7s} {r['seconds']:6.1f}s (target < {TARGETS[key]:.0f}s: "
+        log(f"ledger: {key:7s} {r['seconds']:6.1f}s wall, {r['cpu_seconds']:.1f}s CPU (target < {TARGETS[key]:.0f}s: "
             f"{'met' if r['met'] else 'missed'}"
-            + (f"; {b['seconds']:.1f}s with {SMALL} runs" if b else "")
+            + (f"; {b['seconds']:.1f}s wall, {b['cpu_seconds']:.1f}s CPU with {SMALL} runs" if b else "")
             + f"), peak {r['peak_rss_mib']:.0f} MiB, exit {r['exit_code']}: {r['last_line'][:100]}")
     return res
 

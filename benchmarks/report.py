@@ -162,11 +162,18 @@ def ledger_markdown(g: dict) -> list[str]:
         chunks = ", ".join(f"{c['seconds']:.0f}" for c in w["per_chunk"])
         out[-1] += f" in {w['seconds']:.0f} s (seconds per 1000 runs as the store grew: {chunks})"
     out[-1] += ". Each command in a fresh process:"
-    out += ["", "| command | seconds | target | verdict | peak memory MiB |", "|---|---:|---:|---|---:|"]
+    out += ["", "| command | wall s | CPU s | target | verdict (wall) | verdict (CPU) | with 10 runs: wall s, CPU s | "
+                "peak memory MiB |", "|---|---:|---:|---:|---|---|---:|---:|"]
     for key, r in g["commands"].items():
-        out.append(f"| `sweeper {key}` | {r['seconds']:.1f} | < {r['target_s']:.0f} | "
-                   + _verdict(r["met"], f"{r['seconds'] - r['target_s']:+.1f} s") + f" | {r['peak_rss_mib']:.0f} |")
-    out.append("")
+        small = (f"{r['small_seconds']:.1f}, {r['small_cpu_seconds']:.1f}" if "small_seconds" in r else "-")
+        out.append(f"| `sweeper {key}` | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | < {r['target_s']:.0f} | "
+                   + _verdict(r["met"], f"{r['seconds'] - r['target_s']:+.1f} s") + " | "
+                   + _verdict(r.get("cpu_met", False), f"{r['cpu_seconds'] - r['target_s']:+.1f} s")
+                   + f" | {small} | {r['peak_rss_mib']:.0f} |")
+    out += ["", "CPU s: user + system seconds of the command's process (and of what it waited for); on a machine "
+                "loaded by other sessions a command waits for a CPU, and its CPU time is the better measure of its "
+                "own cost. The 10-run sweep in the same store, timed right before, shows what does not grow with "
+                "the runs (Python, MLflow and pandas imports, the store's opening).", ""]
     return out
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import yaml
 
 FULL = dict(grid={"kernel_size": [3, 5, 7], "depth": [8, 16], "pooling": ["max", "l2"]},
-            train_size=None, epochs=2, repeats=3)
+            train_size=1200, epochs=1, repeats=3)
 QUICK = dict(grid={"kernel_size": [3, 5]}, train_size=600, epochs=1, repeats=1, sides=("sweeper", "tune"))
 TARGET_SPEEDUP = 1.3
 #: ``tune``: Tune's defaults (a fresh worker process per function trial); ``tune_reuse``:
