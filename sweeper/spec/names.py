@@ -31,9 +31,10 @@ def name_problem(value: str) -> Optional[str]:
         return "should be a string"
     if not value.strip():
         return "should not be empty"
-    size = max(len(value), len(value.encode("utf-8", "surrogatepass")))
-    if size > MAX_NAME_LENGTH:
-        return (f"is {len(value)} characters long; at most {MAX_NAME_LENGTH} (it names the MLflow experiment, "
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if max(len(value), size) > MAX_NAME_LENGTH:
+        length = f"{len(value)} characters" + (f" ({size} bytes in UTF-8)" if size != len(value) else "")
+        return (f"is {length} long; at most {MAX_NAME_LENGTH} (it names the MLflow experiment, "
                 f"its runs and the report folder)")
     bad = next((c for c in value if not c.isprintable()), None)
     if bad is not None:

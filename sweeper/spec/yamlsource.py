@@ -38,7 +38,8 @@ class Problem:
 
     def format(self, file: str) -> str:
         """One line: characters that are not printable (a newline in a --set value) are escaped."""
-        where = f"{self.path}: " if self.path else ""
+        path = self.path if len(self.path) <= 200 else self.path[:197] + "..."  # a 100 kB key stays a line
+        where = f"{path}: " if path else ""
         line = f" (line {self.line})" if self.line is not None else ""
         return printable(f"{file}: {where}{self.message}{line}")
 
@@ -175,7 +176,7 @@ def parse_yaml(text: str, file: str = "<string>") -> tuple[dict, LineMap]:
     loader = BoundedLoader(text)
     try:
         node = loader.get_single_node()
-        if node is None:
+        if node is None or (isinstance(node, yaml.ScalarNode) and node.value == "" and node.style is None):
             raise SweepFileError(file, [Problem("", "the file is empty; expected a mapping of sweep settings")])
         if not isinstance(node, yaml.MappingNode):
             kind = {"sequence": "a list", "scalar": "a single value"}.get(node.id, node.id)
