@@ -103,7 +103,9 @@ def conv_table(rows: list[dict]) -> list[str]:
                    f"{r.get('layer_ms', float('nan')):.2f} | {r.get('matmul_ms', float('nan')):.2f} | "
                    f"{r.get('im2col_ms', float('nan')):.2f} | {r.get('col2im_ms', 0.0):.2f} | "
                    f"{100 * r.get('copies_share', float('nan')):.0f}% | {'yes' if r['target_applies'] else 'no'} |")
-    out += ["", "Same-shape products alone: the forward, dW and dx matrix products of the layer on contiguous "
+    out += ["", "% of matmul rate: the layer's forward + backward and a square float32 matmul timed in turn, the "
+                "median of the pairs' ratios (benchmarks/convrate.py), so the neighbours' load hits both alike. "
+                "Same-shape products alone: the forward, dW and dx matrix products of the layer on contiguous "
                 "operands, as a share of the square matmul's rate: the ceiling an im2col convolution has at these "
                 "sizes. The copies' share is the time of the im2col copy and the col2im scatter, timed alone, "
                 "over the layer's forward + backward time."]

@@ -26,7 +26,7 @@ import numpy as np
 
 import cnn
 
-from . import archs, bookkeeping, calibrate, layers, ledger_scale, machine, matmul, memory, report, sweep, vs_tune
+from . import archs, bookkeeping, calibrate, convrate, layers, ledger_scale, machine, matmul, memory, report, sweep, vs_tune
 from .steps import numpy_trainer, random_batch, torch_trainer
 from .timing import alternate, geomean, median
 
@@ -88,7 +88,12 @@ def layer_profiles(config: dict, peak: float | None = None) -> dict:
 
 
 def conv_rates(config: dict, profiles: dict, peak: float) -> dict:
+    """Each conv layer's rate; ``fraction_of_peak`` is measured alternated with the matmul
+    (benchmarks/convrate.py), the other columns against the one ``peak`` of the run."""
     n, rows = profiles["batch"], []
+    alternated = {(r["arch"], r["layer"]): r for r in convrate.alternated_fractions(
+        list(profiles["archs"]), n, reps=config["layer_reps"], size=min(512, config["matmul_size"]),
+        target_s=config["target_s"])}
     for name, prof in profiles["archs"].items():
         infos = {i.name: i for i in cnn.infer_shapes(archs.spec_for(name))}
         for row in prof["layers"]:
@@ -103,7 +108,10 @@ def conv_rates(config: dict, profiles: dict, peak: float) -> dict:
             layer_s = row["flops"] / row["flops_per_s"]
             rows.append({"arch": name, "layer": row["layer"], "in_channels": row["in_channels"],
                          "out_channels": row["out_channels"], "gflops": row["flops_per_s"] / 1e9,
-                         "fraction_of_peak": row["flops_per_s"] / peak, "matched_gflops": matched / 1e9,
+                         "fraction_of_peak": alternated[name, row["layer"]]["fraction"],
+                         "fraction_range": [alternated[name, row["layer"]]["fraction_min"],
+                                            alternated[name, row["layer"]]["fraction_max"]],
+                         "fraction_of_peak_once": row["flops_per_s"] / peak, "matched_gflops": matched / 1e9,
                          "matched_fraction_of_peak": matched / peak, "layer_ms": 1e3 * layer_s,
                          "matmul_ms": 1e3 * row["flops"] / matched, **{f"{k}_ms": 1e3 * v for k, v in copies.items()},
                          "copies_share": sum(copies.values()) / layer_s,
