@@ -70,8 +70,11 @@ def torch_trainable(config: dict) -> None:
     torch.set_num_threads(1)
     config = config["trial"]  # one entry of the grid search: the point's resolved config, seed, spec
     point, seed, epochs = config["point"], config["seed"], config["point"]["train"]["epochs"]
-    train, val, test = datasets(point)
-    net = torch_twin(cnn.Model(cnn.ModelSpec.from_dict(config["spec"]), seed=seed))
+    data = datasets(point)
+    model = cnn.Model(cnn.ModelSpec.from_dict(config["spec"]), seed=seed, normalizer=data.normalizer)
+    net = torch_twin(model)
+    # The same standardised float32 images the NumPy model trains on (cnn.Model.prepare).
+    train, val, test = ((d and cnn.Dataset(model.prepare(d.x), d.y)) for d in (data.train, data.val, data.test))
     opt = torch.optim.Adam(net.parameters(), lr=point["train"]["learning_rate"])
     batch = point["train"]["batch_size"]
     xs, ys = torch.from_numpy(np.ascontiguousarray(train.x)), torch.from_numpy(train.y.astype(np.int64))
@@ -95,7 +98,7 @@ def torch_trainable(config: dict) -> None:
             loss = torch.nn.functional.cross_entropy(logits, yb)
             loss.backward()
             opt.step()
-            loss_sum += float(loss) * len(idx)
+            loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
         metrics = {"train_loss": loss_sum / len(ys), "train_accuracy": correct / len(ys)}
         metrics["val_loss"], metrics["val_accuracy"] = evaluate(val)
