@@ -153,7 +153,8 @@ def bookkeeping_markdown(b: dict) -> list[str]:
             + _verdict(b["efficiency_ok"], f"{100 * (b['efficiency'] - b['target']):+.0f} points")
             + f" (with the trials' own times {100 * b['efficiency_own_times']:.0f}%). The driver's CPU: "
             f"**{b['driver_cpu_per_trial_s']:.3f} s per trial** ({b['driver_cpu_s']:.0f} s in all); its MLflow work: "
-            + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(b["driver_seconds"].items())) + ".", ""]
+            + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(b["driver_seconds"].items())) + "."
+            + (f" {b['note']}" if b.get("note") else ""), ""]
 
 
 def ledger_markdown(g: dict) -> list[str]:
