@@ -44,7 +44,7 @@ def markdown(res: dict) -> str:
            if m.get("load_average_at_start") else "")
         + (f" At the end: {', '.join(f'{v:.1f}' for v in m['load_average_end'])}." if m.get("load_average_end") else "")
         + " The machine is shared with other busy sessions: compare the ratios measured side by side, not"
-          " absolute times.",
+          " absolute times." + (f" {m['note']}" if m.get("note") else ""),
         f"Mode: {'quick (smoke run, not representative)' if res['config']['quick'] else 'full'}; "
         f"median of {res['config']['reps']} alternated repetitions; float32, Adam, softmax cross-entropy."
         + (f" Sections: {', '.join(res['sections'])}." if "sections" in res else ""),
@@ -151,7 +151,8 @@ def bookkeeping_markdown(b: dict) -> list[str]:
             f"{b['ideal_wall_s']:.0f} s, measured {b['wall_s']:.0f} s (whole call {b['call_s']:.0f} s). Efficiency "
             f"**{100 * b['efficiency']:.0f}%**, target >= {100 * b['target']:.0f}%: "
             + _verdict(b["efficiency_ok"], f"{100 * (b['efficiency'] - b['target']):+.0f} points")
-            + f" (with the trials' own times {100 * b['efficiency_own_times']:.0f}%). The driver's CPU: "
+            + (f" (against T1 at Ray's worker niceness {100 * b['efficiency_own_times']:.0f}%)" if b.get("note") else
+               f" (with the trials' own times {100 * b['efficiency_own_times']:.0f}%)") + ". The driver's CPU: "
             f"**{b['driver_cpu_per_trial_s']:.3f} s per trial** ({b['driver_cpu_s']:.0f} s in all); its MLflow work: "
             + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(b["driver_seconds"].items())) + "."
             + (f" {b['note']}" if b.get("note") else ""), ""]
