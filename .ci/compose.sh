@@ -67,6 +67,7 @@ cleanup() {
         log "stopping the podman API service (PID $SERVICE_PID)"
         kill "$SERVICE_PID" 2>/dev/null
         wait "$SERVICE_PID" 2>/dev/null
+        rm -f "$STATE/podman-service.pid"
     fi
     rm -f "$STATE/podman.sock"
     if [[ -n ${COMPOSE_CI_PURGE:-} ]]; then
@@ -113,9 +114,18 @@ EOF
 export CONTAINERS_CONF=$STATE/containers.conf
 log "podman settings: CONTAINERS_CONF=$CONTAINERS_CONF (runc, cgroupfs, file events, ulimits nofile 20000)"
 
+# A service left by a run that was killed outright (no trap ran): stopped by its recorded PID.
+if [[ -s $STATE/podman-service.pid ]]; then
+    old=$(cat "$STATE/podman-service.pid")
+    if tr '\0' ' ' < "/proc/$old/cmdline" 2>/dev/null | grep -q "podman system service"; then
+        log "stopping the podman API service a previous run left (PID $old)"
+        kill "$old" 2>/dev/null || true
+    fi
+fi
 rm -f "$STATE/podman.sock"
 podman system service --time=0 "unix://$STATE/podman.sock" > "$STATE/podman-service.log" 2>&1 &
 SERVICE_PID=$!
+echo "$SERVICE_PID" > "$STATE/podman-service.pid"
 for _ in $(seq 100); do [[ -S $STATE/podman.sock ]] && break; sleep 0.1; done
 [[ -S $STATE/podman.sock ]] || die "podman system service did not create $STATE/podman.sock"
 export DOCKER_HOST=unix://$STATE/podman.sock
