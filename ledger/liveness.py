@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from .retry import StoreUnavailable
 from .schema import ACTIVE, DRIVER_HOST, DRIVER_PID, HEARTBEAT, SUBMISSION
 from .tracking import Tracker
 
@@ -104,6 +105,8 @@ class Owners:
             return hit[1]
         try:
             parent = self.tracker.client.get_run(parent_id)
+        except StoreUnavailable:  # no answer is not an answer: the caller stops
+            raise
         except Exception:  # the parent run was deleted: nobody owns its children
             return None
         owner = owner_of(parent, self.timeout)

@@ -70,25 +70,30 @@ class RunRecorder:
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
     def log_epoch(self, epoch: int, metrics: dict, checkpoint: Optional[Path] = None) -> None:
-        """The epoch's metrics; with ``checkpoint`` (its file) the checkpoint too, in one batch with its tag."""
+        """The epoch's metrics; with ``checkpoint`` (its file) the checkpoint too, its tag in the
+        metrics' batch.
+
+        The metrics go first, the file last: a checkpoint file never gets ahead of the metrics
+        logged. A trial resumed from a file continues after the epoch the file holds (not the
+        tag's), so a write that fails between the two costs an epoch trained again, never an
+        epoch's metrics. The tag can thus name an epoch whose file never arrived: the reader
+        then finds the previous file, or none (and starts at epoch 1).
+        """
         from mlflow.entities import Metric, RunTag
 
         now = now_ms()
         batch = [Metric(k, float(metrics[k]), now, epoch) for k in TRIAL_EPOCH_METRICS if k in metrics]
         if "seconds" in metrics:
             batch.append(Metric("epoch_seconds", float(metrics["seconds"]), now, epoch))
-        tags = []
-        if checkpoint is not None:  # the file first: the tag says a checkpoint can be downloaded
-            self.client.log_artifact(self.run_id, str(checkpoint), "checkpoint")
-            tags = [RunTag(CHECKPOINT_EPOCH, str(epoch))]
-        self.client.log_batch(self.run_id, metrics=batch, tags=tags)
+        tags = [RunTag(CHECKPOINT_EPOCH, str(epoch))] if checkpoint is not None else []
+        if batch or tags:
+            self.client.log_batch(self.run_id, metrics=batch, tags=tags)
         if checkpoint is not None:
+            self.client.log_artifact(self.run_id, str(checkpoint), "checkpoint")
             self.tags[CHECKPOINT_EPOCH] = str(epoch)
 
     def save_checkpoint(self, path: Path, epoch: int) -> None:
-        self.client.log_artifact(self.run_id, str(path), "checkpoint")
-        self.client.set_tag(self.run_id, CHECKPOINT_EPOCH, str(epoch))
-        self.tags[CHECKPOINT_EPOCH] = str(epoch)
+        self.log_epoch(epoch, {}, path)
 
     def finish_with(self, artifacts: dict[str, bytes], metrics: dict, stopped_early: bool) -> tuple[str, str]:
         """Final metrics, the run's artifacts (file name -> bytes), FINISHED, then the duplicate rule.

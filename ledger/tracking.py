@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import logging
 import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Optional
 
-from . import rules
+from . import retry, rules
 from .schema import (ACTIVE, ATTEMPT, CHECKPOINT_EPOCH, COMMAND, COUNT_PREFIX, DETERMINISTIC, DRIVER_HOST,
                      DRIVER_PID, ERROR_KIND, HEARTBEAT, KIND, MAX_PARAM_VALUE, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE,
                      NAME, OVERRIDES, PARENT, PARENT_RUN, POINT, REASON, REPEAT, SCHEMA, SCHEMA_VERSION, SUBMISSION, TRIAL,
@@ -74,13 +75,26 @@ def _creation_lock(uri: str):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+class _ErrorsReported(logging.Filter):
+    """MLflow's database layer logs a full traceback for every failed statement, then raises; the
+    ledger reports (or retries) the error itself, in one line. Shown with ``SWEEPER_DEBUG=1``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR or os.environ.get("SWEEPER_DEBUG", "") not in ("", "0")
+
+
 @functools.lru_cache(maxsize=8)
-def client(uri: str):
-    """One MlflowClient per process and URI (opening a SQLite store costs seconds), schema made."""
+def client(uri: str) -> retry.RetryingClient:
+    """One MlflowClient per process and URI (opening a SQLite store costs seconds), schema made,
+    every call retried through an outage of the store (:mod:`ledger.retry`)."""
     from mlflow import MlflowClient
 
+    retry.bound_http_retries()
+    logger = logging.getLogger("mlflow.store.db.utils")
+    if not any(isinstance(f, _ErrorsReported) for f in logger.filters):
+        logger.addFilter(_ErrorsReported())
     with _creation_lock(uri):
-        mlflow_client = MlflowClient(uri)
+        mlflow_client = retry.RetryingClient(MlflowClient(uri))
         mlflow_client.search_experiments(max_results=1)  # makes a new SQLite store's schema now
     return mlflow_client
 
@@ -152,7 +166,8 @@ class Tracker:
         """
         from ledger import sqlread
 
-        fast = sqlread.search(self.uri, experiment_id, filter_string, order_by, params)
+        fast = retry.call(sqlread.search, self.uri, experiment_id, filter_string, order_by, params,
+                          _what="search")
         if fast is not None:
             return fast
         runs, token = [], None
@@ -231,8 +246,8 @@ class Tracker:
         return run_id
 
     def beat(self, parent_id: str) -> None:
-        """The driver's heartbeat on its parent run."""
-        self.client.set_tag(parent_id, HEARTBEAT, str(now_ms()))
+        """The driver's heartbeat on its parent run: one try (a failed beat is repeated by the next)."""
+        self.client.once.set_tag(parent_id, HEARTBEAT, str(now_ms()))
 
     def update_parent(self, run_id: str, counts: dict[str, int], status: Optional[str] = None,
                       reason: Optional[str] = None) -> None:

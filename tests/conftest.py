@@ -29,6 +29,12 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line("Measured figures:")
         for line in FIGURES:
             terminalreporter.write_line(f"  {line}")
+    from tests.faults import FAULTS, table
+
+    if FAULTS:
+        terminalreporter.write_line("Faults (tests/faults.py; target: 0 steps lost, 0 zombie runs):")
+        for line in table():
+            terminalreporter.write_line(f"  {line}")
     try:
         from tests.cnn.test_ops import OBSERVED
     except Exception:  # the ops tests did not run

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from ledger import Selection, rank_points, rules, runs_frame, selection_from_tags, selection_tags
+from ledger.retry import StoreUnavailable
 from ledger.liveness import Heartbeat, Owners, owner_of, stale_after, take_over
 from ledger.schema import ACTIVE, OVERRIDES, REASON
 from ledger.tracking import Tracker, existing_store, resolve_tracking_uri
@@ -137,7 +138,17 @@ def resume_sweep(target: str, *, tracking_uri: Optional[str] = None, **kwargs) -
         raise SweepNotFound(f"no sweep named {target!r} in {tracker.uri} (give the sweep file instead)")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sweep.yaml"
-        path.write_text(tracker.sweep_text(parent.info.run_id))
+        try:
+            text = tracker.sweep_text(parent.info.run_id)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- the artifact (or its folder) is gone
+            cause = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise SweepNotFound(
+                f"the sweep file of {target!r} is missing from the store: artifact sweep.yaml of parent run "
+                f"{parent.info.run_id} ({parent.info.artifact_uri}) cannot be read ({cause[:200]}); "
+                f"give the file instead: `sweeper resume FILE`") from None
+        path.write_text(text)
         overrides = json.loads(parent.data.tags.get(OVERRIDES, "[]"))  # the --set of that submission
         return run_sweep(path, command="resume", tracking_uri=tracking_uri, overrides=overrides, **kwargs)
 

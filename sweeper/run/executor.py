@@ -33,7 +33,8 @@ from typing import Optional
 
 from ledger.claims import Claims
 from ledger.liveness import stale_after
-from ledger.schema import ATTEMPT
+from ledger.retry import StoreUnavailable, describe, is_store_error
+from ledger.schema import ATTEMPT, MAX_TAG_VALUE, REASON
 from ledger.tracking import Tracker
 from sweeper.app.progress import Counts, Progress
 from sweeper.plan.cost import longest_first
@@ -118,7 +119,7 @@ class Runner:
                 rule, self.config.train.epochs)
         # Retries are the driver's (it holds the checkpoint a retry starts from), not Ray's.
         self.options = dict(num_cpus=res.cpus_per_trial, max_retries=0)
-        stop_reason, interrupted = None, None
+        stop_reason, interrupted, failure = None, None, None
         previous_term = handle_sigterm(on_sigterm)
         try:
             while self.queue or self.ready or self.inflight or self.waiting:
@@ -149,12 +150,18 @@ class Runner:
                                       "last epoch checkpoint")
             finally:
                 signal.signal(signal.SIGINT, previous)
+        except Exception as exc:  # the store failed (or Ray, or a bug): stop here, with one message
+            failure = self._abandon(exc)
+            if failure is not exc:
+                raise failure from exc
+            raise
         finally:
             handle_sigterm(previous_term)
-            began = time.time()
-            self._discard_ready()
-            self._reconcile()
-            self.driver["reconcile"] += time.time() - began
+            if failure is None:
+                began = time.time()
+                self._discard_ready()
+                self._reconcile()
+                self.driver["reconcile"] += time.time() - began
             if self.coordinator is not None:
                 try:
                     ray.kill(self.coordinator)
@@ -207,7 +214,9 @@ class Runner:
         stream = TrialStream(trial, task, self.config.failures.max_retries, self.tracker, self.experiment_id,
                              {ATTEMPT: str(attempt)})
         if task.resume_from:
-            stream.load_resume_checkpoint()
+            missing = stream.load_resume_checkpoint()
+            if missing:
+                self.progress.event(f"  {trial.run_name}: {missing}")
         self.driver["record_start"] += time.time() - began
         self._submit(stream)
         self.counts.move("queued", "running")
@@ -357,6 +366,46 @@ class Runner:
             else:  # it reached a terminal state on its own
                 status = self.tracker.client.get_run(stream.run_id).info.status
                 self.counts.move("running", "finished" if status == "FINISHED" else "failed")
+
+    def _abandon(self, exc: Exception) -> Exception:
+        """The loop failed: cancel every trial's task, close what one try each can close, and
+        return the error to raise (for the store: :class:`StoreUnavailable`, naming what to do).
+
+        The store may be gone: each write is tried once (no waiting), and the first that fails
+        ends the cleanup. What stays RUNNING or SCHEDULED belongs to a driver that is gone once
+        this command exits, and the next ``run`` or ``resume`` takes it over (:mod:`ledger.liveness`).
+        """
+        import ray
+
+        for gen in list(self.inflight):
+            try:
+                ray.cancel(gen, force=True)
+            except Exception:  # noqa: BLE001 -- Ray may be the part that failed
+                pass
+        store = is_store_error(exc)
+        running = [stream.run_id for stream in self.inflight.values()]
+        closing = [] if isinstance(exc, StoreUnavailable) else [  # after the patience: no more tries
+            *[(run_id, "KILLED") for run_id in running],
+            *[(run_id, "KILLED") for _, run_id in self.ready]]
+        reason = f"the sweep command failed: {_first_line(exc)}"
+        once = self.tracker.client.once
+        try:
+            for run_id, status in closing:
+                once.set_tag(run_id, REASON, reason[:MAX_TAG_VALUE])
+                once.set_terminated(run_id, status)
+            if closing or not store:
+                once.set_tag(self.parent_id, REASON, reason[:MAX_TAG_VALUE])
+                once.set_terminated(self.parent_id, "FAILED")
+        except Exception:  # noqa: BLE001 -- the store failed again: the next command repairs
+            pass
+        self.inflight.clear()
+        self.ready.clear()
+        if not store:
+            return exc
+        cause = describe(exc, 160)
+        return StoreUnavailable(
+            f"{cause} ({len(running)} running trial(s) stopped; once the store works again, "
+            f"`sweeper resume {self.config.name}` continues from the last checkpoints)")
 
     def _reconcile(self) -> None:
         """Nothing may stay RUNNING or SCHEDULED after the command returns."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from ledger.recorder import RunRecorder
+from ledger.retry import StoreUnavailable
 from ledger.tracking import Tracker
 from sweeper.run import messages as m
 from sweeper.run.trial import TrialOutcome, TrialTask
@@ -28,22 +29,39 @@ class TrialStream:
         self.epochs = 0  # epochs recorded by this stream (the first one triggers the claim's re-check)
         self.finish: Optional[m.Finished] = None  # recorded with the outcome
         self.epoch: Optional[m.EpochDone] = None  # waiting for its checkpoint
+        # Epochs whose metrics this run holds: a retry from an earlier checkpoint trains them
+        # again, and the run keeps the first of each (metric steps stay unique in a run).
+        self.logged: set[int] = set()
 
     @property
     def run_id(self) -> str:
         return self.task.run_id
 
-    def load_resume_checkpoint(self) -> None:
-        """Start from the interrupted run's last checkpoint, if it has one."""
-        data = self.recorder.checkpoint_bytes(self.task.resume_from)
+    def load_resume_checkpoint(self) -> Optional[str]:
+        """Start from the interrupted run's last checkpoint, if it has one; if it cannot be read
+        (its artifact deleted), from epoch 1: returns a note saying so."""
+        try:
+            data = self.recorder.checkpoint_bytes(self.task.resume_from)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- the file is gone or unreadable: train from the start
+            text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            return (f"the checkpoint of run {self.task.resume_from} is missing ({text[:200]}): "
+                    "starting from epoch 1")
         if data is not None:
             self.task = dataclasses.replace(self.task, checkpoint=data, checkpoint_run=self.task.resume_from)
+        return None
 
     def flush(self) -> None:
         """Write what is held back (an epoch's metrics): the trial ended without another record."""
         if self.epoch is not None:
-            self.recorder.log_epoch(self.epoch.epoch, self.epoch.metrics)
+            self._log_epoch(self.epoch)
             self.epoch = None
+
+    def _log_epoch(self, record: m.EpochDone, checkpoint: Optional[Path] = None) -> None:
+        metrics = {} if record.epoch in self.logged else record.metrics
+        self.recorder.log_epoch(record.epoch, metrics, checkpoint=checkpoint)
+        self.logged.add(record.epoch)
 
     def handle(self, record: m.Message) -> Optional[TrialOutcome]:
         """Record one record; the trial's outcome once its last record is in, else None."""
@@ -66,7 +84,7 @@ class TrialStream:
                 path = Path(tmp) / "checkpoint.npz"
                 path.write_bytes(record.data)
                 if self.epoch is not None and self.epoch.epoch == record.epoch:
-                    rec.log_epoch(self.epoch.epoch, self.epoch.metrics, checkpoint=path)
+                    self._log_epoch(self.epoch, checkpoint=path)
                     self.epoch = None
                 else:
                     self.flush()

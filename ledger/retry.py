@@ -1,0 +1,210 @@
+"""Calls to the tracking store that ride out a short outage: retried with backoff, within a patience.
+
+Every MLflow call of the ledger goes through :class:`RetryingClient` (what
+:func:`ledger.tracking.client` returns): a call that fails with a *transient* error (the server
+unreachable or answering 5xx, a timeout, a database locked or restarting) is tried again after
+1, 2, 4, 8, then every 10 s, until it succeeds or :func:`patience` seconds (``SWEEPER_STORE_PATIENCE``,
+default :data:`PATIENCE`) have passed since its first try; then :class:`StoreUnavailable` is raised
+with the last error as its cause. Any other error (a run that does not exist, a param changed,
+a read-only or full disk) is raised at once: waiting would not change it.
+
+While the driver waits here its trials go on training; what they report waits in Ray's stream
+of each trial and is written, in order, once the store answers again: an outage shorter than the
+patience loses no metric step. The writes the ledger makes are safe to repeat: tags, params of
+the same value, statuses and artifacts overwrite themselves, and a metric batch logged twice
+(same key, step, value and timestamp) is stored once. A ``create_run`` whose answer was lost can
+leave an extra SCHEDULED run of this submission; the driver's reconciliation marks it KILLED.
+
+Over HTTP, MLflow's client retries each request itself (by default 7 times over about 4 minutes
+per call); :func:`bound_http_retries` makes that a few seconds, so that this module's patience,
+not MLflow's defaults, decides how long a driver waits.
+
+On the happy path a call costs one attribute lookup and one ``try`` more.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from typing import Callable, Optional
+
+#: Seconds a call keeps being retried after its first try failed transiently.
+PATIENCE = 120.0
+#: Backoff between tries, seconds: doubling from ``BACKOFF[0]`` up to ``BACKOFF[1]``.
+BACKOFF = (1.0, 10.0)
+#: MLflow's own HTTP retries and timeout when the environment does not set them: one request
+#: then gives up after about 2 + 4 + 8 s of backoff (or 3 timeouts), and this module retries.
+HTTP_MAX_RETRIES, HTTP_TIMEOUT = "3", "30"
+
+_log = logging.getLogger(__name__)
+
+# Error texts of a store that will not come back by waiting (checked before the transient ones).
+_PERMANENT = ("readonly database", "read-only file system", "disk is full", "no space left",
+              "unable to open database file", "permission denied", "access to the path")
+# Error texts of a store that may answer again soon.
+_TRANSIENT = ("api request to", "max retries exceeded", "connection refused", "connection reset",
+              "connection aborted", "remote end closed", "timed out", "timeout", "temporarily unavailable",
+              "database is locked", "server closed the connection", "terminating connection",
+              "could not connect to server", "connection to server", "the database system is",
+              "service unavailable", "bad gateway", "gateway time", "too many 50")
+_TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "SERVICE_UNDER_MAINTENANCE"}
+
+
+class StoreUnavailable(RuntimeError):
+    """The tracking store did not answer within the patience; ``__cause__`` is the last error."""
+
+
+def patience(value: Optional[float] = None) -> float:
+    """Seconds to keep retrying: ``value``, else ``SWEEPER_STORE_PATIENCE``, else :data:`PATIENCE`."""
+    if value is not None:
+        return max(0.0, float(value))
+    text = os.environ.get("SWEEPER_STORE_PATIENCE", "")
+    try:
+        return max(0.0, float(text)) if text else PATIENCE
+    except ValueError:
+        return PATIENCE
+
+
+def bound_http_retries() -> None:
+    """Bound MLflow's own HTTP retries and timeout in this process, unless the environment sets them."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_MAX_RETRIES)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_TIMEOUT)
+
+
+def _texts(exc: BaseException) -> str:
+    parts, seen = [], 0
+    while exc is not None and seen < 5:
+        parts.append(f"{type(exc).__name__} {exc}")
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return " ".join(parts).lower()
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when waiting may help: the store is unreachable, overloaded or restarting."""
+    if isinstance(exc, StoreUnavailable):
+        return False
+    text = _texts(exc)
+    if any(p in text for p in _PERMANENT):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    code = getattr(exc, "error_code", None)
+    if code in _TRANSIENT_CODES:
+        return True
+    try:
+        import requests
+
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+            return True
+    except ImportError:  # pragma: no cover - requests comes with MLflow
+        pass
+    if code not in (None, "INTERNAL_ERROR") and getattr(exc, "get_http_status_code", None):
+        status = exc.get_http_status_code()
+        if status < 500:  # the server answered and refused: not an outage
+            return False
+    return any(p in text for p in _TRANSIENT)
+
+
+def call(fn: Callable, *args, _patience: Optional[float] = None, _what: str = "", **kwargs):
+    """``fn(*args, **kwargs)``, tried again on transient errors for up to :func:`patience` seconds."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 -- sorted below
+        if not is_transient(exc):
+            raise
+        first = exc
+    budget = patience(_patience)
+    began, delay, tries = time.monotonic(), BACKOFF[0], 1
+    last: BaseException = first
+    name = _what or getattr(fn, "__name__", "call")
+    if budget > 0:
+        _log.warning("tracking store: %s failed (%s); trying again for up to %.0f s", name, _short(first), budget)
+    while time.monotonic() - began + delay <= budget:
+        time.sleep(delay)
+        delay = min(delay * 2, BACKOFF[1])
+        tries += 1
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            if not is_transient(exc):
+                raise
+            last = exc
+            continue
+        _log.warning("tracking store: %s succeeded after %.0f s (%d tries)", name, time.monotonic() - began, tries)
+        return result
+    raise StoreUnavailable(f"no answer for {time.monotonic() - began:.0f} s ({tries} tries of {name}): "
+                           f"{_short(last)}") from last
+
+
+def is_store_error(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) came from the tracking store: MLflow, its database, an
+    HTTP client, or the file system under a local store."""
+    seen = 0
+    while exc is not None and seen < 10:
+        module = type(exc).__module__.split(".")[0]
+        if module == "ray":  # Ray's ConnectionError is an OSError: the cluster, not the store
+            return False
+        if isinstance(exc, (StoreUnavailable, OSError)):
+            return True
+        if module in ("mlflow", "sqlalchemy", "sqlite3", "psycopg2", "requests", "urllib3", "alembic"):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+_NOISE = re.compile(r"\(raised as a result of [^)]*\)\s*|\(Background on this error at: [^)]*\)")
+
+
+def describe(exc: BaseException, limit: int = 200) -> str:
+    """One line naming what failed: the database's or the file system's own error when one is in the
+    chain (``OperationalError: attempt to write a readonly database``), else the first line."""
+    chain = []
+    while exc is not None and len(chain) < 10:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    for link in reversed(chain):  # innermost first
+        if type(link).__module__.split(".")[0] in ("sqlite3", "psycopg2") or type(link) in (OSError,) \
+                or (isinstance(link, OSError) and link.errno):
+            return _cut(f"{type(link).__name__}: {_first(link)}", limit)
+    return _cut(_first(chain[0]) if chain else "", limit)
+
+
+def _first(exc: BaseException) -> str:
+    text = _NOISE.sub("", str(exc))
+    return next((line.strip() for line in text.splitlines() if line.strip()), "") or type(exc).__name__
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _short(exc: BaseException) -> str:
+    return describe(exc)
+
+
+class RetryingClient:
+    """An ``MlflowClient`` whose every method call goes through :func:`call`.
+
+    ``once`` is the bare client: one try, for writes that must not wait (a heartbeat, which the
+    next beat repeats; the cleanup after the store was given up on).
+    """
+
+    def __init__(self, client, patience_s: Optional[float] = None):
+        self.once = client
+        self._patience = patience_s
+
+    def __getattr__(self, name):
+        attr = getattr(self.once, name)
+        if not callable(attr) or name.startswith("_"):
+            return attr
+
+        def retried(*args, **kwargs):
+            return call(attr, *args, _patience=self._patience, _what=name, **kwargs)
+
+        retried.__name__ = name
+        return retried
+
+
+__all__ = ["PATIENCE", "StoreUnavailable", "RetryingClient", "call", "is_transient", "is_store_error", "describe", "patience",
+           "bound_http_retries"]
