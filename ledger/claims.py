@@ -30,6 +30,7 @@ from typing import Optional
 
 from . import rules
 from .liveness import Owners
+from .schema import SUBMISSION
 from .tracking import Tracker
 
 
@@ -55,7 +56,13 @@ class Claims:
         finished = rules.deciding_runs(runs).get(key)
         if finished is not None and finished.info.run_id != run_id:
             return Verdict(False, done_in=finished.info.run_id)
-        live = [r for r in runs if r.info.run_id == run_id or self.owners.is_live(r)]
+        # Another run of the same submission is no rival claim: a driver holds one run per trial,
+        # so it is a create_run retried after its answer was lost (it stays SCHEDULED; the
+        # submission's reconciliation closes it).
+        mine = next((r for r in runs if r.info.run_id == run_id), None)
+        submission = mine.data.tags.get(SUBMISSION) if mine is not None else None
+        live = [r for r in runs if r.info.run_id == run_id
+                or (self.owners.is_live(r) and (submission is None or r.data.tags.get(SUBMISSION) != submission))]
         if not live:  # our own run is not visible yet: trust the claim
             return Verdict(True)
         winner = min(live, key=lambda r: rules.order(r.info.start_time, r.info.run_id))

@@ -9,6 +9,7 @@
 #   scripts/cluster.sh worker    start the Ray worker node again (after it was killed)
 #   scripts/cluster.sh down      stop everything; safe to call twice; keeps the data
 #   scripts/cluster.sh purge     down, then delete the state folder
+#   scripts/cluster.sh stop mlflow|postgres|ray   stop one part (fault tests: `up` starts it again)
 #
 #   eval "$(scripts/cluster.sh env)" && sweeper run sweeps/quickstart.yaml
 #
@@ -532,8 +533,16 @@ case ${1:-} in
     status) cmd_status ;;
     worker) mkdir -p "$LOGS"; start_ray_worker ;;
     purge) cmd_purge ;;
+    stop)
+        case ${2:-} in
+            mlflow) stop_mlflow ;;
+            postgres) stop_postgres ;;
+            ray) stop_ray ;;
+            *) die "stop what? mlflow, postgres or ray" ;;
+        esac
+        ;;
     *)
-        sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+        sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
         exit 2
         ;;
 esac

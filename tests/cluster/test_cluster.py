@@ -29,6 +29,7 @@ import pytest
 
 from tests.cluster.cluster_nodes import kill_node, ray_processes, raylets
 from tests.cluster.mlflow_login import assert_login_required
+from tests.faults import add_row, cost
 from tests.sweeper.procs import default_sigint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -327,6 +328,13 @@ def test_sweep_survives_the_death_of_the_worker_node(cluster, tmp_path):
         assert len(by_key) == 4, [(r.info.run_name, r.info.status) for r in children]
         assert all(r.info.status == "FINISHED" for r in children), \
             [(r.info.run_name, r.info.status, r.data.tags.get("sweep.status_reason")) for r in children]
+        c = client(cluster)
+        counted = cost(c, c.get_experiment_by_name(name).experiment_id, 10)
+        add_row("worker node killed (its raylet and every process under it)",
+                "4 trials x 10 epochs, 2 at a time (head + worker, 1 CPU each)",
+                f"1/1 ({len(killed['trials'])} trial(s) tried again on the head; exit 0)", counted.steps_lost,
+                len(counted.zombies))
+        assert counted.steps_lost == 0 and counted.zombies == [] and counted.duplicate_steps == []
         # The trial on the dead node ran again elsewhere, in the same run, as attempt 2, from its checkpoint.
         runs = {r.info.run_name: r for r in children}
         for trial in killed["trials"]:

@@ -1,0 +1,254 @@
+"""Faults on the cluster path (scripts/cluster.sh: PostgreSQL, an MLflow server with a login, a Ray
+head and a Ray worker node), each counted from the store: metric steps lost and runs left RUNNING
+or SCHEDULED (target 0 for both), printed as CI's fault table (tests/faults.py).
+
+* the MLflow server down for 30 s mid-sweep: the driver waits it out (ledger/retry.py) and the
+  sweep completes in the same command;
+* PostgreSQL restarted mid-sweep (the MLflow server's database);
+* the raylet of the worker node killed (its workers go with it, or finish without it);
+* the driver SIGKILLed together with the raylet of its machine (the head): ``status`` shows the
+  stale runs, and ``resume`` (once the head is back) finishes the sweep from the checkpoints;
+* three submissions of one file at once: one FINISHED run per trial, and the epochs trained in all
+  stay near one submission's.
+
+The worker node killed whole is tests/cluster/test_cluster.py's. Skipped unless ``SWEEPER_CLUSTER=1``
+(see there). Each test restores what it broke, so they run in any order.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.cluster_nodes import kill_node, ray_processes, raylets
+from tests.cluster.test_cluster import (NODE_DEATH_TIMEOUT, REPO, SWEEP_TIMEOUT, alive_nodes, client,  # noqa: F401
+                                        cluster, finish, restart_worker, run_names, start_sweep, stop, sweep_runs, write_sweep)
+from tests.conftest import FIGURES
+from tests.faults import add_row, cost
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(os.environ.get("SWEEPER_CLUSTER") != "1",
+                       reason="needs a running cluster: scripts/cluster.sh up, its env, and SWEEPER_CLUSTER=1"),
+]
+
+EPOCHS = 10
+TRAIN_SIZE = 1800
+LOAD = f"4 trials x {EPOCHS} epochs, 2 at a time (head + worker, 1 CPU each)"
+OUTAGE = 30.0  # seconds the MLflow server stays down
+
+
+def cluster_sh(*args: str, timeout: float = 240) -> str:
+    out = subprocess.run(["bash", str(REPO / "scripts" / "cluster.sh"), *args], capture_output=True, text=True,
+                         timeout=timeout, cwd=REPO)
+    assert out.returncode == 0, f"scripts/cluster.sh {' '.join(args)} failed:\n{out.stdout}\n{out.stderr[-3000:]}"
+    return out.stderr
+
+
+def healthy(uri: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+            return response.status == 200
+    except Exception:
+        return False
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def checkpointed_running(cluster: dict, name: str) -> list:
+    """RUNNING child runs of the sweep past their first checkpoint."""
+    c = client(cluster)
+    exp = c.get_experiment_by_name(name)
+    if exp is None:
+        return []
+    runs = c.search_runs([exp.experiment_id], "tags.`sweep.kind` = 'trial' and attributes.status = 'RUNNING'")
+    return [r for r in runs if r.data.tags.get("sweep.checkpoint_epoch")]
+
+
+def counted(cluster: dict, name: str, points: int = 4):
+    c = client(cluster)
+    result = cost(c, c.get_experiment_by_name(name).experiment_id, EPOCHS)
+    assert result.trials == points and set(result.finished_per_trial.values()) == {1}, result.finished_per_trial
+    assert result.duplicate_steps == [], result.duplicate_steps
+    return result
+
+
+def sweep_started_until_checkpoint(cluster: dict, tmp_path: Path, name: str):
+    path = write_sweep(tmp_path, name, train_size=TRAIN_SIZE, epochs=EPOCHS)
+    proc = start_sweep(path, cluster)
+    wait_for(lambda: checkpointed_running(cluster, name) or proc.poll() is not None, SWEEP_TIMEOUT,
+             "a trial past its first checkpoint")
+    assert proc.poll() is None, proc.log.read_text()[-3000:]
+    return path, proc
+
+
+def test_mlflow_server_down_30s_mid_sweep(cluster, tmp_path):
+    name = f"fault-mlflow-{uuid.uuid4().hex[:8]}"
+    uri = cluster["tracking_uri"]
+    path, proc = sweep_started_until_checkpoint(cluster, tmp_path, name)
+    try:
+        cluster_sh("stop", "mlflow")
+        down_at = time.monotonic()
+        assert not healthy(uri)
+        time.sleep(max(0.0, OUTAGE - (time.monotonic() - down_at)))
+        assert proc.poll() is None, f"the driver did not wait for the store:\n{proc.log.read_text()[-3000:]}"
+        cluster_sh("up")
+        outage = time.monotonic() - down_at
+        out = finish(proc, timeout=SWEEP_TIMEOUT + 120)
+    finally:
+        stop(proc)
+        if not healthy(uri):
+            cluster_sh("up")
+    assert "sweep complete" in out, out[-3000:]
+    assert "tracking store" in out  # it said it was waiting
+    result = counted(cluster, name)
+    FIGURES.append(f"MLflow server down {outage:.0f}s mid-sweep (stopped, then started again): sweep complete, "
+                   f"{result.steps_lost} metric steps lost, {len(result.zombies)} zombie runs")
+    add_row(f"MLflow server down {outage:.0f} s mid-sweep", LOAD, "1/1 (driver waited; exit 0)",
+            result.steps_lost, len(result.zombies))
+    assert result.steps_lost == 0 and result.zombies == []
+
+
+def test_postgres_restarted_mid_sweep(cluster, tmp_path):
+    name = f"fault-postgres-{uuid.uuid4().hex[:8]}"
+    path, proc = sweep_started_until_checkpoint(cluster, tmp_path, name)
+    try:
+        began = time.monotonic()
+        cluster_sh("stop", "postgres")
+        cluster_sh("up")
+        restart = time.monotonic() - began
+        out = finish(proc, timeout=SWEEP_TIMEOUT + 120)
+    finally:
+        stop(proc)
+    assert "sweep complete" in out, out[-3000:]
+    result = counted(cluster, name)
+    FIGURES.append(f"PostgreSQL restarted mid-sweep ({restart:.0f}s down): {result.steps_lost} metric steps lost, "
+                   f"{len(result.zombies)} zombie runs")
+    add_row(f"PostgreSQL restarted mid-sweep ({restart:.0f} s down)", LOAD, "1/1 (driver waited; exit 0)",
+            result.steps_lost, len(result.zombies))
+    assert result.steps_lost == 0 and result.zombies == []
+
+
+def test_raylet_of_the_worker_node_killed(cluster, tmp_path):
+    name = f"fault-raylet-{uuid.uuid4().hex[:8]}"
+    path = write_sweep(tmp_path, name, train_size=TRAIN_SIZE, epochs=EPOCHS)
+    names = run_names(path)
+    (worker_pid, worker), = [(pid, r) for pid, r in raylets(cluster["port"]).items() if not r["head"]]
+    proc = start_sweep(path, cluster)
+    try:
+        def on_worker():
+            running = {n for _, n, node in ray_processes(cluster["port"], names) if node == worker["node_id"]}
+            return running & {r.info.run_name for r in checkpointed_running(cluster, name)}
+
+        on = wait_for(lambda: on_worker() or proc.poll() is not None, SWEEP_TIMEOUT, "a trial on the worker node")
+        assert proc.poll() is None and on, proc.log.read_text()[-3000:]
+        os.kill(worker_pid, signal.SIGKILL)  # the raylet alone: its workers notice, or finish on their own
+        out = finish(proc, timeout=SWEEP_TIMEOUT + 60)
+    finally:
+        stop(proc)
+        # A new worker node only once Ray has declared the old one dead (~12-15 s).
+        wait_for(lambda: all(n["id"] != worker["node_id"] for n in alive_nodes()), NODE_DEATH_TIMEOUT,
+                 "Ray to declare the node of the killed raylet dead")
+        restart_worker()
+    assert "sweep complete" in out, out[-3000:]
+    result = counted(cluster, name)
+    retried = sorted(r.info.run_name for r in result.runs if int(r.data.tags.get("sweep.attempt") or 0) >= 2)
+    add_row("raylet of the worker node killed (SIGKILL)", LOAD,
+            f"1/1 ({len(retried)} trial(s) tried again; exit 0)", result.steps_lost, len(result.zombies))
+    assert result.steps_lost == 0 and result.zombies == []
+    assert len(alive_nodes()) == 2
+
+
+def test_three_submissions_at_once_on_the_cluster(cluster, tmp_path):
+    name = f"fault-concurrent-{uuid.uuid4().hex[:8]}"
+    epochs, points = 3, 4
+    path = write_sweep(tmp_path, name, train_size=600, epochs=epochs)
+    procs = []
+    for _ in range(3):
+        procs.append(start_sweep(path, cluster))
+        time.sleep(0.3)  # all three within one second
+    try:
+        outs = [finish(p, timeout=SWEEP_TIMEOUT + 60) for p in procs]
+    finally:
+        for p in procs:
+            stop(p)
+    assert all("Traceback" not in out for out in outs)
+    c = client(cluster)
+    result = cost(c, c.get_experiment_by_name(name).experiment_id, epochs)
+    assert result.trials == points and set(result.finished_per_trial.values()) == {1}, result.finished_per_trial
+    assert result.zombies == [] and result.duplicate_steps == []
+    trained = sum(len({m.step for m in c.get_metric_history(r.info.run_id, "train_loss")})
+                  for r in result.runs if r.data.tags.get("sweep.kind") == "trial")
+    ratio = trained / (points * epochs)
+    FIGURES.append(f"3 concurrent submissions (cluster path): {trained} epochs trained for {points * epochs} "
+                   f"needed = {ratio:.2f}x one submission")
+    add_row("3 submissions of one file at once", f"{points} trials x {epochs} epochs, 3 drivers", "3/3 (all exit 0)",
+            result.steps_lost, len(result.zombies))
+    assert ratio <= 1.1, ratio
+
+
+def test_driver_killed_with_the_raylet_of_its_machine(cluster, tmp_path):
+    """The head machine dies: the driver and the head's raylet (with its workers) SIGKILLed at once."""
+    name = f"fault-driver-{uuid.uuid4().hex[:8]}"
+    path, proc = sweep_started_until_checkpoint(cluster, tmp_path, name)
+    (head_pid, _), = [(pid, r) for pid, r in raylets(cluster["port"]).items() if r["head"]]
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        kill_node(head_pid)
+        proc.wait(30)
+    finally:
+        stop(proc)
+    c = client(cluster)
+    exp = c.get_experiment_by_name(name)
+    interrupted = [r for r in c.search_runs([exp.experiment_id], "tags.`sweep.kind` = 'trial'")
+                   if r.info.status in ("RUNNING", "SCHEDULED")]
+    assert interrupted, "the kill left no run behind: nothing to test"
+    env = {**os.environ}
+    status = subprocess.run(_cli("status", name, "--tracking-uri", cluster["tracking_uri"], "--stale-after", "3600"),
+                            capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
+    assert status.returncode == 0, status.stderr
+    assert "STALE" in status.stdout and "driver lost" in status.stdout, status.stdout
+    assert all(r.info.run_id in status.stdout for r in interrupted), status.stdout
+
+    # The head machine comes back: Ray is started again (PostgreSQL and MLflow kept running).
+    cluster_sh("stop", "ray")
+    cluster_sh("up")
+    resume = subprocess.run(_cli("resume", name, "--address", cluster["address"], "--tracking-uri",
+                                 cluster["tracking_uri"], "-q"), capture_output=True, text=True, env=env,
+                            timeout=SWEEP_TIMEOUT + 120, cwd=REPO)
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    result = counted(cluster, name)
+    assert result.zombies == [] and result.steps_lost == 0
+    runs = {r.info.run_id: r for r in result.runs}
+    for old in interrupted:
+        assert runs[old.info.run_id].info.status == "KILLED"
+        assert "driver lost" in runs[old.info.run_id].data.tags["sweep.status_reason"]
+    continued = [r for r in result.runs if r.data.tags.get("sweep.resumed_from") in {o.info.run_id for o in interrupted}]
+    assert continued, "no interrupted trial continued from its checkpoint"
+    for run in continued:
+        assert run.info.status == "FINISHED"
+        assert int(run.data.tags["sweep.attempt"]) >= 2 and int(run.data.tags["sweep.resumed_at_epoch"]) >= 1
+    add_row("driver SIGKILLed with the head's raylet", LOAD,
+            f"1/1 (`status` showed {len(interrupted)} stale; `resume` finished)", result.steps_lost, len(result.zombies))
+    assert len(alive_nodes()) == 2
+
+
+def _cli(*args: str) -> list[str]:
+    script = Path(sys.executable).with_name("sweeper")
+    return ([str(script)] if script.exists() else [sys.executable, "-m", "sweeper"]) + list(args)
