@@ -3,7 +3,8 @@ head and a Ray worker node), each counted from the store: metric steps lost and 
 or SCHEDULED (target 0 for both), printed as CI's fault table (tests/faults.py).
 
 * the MLflow server down for 30 s mid-sweep: the driver waits it out (ledger/retry.py) and the
-  sweep completes in the same command;
+  sweep completes in the same command; down past the patience: exit 4 with one line, and
+  ``resume`` finishes;
 * PostgreSQL restarted mid-sweep (the MLflow server's database);
 * the raylet of the worker node killed (its workers go with it, or finish without it);
 * the driver SIGKILLed together with the raylet of its machine (the head): ``status`` shows the
@@ -122,6 +123,44 @@ def test_mlflow_server_down_30s_mid_sweep(cluster, tmp_path):
                    f"{result.steps_lost} metric steps lost, {len(result.zombies)} zombie runs")
     add_row(f"MLflow server down {outage:.0f} s mid-sweep", LOAD, "1/1 (driver waited; exit 0)",
             result.steps_lost, len(result.zombies))
+    assert result.steps_lost == 0 and result.zombies == []
+
+
+def test_mlflow_server_gone_past_the_patience_stops_the_driver_with_one_line(cluster, tmp_path):
+    """Down longer than SWEEPER_STORE_PATIENCE (10 s here): exit 4, one line; `resume` finishes once it is back."""
+    name = f"fault-mlflow-gone-{uuid.uuid4().hex[:8]}"
+    uri = cluster["tracking_uri"]
+    path = write_sweep(tmp_path, name, train_size=TRAIN_SIZE, epochs=EPOCHS)
+    log = tmp_path / "driver.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(_cli("run", str(path), "--address", cluster["address"], "--tracking-uri", uri, "-q"),
+                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=out,
+                                env={**os.environ, "SWEEPER_STORE_PATIENCE": "10"})
+    try:
+        wait_for(lambda: checkpointed_running(cluster, name) or proc.poll() is not None, SWEEP_TIMEOUT,
+                 "a trial past its first checkpoint")
+        assert proc.poll() is None, log.read_text()[-3000:]
+        cluster_sh("stop", "mlflow")
+        began = time.monotonic()
+        proc.wait(timeout=180)
+        stopped = time.monotonic() - began
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        cluster_sh("up")
+    err = log.read_text()
+    assert proc.returncode == 4, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    final = [line for line in err.splitlines() if "could not be used" in line]
+    assert len(final) == 1 and f"sweeper resume {name}" in final[0], err[-3000:]
+    resume = subprocess.run(_cli("resume", name, "--address", cluster["address"], "--tracking-uri", uri, "-q"),
+                            capture_output=True, text=True, timeout=SWEEP_TIMEOUT + 120, cwd=REPO)
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    result = counted(cluster, name)
+    FIGURES.append(f"MLflow server gone past a 10 s patience: the driver stopped {stopped:.0f}s after the server, "
+                   f"exit 4, {len(err.splitlines())} line(s) on stderr")
+    add_row("MLflow server gone past the patience (10 s here)", LOAD,
+            f"1/1 (exit 4 after {stopped:.0f} s, one line; `resume` finished)", result.steps_lost, len(result.zombies))
     assert result.steps_lost == 0 and result.zombies == []
 
 
