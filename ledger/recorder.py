@@ -69,7 +69,8 @@ class RunRecorder:
         # Identical values may be logged again on a retry; MLflow only refuses a changed param.
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
-    def log_epoch(self, epoch: int, metrics: dict, checkpoint: Optional[Path] = None) -> None:
+    def log_epoch(self, epoch: int, metrics: dict, checkpoint: Optional[Path] = None,
+                  timestamp: Optional[int] = None) -> None:
         """The epoch's metrics; with ``checkpoint`` (its file) the checkpoint too, its tag in the
         metrics' batch.
 
@@ -78,10 +79,13 @@ class RunRecorder:
         tag's), so a write that fails between the two costs an epoch trained again, never an
         epoch's metrics. The tag can thus name an epoch whose file never arrived: the reader
         then finds the previous file, or none (and starts at epoch 1).
+
+        ``timestamp`` (epoch ms, default now): give the epoch's own time, so that writing the same
+        epoch again stores nothing twice.
         """
         from mlflow.entities import Metric, RunTag
 
-        now = now_ms()
+        now = timestamp if timestamp is not None else now_ms()
         batch = [Metric(k, float(metrics[k]), now, epoch) for k in TRIAL_EPOCH_METRICS if k in metrics]
         if "seconds" in metrics:
             batch.append(Metric("epoch_seconds", float(metrics["seconds"]), now, epoch))

@@ -6,7 +6,8 @@ with exactly one :class:`Ended` or :class:`Crashed`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional, Union
 
 if TYPE_CHECKING:
@@ -41,6 +42,9 @@ class EpochDone:
 
     epoch: int
     metrics: dict
+    # When the epoch ended (epoch ms): the metrics' timestamp, so that a batch written again (its
+    # first write cut short by a signal or a lost answer) is the same rows, which MLflow stores once.
+    at: int = field(default_factory=lambda: int(time.time() * 1000))
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ class TrialStream:
 
     def _log_epoch(self, record: m.EpochDone, checkpoint: Optional[Path] = None) -> None:
         metrics = {} if record.epoch in self.logged else record.metrics
-        self.recorder.log_epoch(record.epoch, metrics, checkpoint=checkpoint)
+        self.recorder.log_epoch(record.epoch, metrics, checkpoint=checkpoint, timestamp=record.at)
         self.logged.add(record.epoch)
 
     def handle(self, record: m.Message) -> Optional[TrialOutcome]:

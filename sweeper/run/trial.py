@@ -131,8 +131,9 @@ def execute(task: TrialTask, coordinator=None, recorder=None, data=None) -> Tria
     _reset_peak_rss()
     outcome = TrialOutcome(task.key, task.run_id, "FAILED")
     recorder, coordinator = recorder or NullRecorder(), coordinator or LocalCoordinator(None)
+    outcome.profile["pid"] = os.getpid()  # which worker ran it, even unprofiled (memory figures name it)
     if task.profile:
-        outcome.profile = {"pid": os.getpid(), "started_at": time.time()}
+        outcome.profile["started_at"] = time.time()
         recorder, coordinator = _Timed(recorder, outcome.profile), _Timed(coordinator, outcome.profile)
     try:
         # BLAS threads = the trial's CPUs, so trials side by side do not oversubscribe the cores.

@@ -87,6 +87,31 @@ def test_a_retry_continues_from_the_checkpoint_the_driver_kept(tmp_path, mlflow_
     assert steps == [1, 2, 3]  # every epoch once
 
 
+def test_an_epoch_whose_write_a_signal_cut_short_is_stored_once(tmp_path, mlflow_uri):
+    """SIGTERM raises in the driver wherever it is; if that is between an epoch's metrics and its
+    checkpoint file, the cleanup's flush writes the epoch again, and the run must still hold one
+    row per step (the rows are identical, timestamp included, and MLflow stores them once)."""
+    trial, task, tracker, exp = _trial_and_run(tmp_path, mlflow_uri, "relay-cut", epochs=2)
+    messages = _worker(task)
+    stream = TrialStream(trial, task, 1, tracker, exp)
+    client = stream.recorder.client
+    real = client.log_artifact
+
+    def interrupted(*args, **kwargs):
+        client.log_artifact = real
+        raise KeyboardInterrupt  # what the SIGTERM handler raises (Terminated)
+
+    client.log_artifact = interrupted
+    for record in messages[:4]:  # Started, Described, EpochDone 1, Checkpoint 1 (cut short)
+        try:
+            stream.handle(record)
+        except KeyboardInterrupt:
+            break
+    stream.flush()  # what the executor's cleanup does for every trial in flight
+    steps = [x.step for x in tracker.client.get_metric_history(task.run_id, "train_loss")]
+    assert steps == [1]
+
+
 def test_a_trial_finished_elsewhere_is_not_claimed(tmp_path, mlflow_uri):
     trial, task, tracker, exp = _trial_and_run(tmp_path, mlflow_uri, "relay-duplicate")
     done = TrialStream(trial, task, 0, tracker, exp)
