@@ -87,6 +87,8 @@ def _is_mlflow(exc: BaseException) -> bool:
 
 def is_cluster_error(exc: BaseException) -> bool:
     """True when ``exc`` came from Ray rather than from the tracking store."""
+    if getattr(exc, "cluster", False):  # raised by our own check of the Ray address
+        return True
     modules = _modules(exc)
     inner = next((m for m in reversed(modules) if m in _STORE_MODULES + _CLUSTER_MODULES), None)
     return inner in _CLUSTER_MODULES

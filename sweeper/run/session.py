@@ -63,9 +63,42 @@ def connect(address: Optional[str] = None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        probe(address)
     ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              configure_logging=False)
     return True
+
+
+class ClusterUnreachable(ConnectionError):
+    """Nothing answers at the Ray address (exit 4): Ray itself would retry for minutes, silently."""
+
+    cluster = True  # what sweeper.app.errors.is_cluster_error reads
+
+
+def probe(address: str, patience: Optional[float] = None) -> None:
+    """Check that something listens at a ``host:port`` Ray address, trying for ``patience`` seconds
+    (``SWEEPER_RAY_CONNECT_TIMEOUT``, default 30); ``auto``, ``local`` and ``ray://`` are Ray's own."""
+    import socket
+    import time
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return
+    patience = float(os.environ.get("SWEEPER_RAY_CONNECT_TIMEOUT", "30")) if patience is None else patience
+    deadline, error = time.monotonic() + patience, None
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=min(5.0, max(patience, 0.1))):
+                return
+        except OSError as exc:
+            error = exc
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(1.0)
+    reason = error.strerror or type(error).__name__ if isinstance(error, OSError) else str(error)
+    raise ClusterUnreachable(f"nothing answers at {address} ({reason}) within {patience:.0f} s: "
+                             "is its head running (`ray start --head`), and is the address right?")
 
 
 def _first_line(exc: BaseException) -> str:

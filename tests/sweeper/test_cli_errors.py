@@ -75,8 +75,27 @@ def test_report_out_must_be_a_writable_folder(capsys, tmp_path):
 def test_unreachable_store_exits_4_naming_it(argv, capsys, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    monkeypatch.setenv("SWEEPER_STORE_PATIENCE", "3")  # the outage patience (120 s by default)
     assert main(argv + ["--tracking-uri", "http://127.0.0.1:9"]) == 4
     assert f"sweeper {argv[0]}: the tracking store http://127.0.0.1:9 could not be used: " in one_line(capsys)
+
+
+def test_unreachable_ray_address_exits_4_naming_it(capsys, tmp_path, monkeypatch):
+    """Ray itself retries a dead address for minutes, printing warnings; we say so in seconds."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SWEEPER_RAY_CONNECT_TIMEOUT", "2")
+    assert main(["run", QUICKSTART, "-q", "--address", f"127.0.0.1:{port}"]) == 4
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    line = err.strip().splitlines()[-1]
+    assert f"the Ray cluster (127.0.0.1:{port}) could not be used: nothing answers at 127.0.0.1:{port}" in line
+    assert main(["status", "quickstart"]) == 0  # the submission is closed, not left RUNNING
+    assert "FAILED" in capsys.readouterr().out
 
 
 def test_corrupt_store_exits_4(capsys, tmp_path):
