@@ -10,6 +10,7 @@ continues from the last epoch checkpoint with ``sweep.attempt`` raised.
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from typing import Optional
 
 import cnn
 
+from sweeper.run import pages
 from sweeper.run.asha import LocalCoordinator
 
 
@@ -128,6 +130,8 @@ def execute(task: TrialTask, coordinator=None, recorder=None, data=None) -> Tria
     from sweeper.run.records import NullRecorder
 
     started = time.perf_counter()
+    gc.collect()  # the trials before this one in a reused worker: their arrays go back, then the heap
+    pages.trim_heap()
     _reset_peak_rss()
     outcome = TrialOutcome(task.key, task.run_id, "FAILED")
     recorder, coordinator = recorder or NullRecorder(), coordinator or LocalCoordinator(None)
@@ -186,7 +190,8 @@ def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome, data=N
     config, profile = task.config, outcome.profile
     began = time.perf_counter()
     prepared = datasets(config, data)
-    train, val, test = prepared.train, prepared.val, prepared.test
+    # Shared object-store images are read batch by batch and their pages handed back (see pages.py).
+    train, val, test = (pages.paged(part) for part in (prepared.train, prepared.val, prepared.test))
     profile["data"] = time.perf_counter() - began
     profile["max_rss_data"] = _memory()["max_rss"]  # the peak once the data is mapped
     model, optimizer = build(config, task.seed, task.spec, prepared.normalizer)

@@ -80,22 +80,32 @@ def test_unreachable_store_exits_4_naming_it(argv, capsys, monkeypatch):
     assert f"sweeper {argv[0]}: the tracking store http://127.0.0.1:9 could not be used: " in one_line(capsys)
 
 
-def test_unreachable_ray_address_exits_4_naming_it(capsys, tmp_path, monkeypatch):
-    """Ray itself retries a dead address for minutes, printing warnings; we say so in seconds."""
+def test_unreachable_ray_address_exits_4_naming_it(tmp_path):
+    """Ray itself retries a dead address for minutes, printing warnings; we say so in seconds.
+
+    In a child process: this test session's own Ray is already initialised, and a process that has
+    Ray running uses it (as the in-process API does), whatever ``--address`` says."""
+    import os
     import socket
+    import subprocess
+    import sys
 
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SWEEPER_RAY_CONNECT_TIMEOUT", "2")
-    assert main(["run", QUICKSTART, "-q", "--address", f"127.0.0.1:{port}"]) == 4
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    line = err.strip().splitlines()[-1]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(SWEEPER_RAY_CONNECT_TIMEOUT="2", PYTHONPATH=str(REPO))
+    cli = [sys.executable, "-m", "sweeper"]
+    run = subprocess.run([*cli, "run", QUICKSTART, "-q", "--address", f"127.0.0.1:{port}"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 4, run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    line = run.stderr.strip().splitlines()[-1]
     assert f"the Ray cluster (127.0.0.1:{port}) could not be used: nothing answers at 127.0.0.1:{port}" in line
-    assert main(["status", "quickstart"]) == 0  # the submission is closed, not left RUNNING
-    assert "FAILED" in capsys.readouterr().out
+    status = subprocess.run([*cli, "status", "quickstart"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert status.returncode == 0, status.stderr  # the submission is closed, not left RUNNING
+    assert "FAILED" in status.stdout
 
 
 def test_corrupt_store_exits_4(capsys, tmp_path):

@@ -87,10 +87,10 @@ def test_fashion_mnist_example_on_a_generated_idx_folder(tmp_path, ray_local, ml
 def test_worker_memory_at_cifar10_scale(tmp_path, ray_local, mlflow_uri, record_figure):
     """Two workers side by side on 50000 x 3 x 32 x 32 uint8 images (+ 10000 test).
 
-    A worker's peak RSS counts the shared object-store pages it read (the whole data set) on top
-    of what the worker process holds before it touches any (Python, NumPy and Ray's core worker:
-    about 130 MB here). What a trial adds to that must stay under 1.5 x (data + model buffers),
-    and the whole peak under 2 x: any copy of the data set (uint8 or float) would break both.
+    Each worker's peak RSS must stay under 1.5 x (data + model buffers), although the worker
+    process holds about 130 MB before it touches any data (Python, NumPy, Ray's core worker): the
+    workers read the shared object store's images batch by batch and hand the pages back
+    (sweeper/run/pages.py), so neither the data set's pages nor any copy of it stay resident.
     """
     write_cifar_folder(tmp_path / "cifar", n_train=(10000,) * 5, n_test=10000)
     batch = 256
@@ -114,8 +114,7 @@ def test_worker_memory_at_cifar10_scale(tmp_path, ray_local, mlflow_uri, record_
                       f"added by the trial: {(entry['max_rss'] - entry['max_rss_data']) / (data_bytes + model_bytes):.2f} x")
     for entry in result.timeline:
         need = data_bytes + model_buffers(specs[entry["run_name"]], batch)
-        assert entry["max_rss"] - entry["max_rss_data"] < 1.5 * need
-        assert entry["max_rss"] < 2 * need
+        assert entry["max_rss"] < 1.5 * need
     assert len({e["pid"] for e in result.timeline}) == 2  # two workers side by side
 
 
