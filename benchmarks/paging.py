@@ -34,7 +34,7 @@ def _epochs(data, paged: bool) -> dict:
 
     x, y = data
     train = cnn.Dataset(x, y)
-    train = pages.paged(train, min_bytes=0) if paged else train
+    train = pages.paged(train, min_bytes=0)[0] if paged else train
     _reset_peak_rss()
     before = _memory()["max_rss"]
     with threadpool_limits(limits=1):

@@ -23,7 +23,8 @@ has no OR):
 ==========================  ===================================================================
 
 Metrics: :data:`EPOCH_METRICS` per epoch (step = epoch, from 1), :data:`FINAL_METRICS` once at the
-end (step 0), ``trials_<state>`` on parents. Artifacts: ``sweep.yaml``, ``plan.txt``, ``plan.json``
+end (step 0; ``peak_rss_mib`` is the worker's peak resident set during the trial, in MiB),
+``trials_<state>`` on parents. Artifacts: ``sweep.yaml``, ``plan.txt``, ``plan.json``
 on parents; ``config.json``, ``model.npz``, ``kernels.png``, ``checkpoint/checkpoint.npz`` on
 children.
 """
@@ -63,7 +64,7 @@ ACTIVE = ("RUNNING", "SCHEDULED")
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds")
 FINAL_METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_accuracy", "train_loss",
-                 "train_seconds", "epochs_run")
+                 "train_seconds", "epochs_run", "peak_rss_mib")
 #: Params describing the trained network or its data rather than a config field.
 MODEL_PARAMS = ("n_params", "forward_flops", "train_images", "val_images", "test_images")
 

@@ -209,7 +209,8 @@ class Runner:
         res = self.config.resources
         resume_from, attempt = self.resume_from.get(trial.key, (None, 0))
         task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, res.cpus_per_trial,
-                         trial.point.spec.to_dict(), run_id, resume_from, profile=self.profile)
+                         trial.point.spec.to_dict(), run_id, resume_from, profile=self.profile,
+                         page_data=res.page_data)
         # The run was created just now by this driver (SCHEDULED): no need to read it back.
         stream = TrialStream(trial, task, self.config.failures.max_retries, self.tracker, self.experiment_id,
                              {ATTEMPT: str(attempt)})

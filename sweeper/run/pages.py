@@ -87,6 +87,8 @@ class PagedArray:
         self.span = shared_span(array)
         self.read_since_release = 0
         self.releases = 0
+        if self.span is not None:  # what an earlier trial of this worker left mapped
+            self.releases += release(self.span)
 
     shape = property(lambda self: self.array.shape)
     dtype = property(lambda self: self.array.dtype)
@@ -113,9 +115,19 @@ class PagedArray:
         return out
 
 
-def paged(dataset, window: int = WINDOW, min_bytes: int = MIN_BYTES):
-    """``dataset`` (a :class:`cnn.Dataset`) with its images read through a :class:`PagedArray` when
-    they lie in shared memory and hold at least ``min_bytes``; otherwise ``dataset`` itself."""
-    if dataset is None or dataset.x.nbytes < min_bytes or shared_span(dataset.x) is None:
-        return dataset
-    return type(dataset)(PagedArray(dataset.x, window), dataset.y)
+def release_all(*datasets) -> None:
+    """Hand back the shared pages still mapped for these datasets' paged images (a trial's end)."""
+    for dataset in datasets:
+        x = getattr(dataset, "x", None)
+        if isinstance(x, PagedArray) and x.span is not None:
+            x.releases += release(x.span)
+            x.read_since_release = 0
+
+
+def paged(*datasets, window: int = WINDOW, min_bytes: int = MIN_BYTES) -> tuple:
+    """``datasets`` (:class:`cnn.Dataset` or None) with their images read through a :class:`PagedArray`
+    where they lie in shared memory, when all of them together hold at least ``min_bytes``."""
+    if sum(d.x.nbytes for d in datasets if d is not None) < min_bytes:
+        return datasets
+    return tuple(d if d is None or shared_span(d.x) is None else type(d)(PagedArray(d.x, window), d.y)
+                 for d in datasets)

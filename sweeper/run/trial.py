@@ -45,6 +45,7 @@ class TrialTask:
     checkpoint: Optional[bytes] = None
     checkpoint_run: Optional[str] = None
     profile: bool = False  # time each phase into TrialOutcome.profile (the sweep benchmark's hook)
+    page_data: str = "auto"  # resources.page_data: read shared images batch by batch (see pages.py)
 
 
 @dataclass
@@ -191,7 +192,10 @@ def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome, data=N
     began = time.perf_counter()
     prepared = datasets(config, data)
     # Shared object-store images are read batch by batch and their pages handed back (see pages.py).
-    train, val, test = (pages.paged(part) for part in (prepared.train, prepared.val, prepared.test))
+    parts = (prepared.train, prepared.val, prepared.test)
+    min_bytes = {"auto": pages.MIN_BYTES, "always": 0}.get(task.page_data)
+    train, val, test = parts if min_bytes is None else pages.paged(*parts, min_bytes=min_bytes)
+    profile["paged_data"] = isinstance(train.x, pages.PagedArray)
     profile["data"] = time.perf_counter() - began
     profile["max_rss_data"] = _memory()["max_rss"]  # the peak once the data is mapped
     model, optimizer = build(config, task.seed, task.spec, prepared.normalizer)
@@ -226,8 +230,10 @@ def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome, data=N
     began = time.perf_counter()
     test_loss, test_accuracy = cnn.evaluate(model, test, t["batch_size"])
     profile["evaluate"] = time.perf_counter() - began
+    pages.release_all(train, val, test)  # the worker's next trial starts without them
+    # The worker's peak RSS since this trial began: what a node must hold per trial slot.
     metrics = {"test_loss": test_loss, "test_accuracy": test_accuracy, "train_seconds": train_seconds,
-               "epochs_run": result.epochs_run}
+               "epochs_run": result.epochs_run, "peak_rss_mib": round(_memory()["max_rss"] / 2**20, 1)}
     status, reason = recorder.finish(model, metrics, result.stopped_early)
     if result.history and "val_accuracy" in result.history[-1]:  # already logged per epoch
         metrics["val_accuracy"] = result.history[-1]["val_accuracy"]

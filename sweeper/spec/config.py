@@ -210,10 +210,13 @@ class Selection(_Section):
 
 
 class Resources(_Section):
-    """CPUs per trial (its NumPy threads) and an optional cap on trials running at once."""
+    """CPUs per trial (its NumPy threads), an optional cap on trials running at once, and whether a
+    worker hands the shared data's pages back as it reads them (``auto``: data of 64 MiB or more;
+    see sweeper/run/pages.py)."""
 
     cpus_per_trial: Annotated[PositiveInt, MAX_CPUS] = 1
     max_concurrent: Optional[Annotated[PositiveInt, MAX_COUNT]] = None
+    page_data: Literal["auto", "always", "never"] = "auto"
 
 
 class Failures(_Section):

@@ -15,7 +15,7 @@ import yaml
 import cnn
 from ledger.tracking import Tracker
 from sweeper.app.cli import main
-from sweeper.app.service import plan_sweep, run_sweep
+from sweeper.app.service import plan_sweep
 from tests.cnn.datagen import write_cifar_folder, write_idx_folder, write_shapes_folder
 
 pytestmark = pytest.mark.slow
@@ -84,38 +84,47 @@ def test_fashion_mnist_example_on_a_generated_idx_folder(tmp_path, ray_local, ml
     assert all(r.data.params["test_images"] == "100" for r in children)
 
 
-def test_worker_memory_at_cifar10_scale(tmp_path, ray_local, mlflow_uri, record_figure):
-    """Two workers side by side on 50000 x 3 x 32 x 32 uint8 images (+ 10000 test).
+def test_worker_memory_at_cifar10_scale(tmp_path, record_figure):
+    """A 2-CPU sweep of 4 trials on 50000 x 3 x 32 x 32 uint8 images (+ 10000 test), as a user runs
+    it: ``sweeper run`` in its own process with a fresh local Ray, so each of the two workers trains
+    two trials, side by side.
 
-    Each worker's peak RSS must stay under 1.5 x (data + model buffers), although the worker
-    process holds about 130 MB before it touches any data (Python, NumPy, Ray's core worker): the
-    workers read the shared object store's images batch by batch and hand the pages back
-    (sweeper/run/pages.py), so neither the data set's pages nor any copy of it stay resident.
+    Each trial's recorded ``peak_rss_mib`` (the worker's peak RSS during that trial) must stay under
+    1.5 x (data + model buffers), although a worker holds about 130 MB before it touches any data
+    (Python, NumPy, Ray's core worker): workers read the shared object store's images batch by
+    batch and hand the pages back (sweeper/run/pages.py), so neither the data set's pages nor any
+    copy of it stay resident.
     """
+    import os
+    import subprocess
+    import sys
+
     write_cifar_folder(tmp_path / "cifar", n_train=(10000,) * 5, n_test=10000)
-    batch = 256
-    path = write_sweep(tmp_path, "e2e-memory", mlflow_uri,
+    batch, uri = 256, f"sqlite:///{tmp_path}/mlflow.db"
+    path = write_sweep(tmp_path, "e2e-memory", uri,
                        data={"source": "cifar10", "path": str(tmp_path / "cifar"), "val_fraction": 0.1},
                        model={"blocks": 1, "depth": 4, "stride": 2, "padding": "same", "pooling": "max", "pool_size": 4,
                               "dense": []},
-                       train={"epochs": 1, "batch_size": batch}, grid={"kernel_size": [3, 5]},
+                       train={"epochs": 1, "batch_size": batch}, grid={"kernel_size": [3, 5], "depth": [4, 6]},
                        resources={"cpus_per_trial": 1})
-    result = run_sweep(path, quiet=True)
-    assert result.exit_code == 0 and len(result.timeline) == 2
-    specs = {f"{p.name} #1": p.spec for p in plan_sweep(path)[0].points}
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(HOME=str(home), RAY_TMPDIR=tempfile.mkdtemp(prefix="ray", dir="/tmp"), PYTHONPATH=str(REPO))
+    run = subprocess.run([sys.executable, "-m", "sweeper", "run", str(path), "-q"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    specs = {p.name: p.spec for p in plan_sweep(path)[0].points}
     data_bytes = 60000 * (3 * 32 * 32 + 8)  # uint8 images and int64 labels
-    for entry in result.timeline:
-        model_bytes = model_buffers(specs[entry["run_name"]], batch)
-        record_figure(f"worker pid {entry['pid']} ({entry['run_name']}): peak RSS {entry['max_rss'] / 2**20:.0f} MiB "
-                      f"= {entry['max_rss'] / (data_bytes + model_bytes):.2f} x (data {data_bytes / 2**20:.0f} MiB + "
-                      f"model buffers {model_bytes / 2**20:.1f} MiB); now: private {entry.get('rss_anon', 0) / 2**20:.0f}"
-                      f" MiB, shared object store {entry.get('rss_shmem', 0) / 2**20:.0f} MiB; peak with the data mapped "
-                      f"{entry['max_rss_data'] / 2**20:.0f} MiB, after training {entry['max_rss_fit'] / 2**20:.0f} MiB; "
-                      f"added by the trial: {(entry['max_rss'] - entry['max_rss_data']) / (data_bytes + model_bytes):.2f} x")
-    for entry in result.timeline:
-        need = data_bytes + model_buffers(specs[entry["run_name"]], batch)
-        assert entry["max_rss"] < 1.5 * need
-    assert len({e["pid"] for e in result.timeline}) == 2  # two workers side by side
+    trials = runs(uri, "e2e-memory")
+    assert len(trials) == 4 and len({r.data.tags["sweep.pid"] for r in trials}) == 2  # two workers, two trials each
+    for r in sorted(trials, key=lambda r: r.info.run_name):
+        need = data_bytes + model_buffers(specs[r.info.run_name.rsplit(" #", 1)[0]], batch)
+        peak = r.data.metrics["peak_rss_mib"] * 2**20
+        record_figure(f"worker pid {r.data.tags['sweep.pid']} ({r.info.run_name}): peak RSS {peak / 2**20:.0f} MiB = "
+                      f"{peak / need:.2f} x (data {data_bytes / 2**20:.0f} MiB + model buffers "
+                      f"{(need - data_bytes) / 2**20:.1f} MiB)")
+        assert peak < 1.5 * need
 
 
 def model_buffers(spec, batch: int) -> int:
