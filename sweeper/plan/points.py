@@ -10,7 +10,8 @@ Order of operations: the cartesian product of the grid axes (in :data:`~sweeper.
 -> drop points matching an ``exclude`` entry -> drop infeasible points (shapes that collapse, or
 inputs left unseen when ``feasibility.unseen_inputs`` is ``skip``) -> for ``method: random``, draw
 ``samples`` of the remaining points -> ``repeats`` trials each -> split into done and pending.
-Drawing from the feasible points only means every sample trains.
+Drawing from the feasible points only means every sample trains. The text ``sweeper plan`` prints
+of a plan is :mod:`sweeper.plan.summary`'s.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from cnn.spec import ModelSpec, ShapeError, coverage_problems, forward_flops, in
 from sweeper.spec.config import GRID_SECTIONS, INPUT_SHAPE, ModelConfig, SweepConfig, TrainConfig, canonical_json
 from sweeper.plan.data import DataFacts, data_facts
 from sweeper.plan.memory import memory_problem
+from sweeper.plan.summary import format_summary
 from sweeper.plan.cost import EFFICIENCY, CostEstimate, estimate_cost, measure_flops_per_cpu, trial_flops  # noqa: F401
 
 
@@ -265,7 +267,7 @@ class Plan:
 
     def summary(self) -> str:
         """Counts, infeasible and excluded points with reasons, the points to train, and the cost."""
-        return _format_summary(self)
+        return format_summary(self)
 
 
 def make_plan(config: SweepConfig, finished: Optional[Mapping[tuple[str, int], str]] = None,
@@ -326,96 +328,3 @@ def _cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-# ---------------------------------------------------------------------------------------------
-# Summary text
-
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
-def _table(header: tuple[str, ...], rows: list[tuple], indent: str = "  ") -> list[str]:
-    """Left-aligned text columns, the last one left ragged (reasons can be long)."""
-    rows = [tuple(str(c) for c in row) for row in [header, *rows]]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-    return [indent + "  ".join([c.ljust(w) for c, w in zip(row, widths)] + [row[-1]]).rstrip() for row in rows]
-
-
-def _space_text(plan: Plan) -> str:
-    axes = plan.config.grid.axes()
-    if not axes:
-        return "no grid: 1 point"
-    product = " x ".join(f"{name} ({len(values)})" for name, values in axes)
-    return f"{product} = {plan.space} points"
-
-
-def _format_summary(plan: Plan) -> str:
-    config = plan.config
-    repeats = config.repeats
-    lines = [f"Sweep {config.name!r} (method {config.method}, seed {config.seed}): {_space_text(plan)}"]
-    lines.append(f"  excluded {len(plan.excluded)}, infeasible {len(plan.infeasible)}, feasible {plan.candidates}"
-                 + (f" (and {len(plan.merged)} merged: the same network as another point)" if plan.merged else ""))
-    if config.method == "random":
-        short = " (fewer feasible points than samples: all taken)" if plan.candidates < config.samples else ""
-        lines.append(f"  random draw: {len(plan.points)} of {plan.candidates} feasible points{short}")
-    lines.append(f"  to train: {len(plan.points)} points x {repeats} repeat{'s' * (repeats > 1)} = "
-                 f"{len(plan.trials)} trials: {len(plan.done)} done, {len(plan.pending)} pending")
-    train, val, test = plan.sizes()
-    lines.append(f"  data: {plan.data.describe(config.data.source)}")
-    if plan.unmatched:
-        lines.append(f"  {len(plan.unmatched)} finished run(s) match no trial of this plan (ignored)")
-
-    if plan.infeasible:
-        lines += ["", f"Infeasible points ({len(plan.infeasible)}):"]
-        lines += _table(("point", "reason"), [(i.point.name, i.reason) for i in plan.infeasible])
-    if plan.merged:
-        lines += ["", f"Merged points, trained once as the point they equal ({len(plan.merged)}):"]
-        lines += _table(("point", "same network as", "why"), [(m.point.name, m.into.name, m.reason)
-                                                               for m in plan.merged])
-    if plan.excluded:
-        lines += ["", f"Excluded points ({len(plan.excluded)}):"]
-        lines += _table(("point", "rule"), [(e.name, f"exclude[{e.rule}] {canonical_json(e.entry)}")
-                                            for e in plan.excluded])
-    if plan.points:
-        cost = plan.cost
-        done = {}
-        for d in plan.done:
-            done[d.trial.point.hash] = done.get(d.trial.point.hash, 0) + 1
-        lines += ["", f"Points to train ({len(plan.points)}):"]
-        lines += _table(("point", "hash", "MFLOP/img", "params", "done", "est./trial"), [
-            (p.name, p.hash, f"{p.flops / 1e6:.2f}", p.params, f"{done.get(p.hash, 0)}/{repeats}",
-             _duration(cost.trial_seconds[p.hash])) for p in plan.points])
-        unseen = [p for p in plan.points if p.unseen]
-        if unseen:
-            lines.append(f"  ({len(unseen)} of them leave input rows/columns unseen, "
-                         f"as feasibility.unseen_inputs is allow)")
-        if plan.done:
-            lines += ["", f"Done trials ({len(plan.done)}):"]
-            lines += _table(("trial", "run id"), [(d.trial.run_name, d.run_id) for d in plan.done])
-
-        cpus = config.resources.cpus_per_trial
-        lines += ["", "Estimated cost of the pending trials"
-                  + (" (an upper bound: early stopping ends some trials sooner)" if config.early_stopping else "")
-                  + ":"]
-        lines.append(f"  {cost.pending_flops:.3g} FLOPs: 3 x forward x {train} train images x epochs, "
-                     f"+ forward on {val} validation images per epoch and {test} test images")
-        lines.append(f"  at {cost.flops_per_cpu / 1e9:.1f} GFLOP/s per CPU (float32 matmul, measured) "
-                     f"x {cost.efficiency:.3f} efficiency ({cost.efficiency_source}) x {cpus} CPU{'s' * (cpus > 1)} "
-                     "per trial")
-        lines.append(f"  CPU time {_duration(cost.cpu_seconds)}; wall about {_duration(cost.wall_seconds)} "
-                     f"running {cost.concurrency} trial{'s' * (cost.concurrency > 1)} at a time on "
-                     f"{plan.total_cpus} CPUs")
-        if cpus > plan.total_cpus:
-            lines.append(f"  warning: cpus_per_trial {cpus} exceeds the {plan.total_cpus} CPUs available")
-    else:
-        lines += ["", "Nothing to train: every point is excluded or infeasible."]
-    return "\n".join(lines)
