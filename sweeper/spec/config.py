@@ -6,9 +6,10 @@ the rest of the package (planning, running) trusts a :class:`SweepConfig` it is 
 
 * Every model forbids unknown keys (``extra="forbid"``), so a typo is an error, reported with
   a "did you mean" and the list of valid keys.
-* Constraints live in the field *types* (``Annotated`` aliases below), not in per-model
-  validators, so that :class:`GridConfig` can reuse them: each grid entry is a list of values of
-  the type of the model or train field it replaces, built with :func:`pydantic.create_model`.
+* Constraints live in the field *types* (``Annotated`` aliases, :mod:`sweeper.spec.fields`), not
+  in per-model validators, so that :class:`GridConfig` can reuse them: each grid entry is a list
+  of values of the type of the model or train field it replaces, built with
+  :func:`pydantic.create_model`.
 * Checks that relate two settings (``samples`` and ``method``, ``exclude`` and ``grid`` ...)
   are field validators reading the fields declared before them (``info.data``), so they still run
   when some other section is broken and a file's problems all come out in one go. They raise
@@ -23,17 +24,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Sequence, Union
 
 from annotated_types import Ge
-from pydantic import (AfterValidator, Field, PlainValidator, Strict, TypeAdapter,
-                      ValidationError, ValidationInfo, create_model, field_validator, model_validator)
-from pydantic_core import PydanticCustomError
+from pydantic import (AfterValidator, Field, Strict, TypeAdapter, ValidationError, ValidationInfo, create_model,
+                      field_validator, model_validator)
 
-from cnn.spec import ACTIVATIONS, POOLING_MODES, ConvBlockSpec, ModelSpec
+from cnn.spec import ConvBlockSpec, ModelSpec
 
 from sweeper.spec.data import (DATASET_SIZES, KNOWN_SHAPES, PATH_SOURCES, TEST_FRACTION,  # noqa: F401 (re-exported)
                                DataConfig)
-from sweeper.spec.fields import (Fraction, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt,  # noqa: F401
-                                 _Section, at_most)
-from sweeper.spec.names import SWEEP_NAME_PATTERN, check_name
+from sweeper.spec.fields import (MAX_BATCH, MAX_BLOCKS, MAX_CLASSES, MAX_CPUS, MAX_DENSE, MAX_DEPTH, MAX_EPOCHS,
+                                 MAX_REPEATS, MAX_RETRIES, MAX_SEED, Activation, ExperimentName, Fraction,
+                                 NonNegFloat, NonNegInt, Padding, Pooling, PositiveFloat, PositiveInt, Size,
+                                 SweepName, _Section, at_most)
 from sweeper.spec.overrides import apply_overrides
 from sweeper.spec.yamlsource import LineMap, SweepFileError, load_yaml, located_error, problems_from
 
@@ -43,67 +44,7 @@ INPUT_SHAPE = (1, 28, 28)
 MAX_TRIALS = 20_000
 #: Points in the grid before exclusion; the same bound, as every point is at least one trial.
 MAX_GRID_POINTS = MAX_TRIALS
-
-# ---------------------------------------------------------------------------------------------
-# Field types. Strict ints: YAML already gives ints, and "3" or 2.5 for a size is a mistake.
-
-SweepName = Annotated[str, Field(pattern=SWEEP_NAME_PATTERN), AfterValidator(check_name)]
-ExperimentName = Annotated[str, Strict(), AfterValidator(check_name)]
-
-
-#: Upper bounds of the size and count fields, each with its reason. Together with the plan's
-#: memory estimate per trial (:mod:`sweeper.plan.cost`) they keep a point that cannot run out.
-MAX_WINDOW = at_most(64, "a window or stride wider than the 28x28 input images only sees padding")
-MAX_BLOCKS = at_most(16, "each conv block shrinks or keeps the 28x28 image; deeper stacks only add cost")
-MAX_DEPTH = at_most(2048, "kernels per block; weights and activations grow with it")
-MAX_DENSE = at_most(65536, "units in one dense layer; its weights grow with the square")
-MAX_CLASSES = at_most(1000, "outputs of the last layer")
-MAX_EPOCHS = at_most(1000, "passes over the training images in one trial")
-MAX_BATCH = at_most(60000, "no data set here has more training images")
-MAX_REPEATS = at_most(1000, "trials of one point, each with its own seed")
-MAX_SEED = at_most(2 ** 63 - 1, "seeds are stored as 64-bit integers")
-MAX_CPUS = at_most(1024, "CPUs one trial can use")
-MAX_RETRIES = at_most(100, "retries of a trial whose worker died")
 MAX_COUNT = at_most(MAX_TRIALS, f"a sweep has at most {MAX_TRIALS} trials")
-Activation = Literal[ACTIVATIONS]
-Pooling = Literal[POOLING_MODES + ("none",)]
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _window_arg(minimum: int, allow_same: bool = False):
-    """Validator for an int or a pair ``[h, w]`` of ints ``>= minimum`` (or ``"same"``).
-
-    A square pair becomes an int so that ``3`` and ``[3, 3]`` are the same value: the same point
-    hash, and a duplicate in a grid list.
-    """
-    expected = f"an integer >= {minimum} or a pair [h, w] of them" + (', or "same"' if allow_same else "")
-
-    def check(value):
-        if allow_same and value == "same":
-            return value
-        if isinstance(value, (list, tuple)):
-            if len(value) != 2 or not all(_is_int(v) for v in value):
-                raise PydanticCustomError("window_type", "Input should be {expected}", {"expected": expected})
-            if min(value) < minimum:
-                raise PydanticCustomError("greater_than_equal", "Both sizes should be greater than or equal to {ge}",
-                                          {"ge": minimum})
-            return value[0] if value[0] == value[1] else (value[0], value[1])
-        if not _is_int(value):
-            raise PydanticCustomError("window_type", "Input should be {expected}", {"expected": expected})
-        if value < minimum:
-            raise PydanticCustomError("greater_than_equal", "Input should be greater than or equal to {ge}",
-                                      {"ge": minimum})
-        return value
-
-    return PlainValidator(check)
-
-
-Size = Annotated[Union[int, tuple[int, int]], _window_arg(1), MAX_WINDOW]
-Padding = Annotated[Union[int, tuple[int, int], Literal["same"]], _window_arg(0, allow_same=True), MAX_WINDOW]
-
 
 # ---------------------------------------------------------------------------------------------
 # Sections
@@ -170,43 +111,41 @@ class TrainConfig(_Section):
     hflip: Annotated[bool, Strict()] = False
 
 
-class EarlyStopping(_Section):
-    """ASHA-style rule: at rungs ``grace_epochs * reduction_factor**k``, keep the best 1/reduction_factor."""
+def _natural_mode(metric) -> str:
+    return "min" if metric == "val_loss" else "max"
+
+
+class _MetricChoice(_Section):
+    """A validation metric and its direction; ``mode`` left out is the metric's natural one."""
 
     metric: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     mode: Literal["max", "min"] = "max"
-    grace_epochs: Annotated[PositiveInt, MAX_EPOCHS] = 1
-    reduction_factor: Annotated[int, Strict(), Ge(2), at_most(100, "a rung keeps 1/reduction_factor of the trials")] = 3
 
     @model_validator(mode="before")
     @classmethod
     def _default_mode(cls, data):
-        # The natural direction of the metric, unless given.
         if isinstance(data, dict) and data.get("mode") is None:
-            data = {**data, "mode": "min" if data.get("metric") == "val_loss" else "max"}
+            data = {**data, "mode": _natural_mode(data.get("metric"))}
         return data
+
+
+class EarlyStopping(_MetricChoice):
+    """ASHA-style rule: at rungs ``grace_epochs * reduction_factor**k``, keep the best 1/reduction_factor."""
+
+    grace_epochs: Annotated[PositiveInt, MAX_EPOCHS] = 1
+    reduction_factor: Annotated[int, Strict(), Ge(2), at_most(100, "a rung keeps 1/reduction_factor of the trials")] = 3
 
     @model_validator(mode="after")
     def _mode_matches_metric(self):
-        natural = "min" if self.metric == "val_loss" else "max"
+        natural = _natural_mode(self.metric)
         if self.mode != natural:
             raise located_error([(("mode",), f"{self.mode} on {self.metric} would keep the worst trials; "
                                          f"use {natural} (or leave mode out)")])
         return self
 
 
-class Selection(_Section):
+class Selection(_MetricChoice):
     """The validation metric that chooses the best point (report, ``status``, progress line); never a test metric."""
-
-    metric: Literal["val_accuracy", "val_loss"] = "val_accuracy"
-    mode: Literal["max", "min"] = "max"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_mode(cls, data):
-        if isinstance(data, dict) and data.get("mode") is None:
-            data = {**data, "mode": "min" if data.get("metric") == "val_loss" else "max"}
-        return data
 
 
 class Resources(_Section):
