@@ -29,6 +29,7 @@ import pytest
 
 from tests.cluster.cluster_nodes import kill_node, ray_processes, raylets
 from tests.cluster.mlflow_login import assert_login_required
+from tests.cluster.records import client, sweep_runs, sweep_text
 from tests.faults import add_row, cost
 from tests.sweeper.procs import default_sigint
 
@@ -91,17 +92,7 @@ def restart_worker() -> None:
 
 def write_sweep(tmp_path: Path, name: str, train_size: int = 600, epochs: int = 2) -> Path:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        name: {name}
-        seed: 0
-        method: grid
-        data: {{source: bundled, train_size: {train_size}, test_size: 200, val_fraction: 0.1}}
-        model: {{blocks: 2, depth: 4, kernel_size: 3, padding: same, pooling: max, dense: [32]}}
-        train: {{epochs: {epochs}, batch_size: 64}}
-        grid: {{kernel_size: [3, 5], pooling: [max, avg]}}
-        resources: {{cpus_per_trial: 1}}
-        failures: {{max_retries: 2}}
-    """))
+    path.write_text(sweep_text(name, epochs, train_size))
     return path
 
 
@@ -171,21 +162,6 @@ def watch(proc: subprocess.Popen, cluster: dict, names: set[str], until=None) ->
     return seen
 
 
-def client(cluster: dict):
-    from mlflow import MlflowClient
-
-    return MlflowClient(cluster["tracking_uri"])
-
-
-def sweep_runs(cluster: dict, name: str) -> tuple[list, list]:
-    c = client(cluster)
-    exp = c.get_experiment_by_name(name)
-    assert exp is not None, f"no experiment {name!r} on {cluster['tracking_uri']}"
-    parents = c.search_runs([exp.experiment_id], "tags.`sweep.kind` = 'parent'")
-    children = c.search_runs([exp.experiment_id], "tags.`sweep.kind` = 'trial'")
-    return parents, children
-
-
 def finished_once(children: list) -> dict:
     """(point, repeat) -> its FINISHED runs; asserts each key has exactly one."""
     by_key: dict = {}
@@ -226,12 +202,12 @@ def test_sweep_runs_on_both_nodes_and_records_everything_on_the_server(cluster, 
     print(f"sweep of 4 trials on the cluster: {time.monotonic() - started:.1f}s")
     assert "sweep complete" in out, out
 
-    parents, children = sweep_runs(cluster, name)
+    parents, children = sweep_runs(cluster["tracking_uri"], name)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent_id = parents[0].info.run_id
     assert len(children) == 4, [(r.info.run_name, r.info.status) for r in children]
     assert {r.info.run_name for r in children} == names
-    c = client(cluster)
+    c = client(cluster["tracking_uri"])
     for run in children:
         tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
         assert run.info.status == "FINISHED", (run.info.run_name, tags.get("sweep.status_reason"))
@@ -269,7 +245,7 @@ def test_sweep_runs_on_both_nodes_and_records_everything_on_the_server(cluster, 
     out = finish(proc, timeout=120)
     assert "nothing to train" in out, out
     assert not {n for _, n, _ in again} & names
-    parents, children_after = sweep_runs(cluster, name)
+    parents, children_after = sweep_runs(cluster["tracking_uri"], name)
     assert len(parents) == 2 and len(children_after) == 4
 
 
@@ -287,7 +263,7 @@ def test_sweep_survives_the_death_of_the_worker_node(cluster, tmp_path):
     proc = start_sweep(path, cluster)
     killed: dict = {}
     try:
-        c = client(cluster)
+        c = client(cluster["tracking_uri"])
 
         def checkpointed(run_name: str) -> bool:
             exp = c.get_experiment_by_name(name)
@@ -322,13 +298,13 @@ def test_sweep_survives_the_death_of_the_worker_node(cluster, tmp_path):
         print(f"sweep with the worker node killed at {killed['at']:.1f}s: {time.monotonic() - started:.1f}s")
         assert "sweep complete" in out, out
 
-        parents, children = sweep_runs(cluster, name)
+        parents, children = sweep_runs(cluster["tracking_uri"], name)
         assert len(parents) == 1 and parents[0].info.status == "FINISHED"
         by_key = finished_once(children)
         assert len(by_key) == 4, [(r.info.run_name, r.info.status) for r in children]
         assert all(r.info.status == "FINISHED" for r in children), \
             [(r.info.run_name, r.info.status, r.data.tags.get("sweep.status_reason")) for r in children]
-        c = client(cluster)
+        c = client(cluster["tracking_uri"])
         counted = cost(c, c.get_experiment_by_name(name).experiment_id, 10)
         add_row("worker node killed (its raylet and every process under it)",
                 "4 trials x 10 epochs, 2 at a time (head + worker, 1 CPU each)",

@@ -23,15 +23,18 @@ import subprocess
 import sys
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from tests.cluster.cluster_nodes import kill_node, ray_processes, raylets
-from tests.cluster.test_cluster import (NODE_DEATH_TIMEOUT, REPO, SWEEP_TIMEOUT, alive_nodes, client,  # noqa: F401
-                                        cluster, finish, restart_worker, run_names, start_sweep, stop, sweep_runs, write_sweep)
+from tests.cluster.records import client
+from tests.cluster.test_cluster import (NODE_DEATH_TIMEOUT, REPO, SWEEP_TIMEOUT, alive_nodes,  # noqa: F401
+                                        cluster, finish, restart_worker, run_names, start_sweep, stop, write_sweep)
 from tests.conftest import FIGURES
 from tests.faults import add_row, cost
+from tests.sweeper import procs
 
 pytestmark = [
     pytest.mark.cluster,
@@ -43,6 +46,7 @@ EPOCHS = 10
 TRAIN_SIZE = 1800
 LOAD = f"4 trials x {EPOCHS} epochs, 2 at a time (head + worker, 1 CPU each)"
 OUTAGE = 30.0  # seconds the MLflow server stays down
+wait_for = partial(procs.wait_for, every=0.3)  # the predicates ask the MLflow server
 
 
 def cluster_sh(*args: str, timeout: float = 240) -> str:
@@ -62,19 +66,9 @@ def healthy(uri: str) -> bool:
         return False
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 def checkpointed_running(cluster: dict, name: str) -> list:
     """RUNNING child runs of the sweep past their first checkpoint."""
-    c = client(cluster)
+    c = client(cluster["tracking_uri"])
     exp = c.get_experiment_by_name(name)
     if exp is None:
         return []
@@ -83,11 +77,16 @@ def checkpointed_running(cluster: dict, name: str) -> list:
 
 
 def counted(cluster: dict, name: str, points: int = 4):
-    c = client(cluster)
+    c = client(cluster["tracking_uri"])
     result = cost(c, c.get_experiment_by_name(name).experiment_id, EPOCHS)
     assert result.trials == points and set(result.finished_per_trial.values()) == {1}, result.finished_per_trial
     assert result.duplicate_steps == [], result.duplicate_steps
     return result
+
+
+def fault_row(fault: str, outcome: str, result) -> None:
+    """CI's fault table: one row for a fault during a sweep of :data:`LOAD`, counted from the store."""
+    add_row(fault, LOAD, outcome, result.steps_lost, len(result.zombies))
 
 
 def sweep_started_until_checkpoint(cluster: dict, tmp_path: Path, name: str):
@@ -121,8 +120,7 @@ def test_mlflow_server_down_30s_mid_sweep(cluster, tmp_path):
     result = counted(cluster, name)
     FIGURES.append(f"MLflow server down {outage:.0f}s mid-sweep (stopped, then started again): sweep complete, "
                    f"{result.steps_lost} metric steps lost, {len(result.zombies)} zombie runs")
-    add_row(f"MLflow server down {outage:.0f} s mid-sweep", LOAD, "1/1 (driver waited; exit 0)",
-            result.steps_lost, len(result.zombies))
+    fault_row(f"MLflow server down {outage:.0f} s mid-sweep", "1/1 (driver waited; exit 0)", result)
     assert result.steps_lost == 0 and result.zombies == []
 
 
@@ -159,8 +157,8 @@ def test_mlflow_server_gone_past_the_patience_stops_the_driver_with_one_line(clu
     result = counted(cluster, name)
     FIGURES.append(f"MLflow server gone past a 10 s patience: the driver stopped {stopped:.0f}s after the server, "
                    f"exit 4, {len(err.splitlines())} line(s) on stderr")
-    add_row("MLflow server gone past the patience (10 s here)", LOAD,
-            f"1/1 (exit 4 after {stopped:.0f} s, one line; `resume` finished)", result.steps_lost, len(result.zombies))
+    fault_row("MLflow server gone past the patience (10 s here)",
+              f"1/1 (exit 4 after {stopped:.0f} s, one line; `resume` finished)", result)
     assert result.steps_lost == 0 and result.zombies == []
 
 
@@ -179,8 +177,7 @@ def test_postgres_restarted_mid_sweep(cluster, tmp_path):
     result = counted(cluster, name)
     FIGURES.append(f"PostgreSQL restarted mid-sweep ({restart:.0f}s down): {result.steps_lost} metric steps lost, "
                    f"{len(result.zombies)} zombie runs")
-    add_row(f"PostgreSQL restarted mid-sweep ({restart:.0f} s down)", LOAD, "1/1 (driver waited; exit 0)",
-            result.steps_lost, len(result.zombies))
+    fault_row(f"PostgreSQL restarted mid-sweep ({restart:.0f} s down)", "1/1 (driver waited; exit 0)", result)
     assert result.steps_lost == 0 and result.zombies == []
 
 
@@ -208,8 +205,8 @@ def test_raylet_of_the_worker_node_killed(cluster, tmp_path):
     assert "sweep complete" in out, out[-3000:]
     result = counted(cluster, name)
     retried = sorted(r.info.run_name for r in result.runs if int(r.data.tags.get("sweep.attempt") or 0) >= 2)
-    add_row("raylet of the worker node killed (SIGKILL)", LOAD,
-            f"1/1 ({len(retried)} trial(s) tried again; exit 0)", result.steps_lost, len(result.zombies))
+    fault_row("raylet of the worker node killed (SIGKILL)", f"1/1 ({len(retried)} trial(s) tried again; exit 0)",
+              result)
     assert result.steps_lost == 0 and result.zombies == []
     assert len(alive_nodes()) == 2
 
@@ -228,7 +225,7 @@ def test_three_submissions_at_once_on_the_cluster(cluster, tmp_path):
         for p in procs:
             stop(p)
     assert all("Traceback" not in out for out in outs)
-    c = client(cluster)
+    c = client(cluster["tracking_uri"])
     result = cost(c, c.get_experiment_by_name(name).experiment_id, epochs)
     assert result.trials == points and set(result.finished_per_trial.values()) == {1}, result.finished_per_trial
     assert result.zombies == [] and result.duplicate_steps == []
@@ -253,7 +250,7 @@ def test_driver_killed_with_the_raylet_of_its_machine(cluster, tmp_path):
         proc.wait(30)
     finally:
         stop(proc)
-    c = client(cluster)
+    c = client(cluster["tracking_uri"])
     exp = c.get_experiment_by_name(name)
     interrupted = [r for r in c.search_runs([exp.experiment_id], "tags.`sweep.kind` = 'trial'")
                    if r.info.status in ("RUNNING", "SCHEDULED")]
@@ -283,8 +280,8 @@ def test_driver_killed_with_the_raylet_of_its_machine(cluster, tmp_path):
     for run in continued:
         assert run.info.status == "FINISHED"
         assert int(run.data.tags["sweep.attempt"]) >= 2 and int(run.data.tags["sweep.resumed_at_epoch"]) >= 1
-    add_row("driver SIGKILLed with the head's raylet", LOAD,
-            f"1/1 (`status` showed {len(interrupted)} stale; `resume` finished)", result.steps_lost, len(result.zombies))
+    fault_row("driver SIGKILLed with the head's raylet",
+              f"1/1 (`status` showed {len(interrupted)} stale; `resume` finished)", result)
     assert len(alive_nodes()) == 2
 
 

@@ -11,25 +11,21 @@ container's host name is what ``hostname`` prints inside it.
 """
 from __future__ import annotations
 
-import http.client
-import http.server
 import os
 import re
-import shutil
 import socket
 import subprocess
-import tempfile
-import textwrap
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.cluster.compose_cluster import (CHROMIUM, chromium, compose, finish, killed_on_exit, login_proxy, settings,
+                                           start_sweeper, sweep_folder, wait_for_checkpoint, wait_for_workers,
+                                           worker_hosts)
 from tests.cluster.mlflow_login import assert_login_required, http_status
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.cluster.records import client, runs_per_point, steps_lost, sweep_outcome, sweep_runs
 
 pytestmark = [
     pytest.mark.compose,
@@ -37,68 +33,8 @@ pytestmark = [
                        reason="needs the compose cluster that .ci/compose.sh brings up (COMPOSE_CI=1)"),
 ]
 
-SWEEP_TIMEOUT = 300  # seconds for one sweep through the sweeper service
-PER_EPOCH = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-
-# -- the compose CLI ---------------------------------------------------------------------------------
-
-def compose_args(*args: str) -> list[str]:
-    return ["docker-compose", "--env-file", os.environ["COMPOSE_ENV_FILE"], "-p", os.environ["COMPOSE_PROJECT"],
-            "-f", os.environ["COMPOSE_FILE_PATH"], *args]
-
-
-def compose(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    # COLUMNS: docker-compose 1.29 wraps its `ps` table at the terminal's width.
-    out = subprocess.run(compose_args(*args), capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                         stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "300"})
-    if check:
-        assert out.returncode == 0, f"docker-compose {' '.join(args)} exited {out.returncode}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return out
-
-
-def settings() -> dict:
-    values = {}
-    for line in Path(os.environ["COMPOSE_ENV_FILE"]).read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            values[key.strip()] = value.strip()
-    return values
-
-
-def worker_hosts() -> dict[int, str]:
-    """Replica index -> host name of each running ray-worker container."""
-    ids = compose("ps", "-q", "ray-worker").stdout.split()
-    hosts = {}
-    for index in range(1, len(ids) + 1):
-        out = compose("exec", "-T", "--index", str(index), "ray-worker", "hostname", check=False)
-        if out.returncode == 0:
-            hosts[index] = out.stdout.strip()
-    return hosts
-
-
-def alive_nodes() -> list[dict]:
-    code = ("import json, ray; ray.init(logging_level='ERROR', log_to_driver=False); "
-            "print('NODES=' + json.dumps([{'ip': n['NodeManagerAddress'], 'cpus': n['Resources'].get('CPU', 0)} "
-            "for n in ray.nodes() if n['Alive']]))")
-    out = compose("exec", "-T", "ray-head", "python", "-c", code, timeout=120)
-    line = next(line for line in out.stdout.splitlines() if line.startswith("NODES="))
-    import json
-    return json.loads(line[len("NODES="):])
-
-
-def wait_for_workers(count: int, timeout: float = 300) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        nodes = alive_nodes()
-        if sum(n["cpus"] > 0 for n in nodes) >= count:
-            return nodes
-        assert time.monotonic() < deadline, f"expected {count} worker nodes with CPUs, got {nodes}"
-        time.sleep(3)
-
-
-# -- MLflow, as the host sees it ----------------------------------------------------------------------
+# -- the cluster, as .env describes it, and its login -------------------------------------------------
 
 @pytest.fixture(scope="module")
 def cluster() -> dict:
@@ -115,111 +51,6 @@ def cluster() -> dict:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-
-
-def client(cluster: dict):
-    from mlflow import MlflowClient
-
-    return MlflowClient(cluster["uri"])
-
-
-def sweep_runs(cluster: dict, name: str) -> tuple[list, list]:
-    c = client(cluster)
-    experiment = c.get_experiment_by_name(name)
-    assert experiment is not None, f"no experiment {name!r} on {cluster['uri']}"
-    parents = c.search_runs([experiment.experiment_id], "tags.`sweep.kind` = 'parent'")
-    children = c.search_runs([experiment.experiment_id], "tags.`sweep.kind` = 'trial'")
-    return parents, children
-
-
-def runs_per_point(children: list) -> dict:
-    """(point, repeat) -> number of FINISHED runs."""
-    counts: dict = {}
-    for run in children:
-        key = (run.data.tags["sweep.point"], run.data.tags["sweep.repeat"])
-        counts[key] = counts.get(key, 0) + (run.info.status == "FINISHED")
-    return counts
-
-
-def steps_lost(cluster: dict, children: list, epochs: int) -> int:
-    """Per-epoch metric steps missing from the children: every metric must have steps 1..epochs."""
-    c = client(cluster)
-    lost = 0
-    for run in children:
-        for metric in PER_EPOCH:
-            steps = {m.step for m in c.get_metric_history(run.info.run_id, metric)}
-            lost += len(set(range(1, epochs + 1)) - steps)
-    return lost
-
-
-def running(children: list, parents: list) -> list[str]:
-    return [r.info.run_name for r in children + parents if r.info.status in ("RUNNING", "SCHEDULED")]
-
-
-# -- sweeps through the sweeper service ----------------------------------------------------------------
-
-def sweep_folder(name: str, epochs: int, train_size: int) -> Path:
-    """A sweep file in a folder the sweeper container mounts (readable by its uid 1000)."""
-    folder = Path(tempfile.mkdtemp(prefix="compose-sweep-"))
-    folder.chmod(0o755)
-    path = folder / f"{name}.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        name: {name}
-        seed: 0
-        method: grid
-        data: {{source: bundled, train_size: {train_size}, test_size: 200, val_fraction: 0.1}}
-        model: {{blocks: 2, depth: 4, kernel_size: 3, padding: same, pooling: max, dense: [32]}}
-        train: {{epochs: {epochs}, batch_size: 64}}
-        grid: {{kernel_size: [3, 5], pooling: [max, avg]}}
-        resources: {{cpus_per_trial: 1}}
-        failures: {{max_retries: 2}}
-    """))
-    path.chmod(0o644)
-    return path
-
-
-def start_sweeper(path: Path | None = None) -> subprocess.Popen:
-    """The one-shot sweeper service, in the background; its output in a file."""
-    args = ["--profile", "run", "run", "--rm", "-T"]
-    if path is not None:
-        args += ["-v", f"{path.parent}:/sweeps-test:ro", "sweeper", "docker/join-ray.sh", "sweeper", "run",
-                 f"/sweeps-test/{path.name}", "--address", "ray-head:6379", "-q"]
-    else:
-        args += ["sweeper"]
-    log = Path(tempfile.mkstemp(prefix="compose-sweeper-", suffix=".log")[1])
-    with open(log, "w") as out:
-        proc = subprocess.Popen(compose_args(*args), cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-    proc.log = log
-    return proc
-
-
-def finish(proc: subprocess.Popen, timeout: float = SWEEP_TIMEOUT) -> tuple[int, str]:
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        pytest.fail(f"the sweeper service did not finish in {timeout}s:\n{proc.log.read_text()[-4000:]}")
-    return proc.returncode, proc.log.read_text()
-
-
-def wait_for_checkpoint(cluster: dict, name: str, proc: subprocess.Popen, hosts: set[str] | None = None,
-                        timeout: float = 240) -> list:
-    """Poll until a RUNNING trial (on one of ``hosts``, if given) has saved an epoch checkpoint."""
-    c = client(cluster)
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        experiment = c.get_experiment_by_name(name)
-        if experiment is not None:
-            runs = c.search_runs([experiment.experiment_id], "tags.`sweep.kind` = 'trial' and attributes.status = 'RUNNING'")
-            ready = [r for r in runs if int(r.data.tags.get("sweep.checkpoint_epoch", 0) or 0) >= 1
-                     and (hosts is None or r.data.tags.get("sweep.host") in hosts)]
-            if ready:
-                return ready
-        time.sleep(0.5)
-    rc, out = finish(proc, timeout=5) if proc.poll() is not None else (None, "")
-    pytest.fail(f"no trial checkpointed mid-sweep (sweeper exit {rc}):\n{out[-3000:]}")
 
 
 # -- the tests -----------------------------------------------------------------------------------------
@@ -262,7 +93,7 @@ def test_quickstart_by_the_sweeper_service(cluster, record_figure, tmp_path):
     rc, out = finish(proc)
     assert rc == 0 and "sweep complete" in out, out[-4000:]
     record_figure(f"compose: quickstart by the sweeper service: {time.monotonic() - started:.0f}s (`run` included)")
-    parents, children = sweep_runs(cluster, "quickstart")
+    parents, children = sweep_runs(cluster["uri"], "quickstart")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 6 and all(r.info.status == "FINISHED" for r in children), \
         [(r.info.run_name, r.info.status) for r in children]
@@ -274,9 +105,9 @@ def test_quickstart_by_the_sweeper_service(cluster, record_figure, tmp_path):
     record_figure(f"compose: quickstart trials per worker container: {sorted(per_host.values())}; "
                   f"FINISHED runs per point: {sorted(set(per_point.values()))}")
     epochs = int(children[0].data.params["train.epochs"])
-    assert steps_lost(cluster, children, epochs) == 0
+    assert steps_lost(cluster["uri"], children, epochs) == 0
     # Artifacts behind the server, downloaded through it.
-    c = client(cluster)
+    c = client(cluster["uri"])
     for run in children:
         assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri
     run = children[0]
@@ -295,7 +126,7 @@ def test_quickstart_by_the_sweeper_service(cluster, record_figure, tmp_path):
 def test_the_mlflow_ui_shows_the_sweeps_runs(cluster, tmp_path):
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed")
-    c = client(cluster)
+    c = client(cluster["uri"])
     experiment = c.get_experiment_by_name("quickstart")
     (parent,) = c.search_runs([experiment.experiment_id], "tags.`sweep.kind` = 'parent'")
     artifacts = Path(os.environ.get("COMPOSE_ARTIFACTS", tmp_path))
@@ -336,7 +167,7 @@ def test_the_same_sweep_again_trains_nothing(cluster):
     proc = start_sweeper()
     rc, out = finish(proc)
     assert rc == 0 and "nothing to train" in out, out[-3000:]
-    parents, children = sweep_runs(cluster, "quickstart")
+    parents, children = sweep_runs(cluster["uri"], "quickstart")
     assert len(parents) == 2 and len(children) == 6
 
 
@@ -349,8 +180,7 @@ def test_a_worker_container_killed_mid_sweep(cluster, record_figure):
     path = sweep_folder(name, epochs=epochs, train_size=1800)
     hosts = worker_hosts()
     started = time.monotonic()
-    proc = start_sweeper(path)
-    try:
+    with killed_on_exit(start_sweeper(path)) as proc:
         ready = wait_for_checkpoint(cluster, name, proc, hosts=set(hosts.values()))
         victim_host = ready[0].data.tags["sweep.host"]
         (index,) = [i for i, h in hosts.items() if h == victim_host]
@@ -358,13 +188,7 @@ def test_a_worker_container_killed_mid_sweep(cluster, record_figure):
         kill = compose("exec", "-T", "--index", str(index), "ray-worker", "bash", "-c", "kill -KILL -1", check=False)
         killed_at = time.monotonic() - started
         rc, out = finish(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    parents, children = sweep_runs(cluster, name)
-    per_point = runs_per_point(children)
-    lost = steps_lost(cluster, children, epochs)
-    left = running(children, parents)
+    _, children, per_point, lost, left = sweep_outcome(cluster["uri"], name, epochs)
     retried = {r.info.run_name: (r.data.tags.get("sweep.attempt"), r.data.tags.get("sweep.resumed_at_epoch"))
                for r in children if r.info.run_name in victims}
     record_figure(f"compose: worker container {index} killed at {killed_at:.0f}s (exec rc {kill.returncode}): "
@@ -388,74 +212,15 @@ def test_postgres_restarted_mid_sweep(cluster, record_figure):
     epochs = 10
     path = sweep_folder(name, epochs=epochs, train_size=1800)
     started = time.monotonic()
-    proc = start_sweeper(path)
-    try:
+    with killed_on_exit(start_sweeper(path)) as proc:
         wait_for_checkpoint(cluster, name, proc)
         restart_started = time.monotonic()
         compose("restart", "-t", "10", "postgres", timeout=120)
         restart_seconds = time.monotonic() - restart_started
         rc, out = finish(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    parents, children = sweep_runs(cluster, name)
-    per_point = runs_per_point(children)
-    lost = steps_lost(cluster, children, epochs)
-    left = running(children, parents)
+    _, _, per_point, lost, left = sweep_outcome(cluster["uri"], name, epochs)
     record_figure(f"compose: postgres restarted ({restart_seconds:.0f}s) mid-sweep: sweeper exit {rc} after "
                   f"{time.monotonic() - started:.0f}s; FINISHED runs per point {sorted(per_point.values())}; "
                   f"metric steps lost {lost}; runs left RUNNING {len(left)} {left}")
     assert lost == 0 and left == [], out[-3000:]
     assert rc == 0 and sorted(per_point.values()) == [1] * 4, (rc, per_point, out[-3000:])
-
-
-# -- a browser, logged in --------------------------------------------------------------------------------
-
-def chromium(tmp_path: Path, action: str, url: str) -> str:
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1800,1000", "--virtual-time-budget=20000",
-           action, url]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-
-
-class login_proxy:
-    """An HTTP proxy on 127.0.0.1 that forwards to the MLflow server with the Authorization header."""
-
-    def __init__(self, cluster: dict):
-        import base64
-
-        token = base64.b64encode(f"{cluster['user']}:{cluster['password']}".encode()).decode()
-        target = ("127.0.0.1", cluster["port"])
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def forward(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization")}
-                headers.update({"Host": f"{target[0]}:{target[1]}", "Authorization": f"Basic {token}"})
-                upstream = http.client.HTTPConnection(*target, timeout=60)
-                upstream.request(self.command, self.path, body=body or None, headers=headers)
-                response = upstream.getresponse()
-                data = response.read()
-                self.send_response(response.status)
-                for key, value in response.getheaders():
-                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = forward
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-
-    def __enter__(self) -> str:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import yaml
 
 from sweeper.app.cli import main
 from ledger.tracking import Tracker
-from tests.sweeper.procs import default_sigint
+from tests.sweeper.procs import default_sigint, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -161,16 +160,6 @@ def test_the_same_error_on_many_points_stops_the_sweep(tmp_path, ray_local, mlfl
     assert parent.info.status == "FAILED" and parent.data.metrics["trials_queued"] == 4
 
 
-def _wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def _running_after_epoch_one(uri, name):
     runs = [r for r in children(uri, name, "RUNNING") if r.data.tags.get("sweep.checkpoint_epoch")]
     return runs[0] if runs else None
@@ -183,7 +172,7 @@ def test_killed_worker_is_retried_from_its_checkpoint(tmp_path, ray_local, mlflo
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("code", main(["run", str(path), "-q"])))
     thread.start()
-    run = _wait_for(lambda: _running_after_epoch_one(mlflow_uri, "e2e-kill"), 120, "a trial past epoch 1")
+    run = wait_for(lambda: _running_after_epoch_one(mlflow_uri, "e2e-kill"), 120, "a trial past epoch 1")
     os.kill(int(run.data.tags["sweep.pid"]), signal.SIGKILL)
     thread.join(300)
     assert result.get("code") == 0
@@ -204,7 +193,7 @@ def test_ctrl_c_marks_runs_killed_and_resume_completes(tmp_path, ray_local, mlfl
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=default_sigint)
     try:
-        _wait_for(lambda: _running_after_epoch_one(mlflow_uri, "e2e-interrupt"), 120, "a trial past epoch 1")
+        wait_for(lambda: _running_after_epoch_one(mlflow_uri, "e2e-interrupt"), 120, "a trial past epoch 1")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
