@@ -1,4 +1,4 @@
-"""The dashboards package: stats on hand-made frames, and a report built from a real MLflow store.
+"""The dashboards' report: composed from a run frame made by hand, and built from a real MLflow store.
 
 The store is made once for the module (a fresh SQLite schema costs ~20 s of migrations) and
 filled the way :mod:`ledger.tracking` and :mod:`ledger.recorder` lay a sweep out: a parent
@@ -7,7 +7,6 @@ a duplicate and a run interrupted then resumed from its checkpoint.
 """
 from __future__ import annotations
 
-import math
 import shutil
 import subprocess
 import time
@@ -19,135 +18,18 @@ import pandas as pd
 import pytest
 
 from dashboards import stats
-from ledger.frame import parse_value, typed_column
+from tests.dashboards.hand_made import hand_made_runs
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------------------------
-# Hand-made frames
-
-
-def _runs(rows: list[tuple]) -> pd.DataFrame:
-    """(name, kernel_size, pooling, repeat, status, test_accuracy, flops[, reason]) -> a run frame."""
-    records = []
-    for i, (name, kernel, pooling, repeat, status, accuracy, flops, *reason) in enumerate(rows):
-        reason = reason[0] if reason else ""
-        records.append({
-            "run_id": f"r{i:02d}", "run_name": f"{name} #{repeat + 1}", "status": status, "point": name,
-            "point_name": name, "repeat": repeat, "status_reason": reason,
-            "duplicate": status == "KILLED" and reason.startswith("duplicate"),
-            "start_time": pd.Timestamp("2025-01-01", tz="UTC") + pd.Timedelta(seconds=i),
-            "kernel_size": kernel, "pooling": pooling, "dense": [64], "learning_rate": 0.001,
-            "n_params": 1000 * kernel, "forward_flops": flops, "test_accuracy": accuracy,
-            "val_accuracy": None if accuracy is None else accuracy - 0.01, "train_seconds": 10.0 * kernel})
-    frame = pd.DataFrame(records)
-    frame.attrs["swept"] = ["kernel_size", "pooling"]
-    return frame
+# A run frame made by hand
 
 
 @pytest.fixture
 def runs() -> pd.DataFrame:
-    return _runs([
-        ("k3 max", 3, "max", 0, "FINISHED", 0.90, 100),
-        ("k3 max", 3, "max", 1, "KILLED", None, 100, "interrupted: worker died"),
-        ("k3 max", 3, "max", 1, "FINISHED", 0.92, 100),
-        ("k3 avg", 3, "avg", 0, "FINISHED", 0.80, 100),
-        ("k3 avg", 3, "avg", 1, "FINISHED", 0.84, 100),
-        ("k5 max", 5, "max", 0, "FINISHED", 0.95, 300),
-        ("k5 max", 5, "max", 1, "FAILED", None, 300, "FloatingPointError: NaN"),
-        ("k5 avg", 5, "avg", 0, "FINISHED", 0.85, 250),
-        ("k5 avg", 5, "avg", 1, "FINISHED", 0.87, 250),
-        ("k5 avg", 5, "avg", 1, "KILLED", 0.10, 250, "duplicate of run r08"),
-    ])
-
-
-def test_parse_value_and_typed_columns():
-    assert [parse_value(t) for t in ("3", "-2", "0.001", "1e-05", "None", "True", "same", "[128, 64]", "1_000")] \
-        == [3, -2, 0.001, 1e-05, None, True, "same", [128, 64], "1_000"]
-    assert str(typed_column([3, 5, None]).dtype) == "Int64"
-    assert str(typed_column([0.1, 1, None]).dtype) == "float64"
-    assert typed_column([0, "same"]).tolist() == [0, "same"]
-    assert typed_column([[64], [128, 64]]).tolist() == [[64], [128, 64]]
-
-
-def test_labels_order_numbers_then_text_then_lists():
-    assert stats.ordered_labels([7, 3, 5, 3]) == ["3", "5", "7"]
-    assert stats.ordered_labels(["same", 2, 0]) == ["0", "2", "same"]
-    assert stats.ordered_labels([[128, 64], [64], 0.01, 0.001]) == ["0.001", "0.01", "[64]", "[128, 64]"]
-
-
-def test_per_point_averages_finished_repeats_only(runs):
-    points = stats.per_point(runs).set_index("point")
-    assert list(points.index) == ["k3 max", "k3 avg", "k5 max", "k5 avg"]  # order of first start
-    assert points.loc["k3 max", "test_accuracy"] == pytest.approx(0.91)
-    assert points.loc["k3 max", "test_accuracy_std"] == pytest.approx(math.sqrt(2) * 0.01)
-    assert points.loc["k5 avg", "test_accuracy"] == pytest.approx(0.86)  # the duplicate's 0.10 is left out
-    assert points.loc["k5 max", "repeats"] == 1 and math.isnan(points.loc["k5 max", "test_accuracy_std"])
-    assert points.loc["k3 avg", "best_run_id"] == "r04"
-    assert points.loc["k3 avg", "dense"] == [64]  # list values survive the grouping
-
-
-def test_by_value_aggregates_points_not_runs(runs):
-    points = stats.per_point(runs)
-    table = stats.by_value(points, "kernel_size")
-    assert list(table.index) == ["3", "5"]
-    row = table.loc["5"]
-    # Over points (0.95, 0.86), not over runs (0.95, 0.85, 0.87): 0.905, not 0.89.
-    assert row[("test_accuracy", "mean")] == pytest.approx(0.905)
-    assert row[("test_accuracy", "std")] == pytest.approx(math.sqrt(2) * 0.045)
-    assert (row[("test_accuracy", "min")], row[("test_accuracy", "max")]) == pytest.approx((0.86, 0.95))
-    assert row[("test_accuracy", "count")] == 2
-    assert row[("n_params", "mean")] == 5000 and row[("train_seconds", "mean")] == 50.0
-    assert table.loc["3", ("val_accuracy", "mean")] == pytest.approx(0.855)
-
-
-def test_marginal_effects_rank_fields_and_mark_unswept(runs):
-    effects = stats.marginal_effects(stats.per_point(runs)).set_index("field")
-    assert list(effects.index[:2]) == ["pooling", "kernel_size"]
-    assert effects.loc["pooling", "effect"] == pytest.approx(0.93 - 0.84)
-    assert (effects.loc["pooling", "best"], effects.loc["pooling", "worst"]) == ("max", "avg")
-    assert effects.loc["kernel_size", "effect"] == pytest.approx(0.905 - 0.865)
-    assert effects.loc["depth", "levels"] == 0  # not in the frame at all
-    one_value = stats.marginal_effects(stats.per_point(runs), ["learning_rate"]).iloc[0]
-    assert one_value["levels"] == 1 and one_value["best"] == "0.001" and math.isnan(one_value["effect"])
-
-
-def test_pivot_kernel_by_pooling(runs):
-    table = stats.pivot(stats.per_point(runs), "kernel_size", "pooling")
-    assert list(table.index) == ["3", "5"] and list(table.columns) == ["avg", "max"]
-    assert table.to_numpy().ravel().tolist() == pytest.approx([0.82, 0.91, 0.86, 0.95])
-
-
-def test_best_points_and_pareto_front(runs):
-    points = stats.per_point(runs)
-    best = stats.best_points(points, n=3)
-    assert list(best["point_name"]) == ["k5 max", "k3 max", "k5 avg"] and list(best.index) == [1, 2, 3]
-    assert best.loc[2, "test_accuracy_std"] == pytest.approx(math.sqrt(2) * 0.01)
-    assert best.loc[1, "kernel_size"] == "5"
-    front = stats.pareto_front(points)
-    # k3 avg costs as little as k3 max but is worse; k5 avg costs more than k3 max and is worse.
-    assert list(front["point_name"]) == ["k3 max", "k5 max"]
-    assert list(front["forward_flops"]) == [100, 300]
-
-
-def test_state_counts_and_failures(runs):
-    counts = stats.state_counts(runs).set_index("state")
-    assert counts["runs"].to_dict() == {"FINISHED": 7, "FAILED": 1, "KILLED": 1, "DUPLICATE": 1, "total": 10}
-    # The interrupted k3 max #2 finished later; the duplicate's trial is FINISHED too.
-    assert counts["trials"].to_dict() == {"FINISHED": 7, "FAILED": 1, "KILLED": 0, "DUPLICATE": 0, "total": 8}
-    fails = stats.failures(runs)
-    assert fails[["status", "reason", "runs", "unresolved"]].values.tolist() == [
-        ["KILLED", "interrupted: worker died", 1, 0], ["FAILED", "FloatingPointError: NaN", 1, 1]]
-    assert fails.loc[1, "examples"] == "k5 max #2"
-
-
-def test_empty_and_unfinished_frames(runs):
-    nothing = runs[runs["status"] == "FAILED"]
-    points = stats.per_point(nothing)
-    assert points.empty and "test_accuracy" in points.columns
-    assert stats.state_counts(runs.iloc[:0])["runs"].tolist() == [0]
-    assert stats.failures(runs[runs["status"] == "FINISHED"]).empty
+    return hand_made_runs()
 
 
 def _facts(runs, tmp_path, history=None):
