@@ -4,6 +4,7 @@ import pytest
 
 import cnn
 from cnn.spec import ConvBlockSpec, ModelSpec
+from tests.cnn.torch_twin import torch_logits, torch_params
 
 
 def rgb_spec(pool="max"):
@@ -80,16 +81,11 @@ def test_whole_model_with_three_channels_matches_torch(dtype, rtol, pool):
     y = rng.integers(0, 4, 6)
     norm = cnn.Normalizer.fit(x)
     model = cnn.Model(rgb_spec(pool), seed=7, dtype=dtype, normalizer=norm)
-    p = {k: torch.from_numpy(v.copy()).requires_grad_(True) for k, v in model.state_dict().items()}
+    p = torch_params(model)
     mean = torch.tensor(norm.mean, dtype=torch.float64).view(1, 3, 1, 1)
     std = torch.tensor(norm.std, dtype=torch.float64).view(1, 3, 1, 1)
     xt = ((torch.from_numpy(x).double() - mean) / std).to(p["block1.conv.W"].dtype)
-    h = torch.relu(F.conv2d(xt, p["block1.conv.W"], p["block1.conv.b"], padding="same"))
-    h = F.max_pool2d(h, 2) if pool == "max" else F.avg_pool2d(h, 2)
-    h = torch.sigmoid(F.conv2d(h, p["block2.conv.W"], p["block2.conv.b"], stride=2, padding=1))
-    h = F.lp_pool2d(h, 2, 2)
-    h = torch.relu(F.linear(torch.flatten(h, 1), p["dense1.W"], p["dense1.b"]))
-    logits = F.linear(h, p["logits.W"], p["logits.b"])
+    logits = torch_logits(xt, p, pool)
     ref = F.cross_entropy(logits, torch.from_numpy(y))
     ref.backward()
     ours = model.forward(model.prepare(x))

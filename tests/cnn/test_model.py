@@ -4,6 +4,7 @@ import pytest
 
 import cnn
 from cnn.spec import ConvBlockSpec, ModelSpec
+from tests.cnn.torch_twin import torch_logits, torch_params
 
 
 def small_spec(**block):
@@ -77,13 +78,8 @@ def test_whole_model_matches_torch():
     model = cnn.Model(spec, seed=5, dtype=np.float64)
     x = np.random.default_rng(6).standard_normal((5, 1, 8, 8))
     y = np.random.default_rng(7).integers(0, 3, 5)
-    p = {k: torch.from_numpy(v.copy()).requires_grad_(True) for k, v in model.state_dict().items()}
-    h = torch.relu(F.conv2d(torch.from_numpy(x), p["block1.conv.W"], p["block1.conv.b"], padding="same"))
-    h = F.avg_pool2d(h, 2)
-    h = torch.sigmoid(F.conv2d(h, p["block2.conv.W"], p["block2.conv.b"], stride=2, padding=1))
-    h = F.lp_pool2d(h, 2, 2)
-    h = torch.relu(F.linear(torch.flatten(h, 1), p["dense1.W"], p["dense1.b"]))
-    logits = F.linear(h, p["logits.W"], p["logits.b"])
+    p = torch_params(model)
+    logits = torch_logits(torch.from_numpy(x), p, "avg")
     ref = F.cross_entropy(logits, torch.from_numpy(y))
     ref.backward()
     loss, dlogits = cnn.softmax_cross_entropy(model.forward(x), y)
