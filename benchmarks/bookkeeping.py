@@ -18,7 +18,6 @@ also the main part of what stands between the efficiency and 100%.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import resource
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from . import sweep
+from . import report, sweep
 
 SIZE = dict(train_size=2200, epochs=2, depth=4)
 FULL = dict(trials=500, t1_reps=6)
@@ -102,7 +101,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     res = run(args.quick, args.trials)
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+        report.write_json(res, args.json)
     return 0
 
 

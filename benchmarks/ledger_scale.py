@@ -15,7 +15,6 @@ resume`` with nothing to do (< 5 s), ``sweeper report`` (< 30 s).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -23,6 +22,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from . import report
 
 TARGETS = {"plan": 5.0, "status": 5.0, "resume": 5.0, "report": 30.0}
 
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     res = run(args.runs, args.uri)
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+        report.write_json(res, args.json)
     return 0
 
 

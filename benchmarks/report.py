@@ -52,18 +52,11 @@ def markdown(res: dict) -> str:
     ]
     if "throughput" in res:
         out += kernels_markdown(res)
-    if "kernels2" in res:
-        out += kernels2_markdown(res["kernels2"])
-    if "sweep" in res:
-        out += sweep_markdown(res["sweep"])
-    if "vs_tune" in res:
-        out += vs_tune_markdown(res["vs_tune"])
-    if "bookkeeping" in res:
-        out += bookkeeping_markdown(res["bookkeeping"])
-    if "ledger" in res:
-        out += ledger_markdown(res["ledger"])
-    if "calibrate" in res:
-        out += calibrate_markdown(res["calibrate"])
+    sections = (("kernels2", kernels2_markdown), ("sweep", sweep_markdown), ("vs_tune", vs_tune_markdown),
+                ("bookkeeping", bookkeeping_markdown), ("ledger", ledger_markdown), ("calibrate", calibrate_markdown))
+    for key, section in sections:
+        if key in res:
+            out += section(res[key])
     return "\n".join(out)
 
 
@@ -298,9 +291,14 @@ def _s(value) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def write_json(res: dict, path) -> None:
+    """Results as every JSON file here holds them (``run``'s, and one section's ``--json``)."""
+    Path(path).write_text(json.dumps(res, indent=2) + "\n")
+
+
 def write(res: dict, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     js, md = out_dir / "latest.json", out_dir / "latest.md"
-    js.write_text(json.dumps(res, indent=2) + "\n")
+    write_json(res, js)
     md.write_text(markdown(res))
     return js, md

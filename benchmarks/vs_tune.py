@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
 import shutil
 import signal
@@ -35,6 +34,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from . import report
 
 FULL = dict(grid={"kernel_size": [3, 5, 7], "depth": [8, 16], "pooling": ["max", "l2"]},
             train_size=1200, epochs=1, repeats=3)
@@ -318,7 +319,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     res = run(args.quick, args.repeats)
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+        report.write_json(res, args.json)
     return 0
 
 
