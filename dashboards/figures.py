@@ -18,17 +18,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .plots import _figure, _save
+from .plots import _figure, _panels, _save
 from .stats import label, ordered_labels, pareto_front
 
 
 def heatmaps(table: pd.DataFrame, fields: Sequence[str], path: Path, metric: str) -> Path:
     """One panel per pair of ``fields``: mean of ``table["y"]`` (per trial, averaged) per cell."""
     pairs = list(itertools.combinations(fields, 2))
-    columns = min(3, len(pairs))
-    rows = math.ceil(len(pairs) / columns)
-    figure = _figure(4.2 * columns, 3.4 * rows)
-    axes = figure.subplots(rows, columns, squeeze=False)
+    figure, axes = _panels(len(pairs), 4.2, 3.4)
     order = table.attrs["order"]
     points = table.groupby("point", sort=False).agg(y=("y", "mean"), **{f: (f, "first") for f in fields})
     low, high = points["y"].min(), points["y"].max()
@@ -44,8 +41,6 @@ def heatmaps(table: pd.DataFrame, fields: Sequence[str], path: Path, metric: str
         ax.set_yticks(range(len(grid.index)), grid.index, fontsize=8)
         ax.set_xlabel(b)
         ax.set_ylabel(a)
-    for ax in axes.flat[len(pairs):]:
-        ax.set_visible(False)
     figure.colorbar(image, ax=axes, shrink=0.6, label=f"mean {metric}")
     return _save(figure, path)
 
@@ -53,10 +48,7 @@ def heatmaps(table: pd.DataFrame, fields: Sequence[str], path: Path, metric: str
 def level_intervals(means: dict[str, pd.DataFrame], path: Path, metric: str) -> Path:
     """One panel per field: ``means[field]`` rows (:func:`dashboards.inference.level_means`)."""
     fields = list(means)
-    columns = min(3, len(fields))
-    rows = math.ceil(len(fields) / columns)
-    figure = _figure(4.0 * columns, 3.0 * rows)
-    axes = figure.subplots(rows, columns, squeeze=False, sharey=True)
+    figure, axes = _panels(len(fields), 4.0, 3.0, sharey=True)
     for ax, field in zip(axes.flat, fields):
         table = means[field]
         x = np.arange(len(table))
@@ -68,8 +60,6 @@ def level_intervals(means: dict[str, pd.DataFrame], path: Path, metric: str) -> 
         ax.set_xlim(-0.5, len(table) - 0.5)
         ax.set_title(field)
         ax.grid(axis="y", alpha=0.3)
-    for ax in axes.flat[len(fields):]:
-        ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel(f"mean {metric}")
     return _save(figure, path)

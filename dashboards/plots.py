@@ -33,6 +33,18 @@ def _figure(width: float, height: float):
     return figure
 
 
+def _panels(count: int, width: float, height: float, **share):
+    """A figure of ``count`` panels of ``width`` x ``height`` inches, at most 3 a row, the spare
+    ones of the last row hidden: the figure and its 2-D array of axes."""
+    columns = min(3, count)
+    rows = math.ceil(count / columns)
+    figure = _figure(width * columns, height * rows)
+    axes = figure.subplots(rows, columns, squeeze=False, **share)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return figure, axes
+
+
 def _save(figure, path: Path) -> Path:
     figure.savefig(path, format="png")
     return path
@@ -67,10 +79,7 @@ def learning_curves(curves: pd.DataFrame, path: Path, metric: str = "val_accurac
 def by_value(points: pd.DataFrame, fields: Sequence[str], path: Path, metric: str = "test_accuracy") -> Path:
     """One panel per field: every point's mean ``metric`` (dots) at each value, with the mean
     over points and its std as a black bar."""
-    columns = min(3, len(fields))
-    rows = math.ceil(len(fields) / columns)
-    figure = _figure(4.0 * columns, 3.2 * rows)
-    axes = figure.subplots(rows, columns, squeeze=False, sharey=True)
+    figure, axes = _panels(len(fields), 4.0, 3.2, sharey=True)
     for ax, field in zip(axes.flat, fields):
         order = ordered_labels(points[field])
         position = points[field].map(label).map({text: i for i, text in enumerate(order)})
@@ -87,8 +96,6 @@ def by_value(points: pd.DataFrame, fields: Sequence[str], path: Path, metric: st
         ax.set_xlim(-0.6, len(order) - 0.4)
         ax.set_title(field)
         ax.grid(axis="y", alpha=0.3)
-    for ax in axes.flat[len(fields):]:
-        ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel(metric)
     return _save(figure, path)
