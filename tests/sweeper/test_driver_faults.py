@@ -20,8 +20,8 @@ import pytest
 
 from ledger.tracking import Tracker
 from tests.conftest import FIGURES
-from tests.sweeper.procs import default_sigint
-from tests.sweeper.test_sweep_e2e import _running_after_epoch_one, _wait_for, children, parents, sweep_file
+from tests.sweeper.procs import default_sigint, wait_for
+from tests.sweeper.test_sweep_e2e import _running_after_epoch_one, children, parents, sweep_file
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,7 @@ def test_sigkilled_driver_is_seen_stale_and_resume_takes_over(tmp_path, mlflow_u
     proc = subprocess.Popen([*CLI, "run", str(path), "-q"], env=_env(tmp_path), start_new_session=True,
                             stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_for(lambda: _running_after_epoch_one(mlflow_uri, name) or proc.poll() is not None, 240,
+        wait_for(lambda: _running_after_epoch_one(mlflow_uri, name) or proc.poll() is not None, 240,
                   "a trial past epoch 1")
         assert proc.poll() is None, (tmp_path / "driver.log").read_text()
         os.killpg(proc.pid, signal.SIGKILL)
@@ -112,7 +112,7 @@ def test_sigterm_stops_like_ctrl_c(tmp_path, ray_local, mlflow_uri):
     proc = subprocess.Popen([*CLI, "run", str(path), "--address", ray_local, "-q"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
-        _wait_for(lambda: _running_after_epoch_one(mlflow_uri, name), 120, "a trial past epoch 1")
+        wait_for(lambda: _running_after_epoch_one(mlflow_uri, name), 120, "a trial past epoch 1")
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
     finally:

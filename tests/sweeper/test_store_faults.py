@@ -24,7 +24,8 @@ import pytest
 
 from ledger.tracking import Tracker
 from tests.faults import add_row, cost
-from tests.sweeper.test_sweep_e2e import _running_after_epoch_one, _wait_for, sweep_file
+from tests.sweeper.procs import wait_for
+from tests.sweeper.test_sweep_e2e import _running_after_epoch_one, sweep_file
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +126,7 @@ def test_store_turned_read_only_mid_sweep(tmp_path, ray_local, immutable):
     path = sweep_file(tmp_path, name, uri, **HEAVY)
     proc = _start(path, ray_local, tmp_path, "run")
     try:
-        _wait_for(lambda: _running_after_epoch_one(uri, name) or proc.poll() is not None, 180, "a trial past epoch 1")
+        wait_for(lambda: _running_after_epoch_one(uri, name) or proc.poll() is not None, 180, "a trial past epoch 1")
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         immutable(store / "mlflow.db", store)
         began = time.monotonic()
@@ -138,7 +139,7 @@ def test_store_turned_read_only_mid_sweep(tmp_path, ray_local, immutable):
     assert "readonly" in line or "unable to open database file" in line, line
     assert stopped < 60, f"the driver took {stopped:.0f}s to stop"
     names = {f"k{k} {p} #1" for k in (3, 5) for p in ("max", "avg")}
-    _wait_for(lambda: not _trial_processes(names), 30, "the trials' Ray tasks to end")
+    wait_for(lambda: not _trial_processes(names), 30, "the trials' Ray tasks to end")
     _resumes_completely(name, uri, ray_local, tmp_path, "SQLite store read-only mid-sweep")
 
 
@@ -149,7 +150,7 @@ def test_store_disk_full_mid_sweep(tmp_path, ray_local, small_disk):
     proc = _start(path, ray_local, tmp_path, "run")
     filler = small_disk / "filler"
     try:
-        _wait_for(lambda: _running_after_epoch_one(uri, name) or proc.poll() is not None, 180, "a trial past epoch 1")
+        wait_for(lambda: _running_after_epoch_one(uri, name) or proc.poll() is not None, 180, "a trial past epoch 1")
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         with open(filler, "wb") as out:  # every free block
             try:
@@ -173,7 +174,7 @@ def test_resume_without_the_artifact_folder(tmp_path, ray_local):
     path = sweep_file(tmp_path, name, uri, **HEAVY)
     proc = _start(path, ray_local, tmp_path, "run")
     try:
-        _wait_for(lambda: _running_after_epoch_one(uri, name) or proc.poll() is not None, 180, "a trial past epoch 1")
+        wait_for(lambda: _running_after_epoch_one(uri, name) or proc.poll() is not None, 180, "a trial past epoch 1")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
