@@ -12,10 +12,11 @@ pages handed back). Plain and paged runs alternate; the figures are medians of t
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 
 import numpy as np
+
+from . import report
 
 FULL = dict(images=45000, reps=3)
 QUICK = dict(images=3000, reps=1)
@@ -51,7 +52,9 @@ def run(quick: bool = False, log=print) -> dict:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (cfg["images"], 3, 32, 32), dtype=np.uint8)
     y = rng.integers(0, 10, cfg["images"])
-    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    started = not ray.is_initialized()  # a test session's Ray is used as it is
+    if started:
+        ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:
         ref = ray.put((x, y))
         task = ray.remote(num_cpus=1, max_calls=1)(_epochs)
@@ -60,7 +63,8 @@ def run(quick: bool = False, log=print) -> dict:
             for mode in ("plain", "paged"):
                 runs[mode].append(ray.get(task.remote(ref, mode == "paged")))
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
     data_mib = (x.nbytes + y.nbytes) / 2**20
     out = {"images": cfg["images"], "data_mib": data_mib, "paged_in_worker": all(r["paged"] for r in runs["paged"])}
     for mode, rs in runs.items():
@@ -79,9 +83,11 @@ def run(quick: bool = False, log=print) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.paging", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3,000 images, one run of each")
+    parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    run(args.quick)
+    res = run(args.quick)
+    if args.json:
+        report.write_json(res, args.json)
     return 0
 
 

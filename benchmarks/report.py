@@ -53,7 +53,8 @@ def markdown(res: dict) -> str:
     if "throughput" in res:
         out += kernels_markdown(res)
     sections = (("kernels2", kernels2_markdown), ("sweep", sweep_markdown), ("vs_tune", vs_tune_markdown),
-                ("bookkeeping", bookkeeping_markdown), ("ledger", ledger_markdown), ("calibrate", calibrate_markdown))
+                ("bookkeeping", bookkeeping_markdown), ("ledger", ledger_markdown), ("calibrate", calibrate_markdown),
+                ("paging", paging_markdown))
     for key, section in sections:
         if key in res:
             out += section(res[key])
@@ -149,6 +150,17 @@ def bookkeeping_markdown(b: dict) -> list[str]:
             f"**{b['driver_cpu_per_trial_s']:.3f} s per trial** ({b['driver_cpu_s']:.0f} s in all); its MLflow work: "
             + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(b["driver_seconds"].items())) + "."
             + (f" {b['note']}" if b.get("note") else ""), ""]
+
+
+def paging_markdown(p: dict) -> list[str]:
+    return ["## Reading the shared data paged", "",
+            f"{p['images']} CIFAR-sized uint8 images ({p['data_mib']:.0f} MiB) in Ray's object store; fresh workers "
+            "alternate, median of the second epoch (benchmarks/paging.py):", "",
+            "| read | epoch s | worker peak RSS MiB | RSS before training MiB |", "|---|---:|---:|---:|",
+            *(f"| {mode} | {p[mode]['epoch_seconds']:.2f} | {p[mode]['max_rss_mib']:.0f} | "
+              f"{p[mode]['rss_before_mib']:.0f} |" for mode in ("plain", "paged")),
+            "", f"Paged / plain epoch time: x{p['time_ratio']:.3f}; peak RSS saved per worker: "
+                f"{p['rss_saved_mib']:.0f} MiB.", ""]
 
 
 def ledger_markdown(g: dict) -> list[str]:

@@ -12,8 +12,9 @@ and the step's FLOP fraction again at 2 threads), ``sweep`` (a grid of equal tri
 sweep service on all CPUs; see benchmarks/sweep.py), ``vs_tune`` (the same grid by ``sweeper run``
 and by Ray Tune + PyTorch + MLflow), ``bookkeeping`` (500 one-second trials with full logging),
 ``ledger`` (plan, status, resume, report on an experiment of 10,000 runs; ``--ledger-uri`` reuses a
-store that holds them) and ``calibrate`` (the cost model's efficiency on this machine, written to
-``~/.cache/cnn-sweeper/calibration.json``, and plan's ETA against a measured grid). The sections on
+store that holds them), ``calibrate`` (the cost model's efficiency on this machine, written to
+``~/.cache/cnn-sweeper/calibration.json``, and plan's ETA against a measured grid) and ``paging``
+(a worker's epoch and peak RSS reading shared CIFAR-sized data directly and paged). The sections on
 Ray start their own local Ray and fresh MLflow stores; ``--threads`` does not apply to them.
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ import numpy as np
 
 import cnn
 
-from . import archs, bookkeeping, calibrate, convrate, layers, ledger_scale, machine, matmul, memory, report, sweep, vs_tune
+from . import (archs, bookkeeping, calibrate, convrate, layers, ledger_scale, machine, matmul, memory, paging, report,
+               sweep, vs_tune)
 from .steps import numpy_trainer, random_batch, torch_trainer
 from .timing import alternate, geomean, median
 
@@ -36,7 +38,7 @@ QUICK = dict(quick=True, archs=archs.QUICK, batches=(8,), reps=3, warmup=1, targ
              layer_batch=8, layer_reps=2, matmul_size=256)
 
 TARGET_RATIO, TARGET_MIN_RATIO, TARGET_CONV, TARGET_MEMORY = 0.5, 0.3, 0.6, 1.5
-SECTIONS = ("kernels", "kernels2", "sweep", "vs_tune", "bookkeeping", "ledger", "calibrate")
+SECTIONS = ("kernels", "kernels2", "sweep", "vs_tune", "bookkeeping", "ledger", "calibrate", "paging")
 LEDGER_RUNS = {False: 10000, True: 20}
 
 
@@ -246,6 +248,9 @@ def run(quick: bool = False, out: Path | str = "benchmarks/results", threads: in
     if "ledger" in sections:
         res["ledger"] = ledger_scale.run(ledger_runs or LEDGER_RUNS[quick], ledger_uri, log=log)
         res["targets"].update({f"ledger_{k}_ok": v["met"] for k, v in res["ledger"]["commands"].items()})
+    if "paging" in sections:
+        res["paging"] = paging.run(quick, log=log)
+        res["targets"].update(paging_time_ratio=res["paging"]["time_ratio"])
     res["machine"]["load_average_end"] = list(os.getloadavg())
     js, md = report.write(res, Path(out))
     log(f"wrote {js} and {md}")

@@ -62,3 +62,14 @@ def test_quick_sweep_section_measures_efficiency_and_overhead(tmp_path, ray_loca
     assert targets <= set(res["targets"])
     md = (tmp_path / "latest.md").read_text()
     assert "Sweep efficiency" in md and "where it went, per trial" in md
+
+
+@pytest.mark.slow
+def test_quick_paging_section_compares_plain_and_paged_reads(tmp_path, ray_local):
+    res = run.run(quick=True, out=tmp_path, log=lambda *_: None, sections=["paging"])
+    p = json.loads((tmp_path / "latest.json").read_text())["paging"]
+    assert p["paged_in_worker"] and p["images"] == 3000
+    for mode in ("plain", "paged"):
+        assert _positive(p[mode]["epoch_seconds"]) and _positive(p[mode]["max_rss_mib"])
+    assert res["targets"]["paging_time_ratio"] == p["time_ratio"]
+    assert "Reading the shared data paged" in (tmp_path / "latest.md").read_text()
