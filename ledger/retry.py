@@ -19,6 +19,13 @@ Over HTTP, MLflow's client retries each request itself (by default 7 times over 
 per call); :func:`bound_http_retries` makes that a few seconds, so that this module's patience,
 not MLflow's defaults, decides how long a driver waits.
 
+Signals are held while a call to a database-backed store runs (:func:`deferring`): Python runs
+a signal handler between any two bytecodes, and a ``KeyboardInterrupt`` raised inside SQLAlchemy's
+write leaves that transaction open while the driver's cleanup runs (its traceback keeps the
+connection alive), so SQLite's write lock stood against the cleanup's own writes until the
+patience ran out. A held signal's handler runs as soon as the call returns; the waits between
+tries are not held.
+
 On the happy path a call costs one attribute lookup and one ``try`` more.
 """
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 from typing import Callable, Optional
 
@@ -49,6 +57,36 @@ _TRANSIENT = ("api request to", "max retries exceeded", "connection refused", "c
               "could not connect to server", "connection to server", "the database system is",
               "service unavailable", "bad gateway", "gateway time", "too many 50")
 _TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "SERVICE_UNDER_MAINTENANCE"}
+
+
+_state = threading.local()  # depth: store calls running on this thread; held: (handler, signum)
+
+
+def deferring(handler: Callable) -> Callable:
+    """``handler`` as a signal handler that waits for a running store call (on the main thread,
+    where Python runs handlers) to return before it runs; any other time it runs at once."""
+
+    def held(signum, frame):
+        if getattr(_state, "depth", 0) > 0:
+            _state.held = (handler, signum)
+            return None
+        return handler(signum, frame)
+
+    held.__wrapped__ = handler
+    return held
+
+
+def _shielded(fn: Callable, args, kwargs):
+    _state.depth = getattr(_state, "depth", 0) + 1
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _state.depth -= 1
+        pending = getattr(_state, "held", None)
+        if pending is not None and _state.depth == 0:
+            _state.held = None
+            handler, signum = pending
+            handler(signum, None)  # raises, as it would have a moment ago
 
 
 class StoreUnavailable(RuntimeError):
@@ -106,10 +144,13 @@ def is_transient(exc: BaseException) -> bool:
     return any(p in text for p in _TRANSIENT)
 
 
-def call(fn: Callable, *args, _patience: Optional[float] = None, _what: str = "", **kwargs):
-    """``fn(*args, **kwargs)``, tried again on transient errors for up to :func:`patience` seconds."""
+def call(fn: Callable, *args, _patience: Optional[float] = None, _what: str = "", _shield: bool = False,
+         **kwargs):
+    """``fn(*args, **kwargs)``, tried again on transient errors for up to :func:`patience` seconds;
+    ``_shield``: signals handled through :func:`deferring` wait for each try to return."""
+    attempt = (lambda: _shielded(fn, args, kwargs)) if _shield else (lambda: fn(*args, **kwargs))
     try:
-        return fn(*args, **kwargs)
+        return attempt()
     except Exception as exc:  # noqa: BLE001 -- sorted below
         if not is_transient(exc):
             raise
@@ -125,7 +166,7 @@ def call(fn: Callable, *args, _patience: Optional[float] = None, _what: str = ""
         delay = min(delay * 2, BACKOFF[1])
         tries += 1
         try:
-            result = fn(*args, **kwargs)
+            result = attempt()
         except Exception as exc:  # noqa: BLE001
             if not is_transient(exc):
                 raise
@@ -187,12 +228,14 @@ class RetryingClient:
     """An ``MlflowClient`` whose every method call goes through :func:`call`.
 
     ``once`` is the bare client: one try, for writes that must not wait (a heartbeat, which the
-    next beat repeats; the cleanup after the store was given up on).
+    next beat repeats; the cleanup after the store was given up on). ``shield``: hold signals
+    during each try (a database store, whose transactions live in this process; see above).
     """
 
-    def __init__(self, client, patience_s: Optional[float] = None):
+    def __init__(self, client, patience_s: Optional[float] = None, shield: bool = False):
         self.once = client
         self._patience = patience_s
+        self._shield = shield
 
     def __getattr__(self, name):
         attr = getattr(self.once, name)
@@ -200,11 +243,11 @@ class RetryingClient:
             return attr
 
         def retried(*args, **kwargs):
-            return call(attr, *args, _patience=self._patience, _what=name, **kwargs)
+            return call(attr, *args, _patience=self._patience, _what=name, _shield=self._shield, **kwargs)
 
         retried.__name__ = name
         return retried
 
 
 __all__ = ["PATIENCE", "StoreUnavailable", "RetryingClient", "call", "is_transient", "is_store_error", "describe", "patience",
-           "bound_http_retries"]
+           "bound_http_retries", "deferring"]

@@ -94,7 +94,9 @@ def client(uri: str) -> retry.RetryingClient:
     if not any(isinstance(f, _ErrorsReported) for f in logger.filters):
         logger.addFilter(_ErrorsReported())
     with _creation_lock(uri):
-        mlflow_client = retry.RetryingClient(MlflowClient(uri))
+        # A database store's transactions run in this process: a signal must not cut one short.
+        database = uri.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql")
+        mlflow_client = retry.RetryingClient(MlflowClient(uri), shield=database)
         mlflow_client.search_experiments(max_results=1)  # makes a new SQLite store's schema now
     return mlflow_client
 

@@ -45,7 +45,7 @@ from sweeper.run import messages as m
 from sweeper.run.ending import RunEnding
 from sweeper.run.relay import stream_trial
 from sweeper.run.session import (TERMINATED, SweepResult, Terminated, _first_line, _slots, handle_sigterm,
-                                 on_sigterm)
+                                 hold_sigint, on_sigterm)
 from sweeper.run.stream import TrialStream
 from sweeper.run.trial import TrialOutcome, TrialTask
 
@@ -122,7 +122,7 @@ class Runner(RunEnding):
         # Retries are the driver's (it holds the checkpoint a retry starts from), not Ray's.
         self.options = dict(num_cpus=res.cpus_per_trial, max_retries=0)
         stop_reason, interrupted, failure = None, None, None
-        previous_term = handle_sigterm(on_sigterm)
+        previous_term, previous_int = handle_sigterm(on_sigterm), hold_sigint()
         try:
             while self.queue or self.ready or self.inflight or self.waiting:
                 stop_reason = self._fill(stop_reason)
@@ -159,6 +159,8 @@ class Runner(RunEnding):
             raise
         finally:
             handle_sigterm(previous_term)
+            if previous_int is not None:
+                signal.signal(signal.SIGINT, previous_int)
             if failure is None:
                 began = time.time()
                 self._discard_ready()

@@ -26,11 +26,28 @@ def on_sigterm(signum, frame):
 
 
 def handle_sigterm(handler):
-    """Install ``handler`` for SIGTERM; returns the previous one (None off the main thread, where
-    Python cannot install handlers and the caller's own handling applies)."""
+    """Install ``handler`` for SIGTERM, held while a store call runs (``ledger.retry.deferring``);
+    returns the previous one (None off the main thread, where Python cannot install handlers and
+    the caller's own handling applies)."""
+    from ledger.retry import deferring
+
     if threading.current_thread() is not threading.main_thread() or handler is None:
         return None
+    if callable(handler) and not hasattr(handler, "__wrapped__"):
+        handler = deferring(handler)
     return signal.signal(signal.SIGTERM, handler)
+
+
+def hold_sigint():
+    """Ctrl-C, when Python's default handles it, waits for a running store call as SIGTERM does;
+    returns the handler to put back (None: nothing was changed)."""
+    from ledger.retry import deferring
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None
+    return signal.signal(signal.SIGINT, deferring(signal.default_int_handler))
 
 
 @dataclass

@@ -123,3 +123,44 @@ def test_a_real_client_against_a_closed_port_gives_up_within_its_patience(monkey
         client.get_run("0" * 32)
     assert 2.5 <= time.monotonic() - began < 20  # tries at 0, 1 and 3 s
     assert client.tracking_uri.endswith(str(port))  # plain attributes pass through
+
+
+def test_a_signal_waits_for_the_store_call_it_arrives_in(tmp_path):
+    """SIGINT raised inside a SQLite write: the write commits, then KeyboardInterrupt is raised, and
+    the store is not left locked for the cleanup's writes (the CI failure this fixes waited on
+    'database is locked' for the whole patience)."""
+    import os
+    import signal
+
+    from ledger.tracking import client
+
+    c = client(f"sqlite:///{tmp_path}/m.db")
+    exp = c.create_experiment("signals")
+    run = c.create_run(exp)
+    real = c.once.set_tag
+
+    def set_tag_hit_by_ctrl_c(*args):
+        os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode: inside the call
+        real(*args)
+        return "written"
+
+    previous = signal.signal(signal.SIGINT, retry.deferring(signal.default_int_handler))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            retry.call(set_tag_hit_by_ctrl_c, run.info.run_id, "k", "v", _shield=True)
+        assert c.get_run(run.info.run_id).data.tags["k"] == "v"  # the write was not cut short
+        c.set_tag(run.info.run_id, "cleanup", "done")  # and nothing holds the database's lock
+        assert retry.call(lambda: "no signal", _shield=True) == "no signal"
+        with pytest.raises(KeyboardInterrupt):  # outside a store call the handler runs at once
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_only_database_stores_hold_signals(tmp_path):
+    from ledger.tracking import client
+
+    assert client(f"sqlite:///{tmp_path}/m.db")._shield
+    assert not retry.RetryingClient(object())._shield
