@@ -17,7 +17,6 @@ also the main part of what stands between the efficiency and 100%.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import resource
@@ -94,15 +93,7 @@ def run(quick: bool = False, trials: int | None = None, log=print) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bookkeeping", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--trials", type=int, default=None)
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args(argv)
-    res = run(args.quick, args.trials)
-    if args.json:
-        report.write_json(res, args.json)
-    return 0
+    return report.section_main("bookkeeping", __doc__, run, argv, [("--trials", dict(type=int, default=None))])
 
 
 if __name__ == "__main__":

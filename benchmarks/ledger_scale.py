@@ -14,7 +14,6 @@ resume`` with nothing to do (< 5 s), ``sweeper report`` (< 30 s).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -166,16 +165,10 @@ def run(runs: int = 10000, uri: str | None = None, folder: str | None = None, lo
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ledger_scale", description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10000)
-    parser.add_argument("--uri", default=None, help="the tracking store (sqlite:///... or postgresql://...); "
-                        "runs it holds already are not written again")
-    parser.add_argument("--json", default=None, help="write the results here")
-    args = parser.parse_args(argv)
-    res = run(args.runs, args.uri)
-    if args.json:
-        report.write_json(res, args.json)
-    return 0
+    return report.section_main("ledger_scale", __doc__, run, argv, [
+        ("--runs", dict(type=int, default=10000)),
+        ("--uri", dict(default=None, help="the tracking store (sqlite:///... or postgresql://...); "
+                       "runs it holds already are not written again"))], quick=False)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ pages handed back). Plain and paged runs alternate; the figures are medians of t
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import numpy as np
@@ -81,14 +80,7 @@ def run(quick: bool = False, log=print) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.paging", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3,000 images, one run of each")
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args(argv)
-    res = run(args.quick)
-    if args.json:
-        report.write_json(res, args.json)
-    return 0
+    return report.section_main("paging", __doc__, run, argv)
 
 
 if __name__ == "__main__":

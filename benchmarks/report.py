@@ -308,6 +308,28 @@ def write_json(res: dict, path) -> None:
     Path(path).write_text(json.dumps(res, indent=2) + "\n")
 
 
+def section_main(module: str, doc: str, run, argv=None, options=(), quick: bool = True) -> int:
+    """One section's command line: ``python -m benchmarks.MODULE [--quick] [OPTIONS] [--json FILE]``.
+
+    ``options``: ``(flag, add_argument keywords)``; ``run`` gets ``quick`` (when the section has
+    it) and each option by its name, and its results go to ``--json``.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{module}", description=doc.splitlines()[0])
+    if quick:
+        parser.add_argument("--quick", action="store_true", help="a smoke run: seconds, not representative")
+    for flag, kwargs in options:
+        parser.add_argument(flag, **kwargs)
+    parser.add_argument("--json", default=None, help="write the results here")
+    args = vars(parser.parse_args(argv))
+    path = args.pop("json")
+    res = run(**args)
+    if path:
+        write_json(res, path)
+    return 0
+
+
 def write(res: dict, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     js, md = out_dir / "latest.json", out_dir / "latest.md"

@@ -21,7 +21,6 @@ faster end to end or more, at equal accuracy within the repeats' noise.
 """
 from __future__ import annotations
 
-import argparse
 import ctypes
 import os
 import shutil
@@ -312,15 +311,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--tune-child"]:
         return tune_main(*argv[1:5])
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.vs_tune", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args(argv)
-    res = run(args.quick, args.repeats)
-    if args.json:
-        report.write_json(res, args.json)
-    return 0
+    return report.section_main("vs_tune", __doc__, run, argv, [("--repeats", dict(type=int, default=None))])
 
 
 if __name__ == "__main__":
