@@ -115,6 +115,11 @@ class PagedArray:
         return out
 
 
+def threshold(mode: str) -> Optional[int]:
+    """The bytes of data from which ``resources.page_data`` ``mode`` pages it (None: never)."""
+    return {"auto": MIN_BYTES, "always": 0}.get(mode)
+
+
 def release_all(*datasets) -> None:
     """Hand back the shared pages still mapped for these datasets' paged images (a trial's end)."""
     for dataset in datasets:

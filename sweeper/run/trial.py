@@ -131,8 +131,12 @@ def execute(task: TrialTask, coordinator=None, recorder=None, data=None) -> Tria
     from sweeper.run.records import NullRecorder
 
     started = time.perf_counter()
-    gc.collect()  # the trials before this one in a reused worker: their arrays go back, then the heap
-    pages.trim_heap()
+    limit = pages.threshold(task.page_data)
+    if data is not None and limit is not None and data.nbytes >= limit:
+        # Data large enough to page: what earlier trials of this worker left goes back first (a
+        # collection costs 10-20 ms, nothing beside such trials' epochs, too much for 1 s trials).
+        gc.collect()
+        pages.trim_heap()
     _reset_peak_rss()
     outcome = TrialOutcome(task.key, task.run_id, "FAILED")
     recorder, coordinator = recorder or NullRecorder(), coordinator or LocalCoordinator(None)
@@ -193,7 +197,7 @@ def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome, data=N
     prepared = datasets(config, data)
     # Shared object-store images are read batch by batch and their pages handed back (see pages.py).
     parts = (prepared.train, prepared.val, prepared.test)
-    min_bytes = {"auto": pages.MIN_BYTES, "always": 0}.get(task.page_data)
+    min_bytes = pages.threshold(task.page_data)
     train, val, test = parts if min_bytes is None else pages.paged(*parts, min_bytes=min_bytes)
     profile["paged_data"] = isinstance(train.x, pages.PagedArray)
     profile["data"] = time.perf_counter() - began
