@@ -82,9 +82,9 @@ class PagedArray:
     indexing by slices or index arrays are what training and evaluation use.
     """
 
-    def __init__(self, array: np.ndarray, window: int = WINDOW):
+    def __init__(self, array: np.ndarray, window: int = WINDOW, span: Optional[tuple[int, int]] = None):
         self.array, self.window = array, window
-        self.span = shared_span(array)
+        self.span = span if span is not None else shared_span(array)  # paged() found it already
         self.read_since_release = 0
         self.releases = 0
         if self.span is not None:  # what an earlier trial of this worker left mapped
@@ -134,5 +134,8 @@ def paged(*datasets, window: int = WINDOW, min_bytes: int = MIN_BYTES) -> tuple:
     where they lie in shared memory, when all of them together hold at least ``min_bytes``."""
     if sum(d.x.nbytes for d in datasets if d is not None) < min_bytes:
         return datasets
-    return tuple(d if d is None or shared_span(d.x) is None else type(d)(PagedArray(d.x, window), d.y)
-                 for d in datasets)
+    out = []
+    for d in datasets:
+        span = None if d is None else shared_span(d.x)
+        out.append(d if span is None else type(d)(PagedArray(d.x, window, span), d.y))
+    return tuple(out)
