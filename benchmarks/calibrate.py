@@ -58,6 +58,7 @@ def measure_efficiency(size: dict, log=print) -> dict:
     """Each point's FLOPs / (seconds x matmul rate), one trial at a time on one thread."""
     from sweeper.plan.cost import measure_flops_per_cpu, trial_flops
     from sweeper.plan.points import Trial
+    from benchmarks.sweep import task_data
     from sweeper.run.trial import TrialTask, execute
     from sweeper.spec.config import parse_sweep
 
@@ -67,9 +68,10 @@ def measure_efficiency(size: dict, log=print) -> dict:
     for point in size["points"]:
         p = _point_config(config, point)
         trial = Trial(p, 0, 0)
-        task = TrialTask(trial.key, 0, p.config, p.name, 1, spec=p.spec.to_dict())
-        execute(task)  # the data and the buffers, before the clock
-        seconds = statistics.median(execute(task).seconds for _ in range(2))
+        task = TrialTask(trial)
+        data = task_data(task)
+        execute(task, data)  # the data and the buffers, before the clock
+        seconds = statistics.median(execute(task, data).seconds for _ in range(2))
         flops = trial_flops(p, config)
         rows.append({"point": p.name, "flops": flops, "seconds": seconds, "efficiency": flops / seconds / rate})
         log(f"calibrate: {p.name:24s} {seconds:6.2f}s  efficiency {rows[-1]['efficiency']:.3f}")

@@ -19,6 +19,8 @@ trials that was not training (MLflow writes, the data load, slower training next
 """
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import multiprocessing
 import os
@@ -57,8 +59,20 @@ def _tasks(path: Path) -> list:
     from sweeper.run.trial import TrialTask
 
     plan = make_plan(load_sweep(path), {})
-    return [TrialTask(t.key, t.seed, t.point.config, t.run_name, 1, spec=t.point.spec.to_dict(), profile=True)
-            for t in plan.trials]
+    return [TrialTask(t, profile=True) for t in plan.trials]
+
+
+@functools.lru_cache(maxsize=2)
+def _prepared(data_json: str, seed: int, classes: int):
+    from sweeper.plan.data import prepare_data
+
+    return prepare_data(json.loads(data_json), seed, classes)
+
+
+def task_data(task):
+    """The prepared data of ``task``'s sweep, read once per process (as a sweep's driver does)."""
+    config = task.config
+    return _prepared(json.dumps(config["data"], sort_keys=True), config["seed"], config["model"]["classes"])
 
 
 def single_trials(task, reps: int, warmup: bool = True) -> list[dict]:
@@ -68,18 +82,19 @@ def single_trials(task, reps: int, warmup: bool = True) -> list[dict]:
     """
     from sweeper.run.trial import execute
 
+    data = task_data(task)
     if warmup:
-        execute(task)
-    return [{**o.profile, "seconds": o.seconds} for o in (execute(task) for _ in range(reps))]
+        execute(task, data)
+    return [{**o.profile, "seconds": o.seconds} for o in (execute(task, data) for _ in range(reps))]
 
 
 def _pool_worker(tasks, barrier, queue) -> None:
-    from sweeper.run.trial import datasets, execute
+    from sweeper.run.trial import execute
 
-    datasets(tasks[0].config)  # the data, and every import, before the clock starts
+    data = task_data(tasks[0])  # the data, and every import, before the clock starts
     barrier.wait()
     began = time.time()
-    times = [execute(task).seconds for task in tasks]
+    times = [execute(task, data).seconds for task in tasks]
     queue.put((began, time.time(), times))
 
 

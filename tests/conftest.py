@@ -15,6 +15,39 @@ def shared_mnist_dir() -> Path | None:
     return None
 
 
+#: What a user's own sweeps leave in the working folder: no test may read or write them.
+USER_STATE = ("mlflow.db", "mlflow.db.lock", "mlruns", "mlartifacts", "reports")
+
+
+def _state(folder: Path) -> dict:
+    """Each user-state path under ``folder`` with its size and modification time (None: absent)."""
+    out = {}
+    for name in USER_STATE:
+        path = folder / name
+        out[name] = (path.stat().st_size, path.stat().st_mtime_ns) if path.exists() else None
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_store_and_cache(tmp_path_factory):
+    """Every test gets a store and caches of its own, never the working folder's or the user's.
+
+    MLflow's default store (``./mlflow.db``) is pointed at a session folder, and so are the caches
+    (``XDG_CACHE_HOME``: downloads, the kernels' autotune). At the end the working folder's
+    ``mlflow.db``, ``mlruns``, ``mlartifacts`` and ``reports`` must be as they were: a user who
+    ran ``make sweep`` before ``make test`` keeps their sweep, and the tests do not see it.
+    """
+    home = tmp_path_factory.mktemp("session-state")
+    before = _state(REPO)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow.db")
+    patch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    yield home
+    patch.undo()
+    after = _state(REPO)
+    assert after == before, f"the tests changed the working folder's own state: {before} -> {after}"
+
+
 #: Figures measured by tests (accuracies, timings), printed after the run for the record.
 FIGURES: list[str] = []
 

@@ -186,8 +186,6 @@ def _sigterm_as_interrupt() -> None:
 
 
 def _finish(result) -> int:
-    from sweeper.run.session import EXIT_OK
-
     if result.exit_code != EXIT_OK:
         print(result.message, file=sys.stderr)
     return result.exit_code

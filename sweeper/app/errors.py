@@ -1,16 +1,6 @@
-"""Exit codes of the ``sweeper`` command, and the one line printed for an exception that ends it.
+"""The exit code and the one line printed for an exception that ends a ``sweeper`` command.
 
-===== =====================================================================================
-code  meaning
-===== =====================================================================================
-0     done (``validate``/``plan``: the file is valid and something can be trained)
-1     some trials failed (recorded with their reasons; the others finished)
-2     bad input: a sweep file, a name, a path or an option; one line per problem
-3     the sweep stopped: the same error hit ``failures.stop_after_same_error`` points
-4     the tracking store (MLflow) or the Ray cluster could not be used
-70    an internal error (a bug): one line; ``SWEEPER_DEBUG=1`` prints the traceback too
-130   interrupted (Ctrl-C); 143: terminated (SIGTERM)
-===== =====================================================================================
+The codes themselves are :mod:`sweeper.exits`'s.
 
 :func:`classify` decides from the exception's type and from where it was raised (the modules
 of its traceback): a ``SweepFileError``, pydantic ``ValidationError`` or ``yaml.YAMLError`` is
@@ -23,28 +13,11 @@ import os
 import traceback
 from typing import Optional
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_STOPPED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
-EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED = 70, 130, 143
-
-#: For ``--help``: the codes above, one line each.
-EXIT_CODES_HELP = """exit status:
-  0    done
-  1    some trials failed (recorded with their reasons)
-  2    bad input: sweep file, name, path or option (one line per problem)
-  3    sweep stopped: the same error on failures.stop_after_same_error points
-  4    the tracking store (MLflow) or the Ray cluster could not be used
-  70   internal error (SWEEPER_DEBUG=1 prints the traceback)
-  130  interrupted (Ctrl-C)
-  143  terminated (SIGTERM)"""
+from sweeper.exits import (EXIT_CODES_HELP, EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID,  # noqa: F401
+                           EXIT_OK, EXIT_STOPPED, EXIT_TERMINATED, EXIT_UNAVAILABLE, first_line)
 
 _STORE_MODULES = ("mlflow", "sqlalchemy", "alembic", "requests", "urllib3", "sqlite3", "psycopg2")
 _CLUSTER_MODULES = ("ray",)
-
-
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The first non-empty line of ``exc``'s message, at most ``limit`` characters, else its type."""
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "") or type(exc).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _modules(exc: BaseException) -> list[str]:

@@ -3,52 +3,24 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
 
-#: ``elsewhere``: trained by another submission that held the trial's claim (see ledger.claims).
-STATES = ("done_before", "failed_before", "queued", "running", "finished", "failed", "killed", "duplicate",
-          "elsewhere")
+from sweeper.plan.cost import duration  # noqa: F401 (the app's callers import it from here too)
+from sweeper.run.counts import Counts
+
 LABELS = {"done_before": "done before", "failed_before": "failed before", "queued": "queued", "running": "running",
           "finished": "finished", "failed": "failed", "killed": "killed", "duplicate": "duplicate",
           "elsewhere": "trained elsewhere"}
 
 
-@dataclass
-class Counts:
-    """Trials of the plan by state; ``total`` never changes, so the states always add up to it."""
-
-    total: int
-    state: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        self.state = {s: self.state.get(s, 0) for s in STATES}
-
-    def move(self, src: str, dst: str, n: int = 1) -> None:
-        self.state[src] -= n
-        self.state[dst] += n
-
-    def check(self) -> None:
-        assert sum(self.state.values()) == self.total and min(self.state.values()) >= 0, self.state
-
-    def text(self) -> str:
-        return " | ".join(f"{LABELS[s]} {n}" for s, n in self.state.items() if n or s in ("queued", "running",
-                                                                                         "finished"))
-
-    def as_dict(self) -> dict:
-        return {"planned": self.total, **self.state}
-
-
-def duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+def counts_text(counts: Counts) -> str:
+    """``queued 4 | running 2 | finished 0``: the states with trials in them (and the three always shown)."""
+    return " | ".join(f"{LABELS[s]} {n}" for s, n in counts.state.items()
+                      if n or s in ("queued", "running", "finished"))
 
 
 class Progress:
-    """One status line, redrawn in place on a terminal and printed every ``every`` s otherwise."""
+    """The terminal's observer of a submission (:mod:`sweeper.run.observer`): one status line,
+    redrawn in place on a terminal and printed every ``every`` s otherwise."""
 
     def __init__(self, stream=None, quiet: bool = False, every: float = 10.0):
         self.stream = stream or sys.stderr
@@ -65,7 +37,7 @@ class Progress:
         if self.quiet:
             return
         eta = "" if remaining is None else f" | ~{duration(remaining)} left"
-        line = f"[{duration(self.elapsed())}] {counts.text()}{(' | best ' + best) if best else ''}{eta}"
+        line = f"[{duration(self.elapsed())}] {counts_text(counts)}{(' | best ' + best) if best else ''}{eta}"
         now = time.monotonic()
         if self.tty:
             self.stream.write("\r" + line.ljust(len(self._last_line)))

@@ -12,16 +12,18 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from ledger import Selection, rank_points, rules, runs_frame, selection_from_tags, selection_tags
+from ledger import rank_points, rules, runs_frame, selection_from_tags, selection_tags
 from ledger.retry import StoreUnavailable
 from ledger.liveness import Heartbeat, Owners, owner_of, stale_after, take_over
 from ledger.schema import ACTIVE, OVERRIDES, REASON
+from ledger.submission import Submission
 from ledger.tracking import Tracker, existing_store, resolve_tracking_uri
 from sweeper.app.progress import Progress, duration
 from sweeper.plan.data import data_facts, min_classes, prepare_data
 from sweeper.plan.points import Plan, make_plan
 from sweeper.run.executor import Runner
-from sweeper.run.session import EXIT_OK, SweepResult, connect
+from sweeper.exits import EXIT_OK, first_line
+from sweeper.run.session import SweepResult, connect
 from sweeper.spec.config import SweepConfig, load_sweep
 
 
@@ -31,11 +33,6 @@ class SweepNotFound(LookupError):
 
 def tracker_for(config: SweepConfig, tracking_uri: Optional[str] = None) -> Tracker:
     return Tracker(resolve_tracking_uri(tracking_uri or config.mlflow.tracking_uri))
-
-
-def selection_of(config: SweepConfig) -> Selection:
-    """The sweep file's rule for the best point, as :mod:`ledger.selection` applies it."""
-    return Selection(config.selection.metric, config.selection.mode)
 
 
 def plan_rows(plan: Plan, failed_before: dict) -> list[dict]:
@@ -87,7 +84,7 @@ def run_sweep(path, *, command: str = "run", address: Optional[str] = None, quie
     resume_from = {k: v for k, v in tracker.checkpoints(experiment_id).items() if k in pending_keys}
     parent_id = tracker.start_parent(experiment_id, config.name, command, text, plan.summary(),
                                      plan_rows(plan, failed_before),
-                                     tags={**selection_tags(selection_of(config)), "sweep.method": config.method,
+                                     tags={**selection_tags(config.selection.rule()), "sweep.method": config.method,
                                            **({OVERRIDES: json.dumps(list(overrides))} if overrides else {})})
     progress.event(f"sweep {config.name}: {len(plan.trials)} trial(s) of {len(plan.points)} point(s); "
                    f"{len(plan.done)} done before, {len(plan.pending) - len(failed_before)} to train, "
@@ -95,9 +92,10 @@ def run_sweep(path, *, command: str = "run", address: Optional[str] = None, quie
                    f"{len(plan.infeasible)} infeasible and {len(plan.excluded)} excluded point(s) skipped")
     for key, (run_id, reason) in failed_before.items():
         progress.event(f"  skipping {key[0]} #{key[1] + 1}: failed before in run {run_id}: {reason}")
-    runner = Runner(plan, tracker, experiment_id, parent_id, skip=failed_before, resume_from=resume_from,
-                    progress=progress, stale_seconds=timeout, data=data)
-    if not runner.queue:
+    submission = Submission(tracker, experiment_id, parent_id, config.name)
+    runner = Runner(plan, submission, skip=failed_before, resume_from=resume_from, observer=progress,
+                    stale_seconds=timeout, data=data)
+    if not runner.scheduler.queued:
         return _nothing_to_do(runner, progress)
     with Heartbeat(tracker, parent_id):
         try:
@@ -122,7 +120,7 @@ def run_sweep(path, *, command: str = "run", address: Optional[str] = None, quie
 
 
 def _nothing_to_do(runner: Runner, progress: Progress) -> SweepResult:
-    result = runner._result(None, None)
+    result = runner.result()
     progress.event("nothing to train: every trial of the plan is done (or failed before)")
     return result
 
@@ -143,10 +141,10 @@ def resume_sweep(target: str, *, tracking_uri: Optional[str] = None, **kwargs) -
         except StoreUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 -- the artifact (or its folder) is gone
-            cause = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            cause = first_line(exc, 200)
             raise SweepNotFound(
                 f"the sweep file of {target!r} is missing from the store: artifact sweep.yaml of parent run "
-                f"{parent.info.run_id} ({parent.info.artifact_uri}) cannot be read ({cause[:200]}); "
+                f"{parent.info.run_id} ({parent.info.artifact_uri}) cannot be read ({cause}); "
                 f"give the file instead: `sweeper resume FILE`") from None
         path.write_text(text)
         overrides = json.loads(parent.data.tags.get(OVERRIDES, "[]"))  # the --set of that submission

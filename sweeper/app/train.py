@@ -63,10 +63,9 @@ def train_point(file: str, assignments: Sequence[str], repeat: int = 0, save: Op
         return 2
     trial = next(t for t in plan.trials if t.repeat == repeat)
     print(f"training {trial.run_name} (point {trial.point.hash}, seed {trial.seed})")
-    task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, cpus=config.resources.cpus_per_trial,
-                     spec=trial.point.spec.to_dict())
+    task = TrialTask(trial, cpus=config.resources.cpus_per_trial)
     recorder = NullRecorder(lambda line: print(line, flush=True))
-    outcome = execute(task, recorder=recorder, data=prepared)
+    outcome = execute(task, prepared, recorder=recorder)
     if outcome.status != "FINISHED":
         print(f"{trial.run_name} failed: {outcome.reason}", file=sys.stderr)
         return 1

@@ -139,3 +139,15 @@ def estimate_cost(plan: "Plan", flops_per_cpu: Optional[float] = None) -> CostEs
     return CostEstimate(rate, flops, seconds, float(sum(flops[t.point.hash] for t in plan.pending)),
                         sum(pending) * cpus, slots, _makespan(pending, slots) if pending else 0.0,
                         efficiency, source)
+
+
+def duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h07m``."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

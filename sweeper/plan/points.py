@@ -24,11 +24,12 @@ from functools import cached_property
 from typing import Mapping, Optional
 
 
-from cnn.spec import ModelSpec, ShapeError, coverage_problems, forward_flops, infer_shapes, param_count
+from cnn.spec import ModelSpec, ShapeError, coverage_problems, forward_flops, infer_shapes
 
 from sweeper.spec.config import GRID_SECTIONS, INPUT_SHAPE, ModelConfig, SweepConfig, TrainConfig, canonical_json
 from sweeper.plan.data import DataFacts, data_facts
 from sweeper.plan.memory import memory_problem
+from sweeper.plan.trials import Point, Trial  # noqa: F401 (the plan's trials, defined where workers import them)
 from sweeper.plan.summary import format_summary
 from sweeper.plan.cost import EFFICIENCY, CostEstimate, estimate_cost, measure_flops_per_cpu, trial_flops  # noqa: F401
 
@@ -113,48 +114,6 @@ def point_name(values: Mapping[str, object]) -> str:
         else:
             parts.append(f"{key}={_value(value)}")
     return " ".join(parts) or "base"
-
-
-@dataclass(frozen=True, eq=False)
-class Point:
-    """One resolved combination of grid values. Equal points have equal ``hash``."""
-
-    values: dict  # the swept values, in grid order
-    config: dict  # {"seed", "data", "model", "train"}, JSON types only
-    hash: str
-    name: str
-    spec: ModelSpec
-    flops: Optional[int]  # forward FLOPs per image; None when the shapes collapse
-    unseen: tuple[str, ...] = ()  # conv coverage problems (kept with unseen_inputs: allow)
-    shape_error: Optional[str] = None  # the ShapeError message when the shapes collapse
-
-    @property
-    def params(self) -> int:
-        return param_count(self.spec)
-
-    def __eq__(self, other):
-        return isinstance(other, Point) and other.hash == self.hash
-
-    def __hash__(self):
-        return hash(self.hash)
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One training run of a point; ``repeat`` counts from 0."""
-
-    point: Point
-    repeat: int
-    seed: int
-
-    @property
-    def key(self) -> tuple[str, int]:
-        """What a finished run is recorded under: ``(point hash, repeat)``."""
-        return (self.point.hash, self.repeat)
-
-    @property
-    def run_name(self) -> str:
-        return f"{self.point.name} #{self.repeat + 1}"
 
 
 @dataclass(frozen=True)

@@ -8,21 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sweeper.plan.cost import duration
 from sweeper.spec.config import canonical_json
 
 if TYPE_CHECKING:
     from sweeper.plan.points import Plan
-
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def _table(header: tuple[str, ...], rows: list[tuple], indent: str = "  ") -> list[str]:
@@ -75,7 +65,7 @@ def format_summary(plan: Plan) -> str:
         lines += ["", f"Points to train ({len(plan.points)}):"]
         lines += _table(("point", "hash", "MFLOP/img", "params", "done", "est./trial"), [
             (p.name, p.hash, f"{p.flops / 1e6:.2f}", p.params, f"{done.get(p.hash, 0)}/{repeats}",
-             _duration(cost.trial_seconds[p.hash])) for p in plan.points])
+             duration(cost.trial_seconds[p.hash])) for p in plan.points])
         unseen = [p for p in plan.points if p.unseen]
         if unseen:
             lines.append(f"  ({len(unseen)} of them leave input rows/columns unseen, "
@@ -93,7 +83,7 @@ def format_summary(plan: Plan) -> str:
         lines.append(f"  at {cost.flops_per_cpu / 1e9:.1f} GFLOP/s per CPU (float32 matmul, measured) "
                      f"x {cost.efficiency:.3f} efficiency ({cost.efficiency_source}) x {cpus} CPU{'s' * (cpus > 1)} "
                      "per trial")
-        lines.append(f"  CPU time {_duration(cost.cpu_seconds)}; wall about {_duration(cost.wall_seconds)} "
+        lines.append(f"  CPU time {duration(cost.cpu_seconds)}; wall about {duration(cost.wall_seconds)} "
                      f"running {cost.concurrency} trial{'s' * (cost.concurrency > 1)} at a time on "
                      f"{plan.total_cpus} CPUs")
         if cpus > plan.total_cpus:

@@ -70,7 +70,7 @@ def stream_trial(task: TrialTask, coordinator=None, data=None):
     def run():
         try:
             proxy = None if coordinator is None else ActorProxy(coordinator)
-            records.put(m.Ended(execute(task, proxy, RelayRecorder(task, records.put), data)))
+            records.put(m.Ended(execute(task, data, proxy, RelayRecorder(task, records.put))))
         except BaseException as exc:  # a bug outside the trial's own errors: still one last record
             records.put(m.Crashed(f"{type(exc).__name__}: {exc}", error_signature(exc), traceback.format_exc()))
 

@@ -11,7 +11,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Optional
 
-EXIT_OK, EXIT_FAILED, EXIT_STOPPED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 3, 130, 143
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled as Ctrl-C is: running trials KILLED, the parent closed, exit 143."""
 
@@ -116,17 +115,3 @@ def probe(address: str, patience: Optional[float] = None) -> None:
     reason = error.strerror or type(error).__name__ if isinstance(error, OSError) else str(error)
     raise ClusterUnreachable(f"nothing answers at {address} ({reason}) within {patience:.0f} s: "
                              "is its head running (`ray start --head`), and is the address right?")
-
-
-def _first_line(exc: BaseException) -> str:
-    """An error's first line, short enough for a run tag and the terminal (Ray's run to pages)."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else ""
-
-
-def _slots(cpus_per_trial: int, cap: Optional[int]) -> int:
-    import ray
-
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    slots = max(1, cpus // cpus_per_trial)
-    return min(cap, slots) if cap else slots

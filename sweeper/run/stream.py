@@ -14,6 +14,7 @@ from typing import Optional
 from ledger.recorder import RunRecorder
 from ledger.retry import StoreUnavailable
 from ledger.tracking import Tracker
+from sweeper.exits import first_line
 from sweeper.run import messages as m
 from sweeper.run.trial import TrialOutcome, TrialTask
 
@@ -45,8 +46,7 @@ class TrialStream:
         except StoreUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 -- the file is gone or unreadable: train from the start
-            text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-            return (f"the checkpoint of run {self.task.resume_from} is missing ({text[:200]}): "
+            return (f"the checkpoint of run {self.task.resume_from} is missing ({first_line(exc, 200)}): "
                     "starting from epoch 1")
         if data is not None:
             self.task = dataclasses.replace(self.task, checkpoint=data, checkpoint_run=self.task.resume_from)
@@ -93,7 +93,7 @@ class TrialStream:
             self.task = dataclasses.replace(self.task, checkpoint=record.data, checkpoint_run=self.run_id)
         elif isinstance(record, m.Finished):
             # Recorded with the outcome, which follows at once: the driver first gives the freed
-            # worker its next trial (see Runner._pump).
+            # worker its next trial (see sweeper.run.executor).
             self.finish = record
         elif isinstance(record, m.Failed):
             rec.fail(record.status, record.reason, record.traceback)

@@ -9,9 +9,7 @@ continues from the last epoch checkpoint with ``sweep.attempt`` raised.
 """
 from __future__ import annotations
 
-import functools
 import gc
-import json
 import os
 import re
 import socket
@@ -24,21 +22,19 @@ from typing import Optional
 
 import cnn
 
+from sweeper.plan.trials import Trial
 from sweeper.run import pages
 from sweeper.run.asha import LocalCoordinator
 
 
 @dataclass(frozen=True)
 class TrialTask:
-    """Everything a worker needs; small and picklable (no Plan, no config objects)."""
+    """The plan's :class:`~sweeper.plan.trials.Trial` as a worker gets it: with its run, its CPUs and
+    what it continues from. Small and picklable (no Plan, no config objects)."""
 
-    key: tuple[str, int]  # (point hash, repeat)
-    seed: int
-    config: dict  # the point's resolved config: seed, data, model, train
-    run_name: str
-    cpus: int = 1
-    spec: dict = field(default_factory=dict)  # the point's cnn.ModelSpec.to_dict(), built by the plan
+    trial: Trial
     run_id: Optional[str] = None  # the MLflow child run; None: record nothing (``sweeper train``)
+    cpus: int = 1
     resume_from: Optional[str] = None  # a KILLED run whose checkpoint this trial starts from
     # In a sweep the driver hands the checkpoint over itself (see sweeper.run.stream): its bytes,
     # and the run that wrote it.
@@ -46,6 +42,28 @@ class TrialTask:
     checkpoint_run: Optional[str] = None
     profile: bool = False  # time each phase into TrialOutcome.profile (the sweep benchmark's hook)
     page_data: str = "auto"  # resources.page_data: read shared images batch by batch (see pages.py)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.trial.key
+
+    @property
+    def seed(self) -> int:
+        return self.trial.seed
+
+    @property
+    def run_name(self) -> str:
+        return self.trial.run_name
+
+    @property
+    def config(self) -> dict:
+        """The point's resolved settings: ``seed``, ``data``, ``model``, ``train``."""
+        return self.trial.point.config
+
+    @property
+    def spec(self):
+        """The point's network, a :class:`cnn.spec.ModelSpec` built by the plan."""
+        return self.trial.point.spec
 
 
 @dataclass
@@ -70,23 +88,8 @@ def error_signature(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {re.sub(r'[0-9]+(?:[.][0-9]+)?(?:e[-+]?[0-9]+)?', '#', str(exc))}"[:300]
 
 
-@functools.lru_cache(maxsize=2)
-def _local_data(data_json: str, seed: int, classes: int):
-    from sweeper.plan.data import prepare_data
-
-    return prepare_data(json.loads(data_json), seed, classes)
-
-
-def datasets(config: dict, data=None):
-    """The trial's :class:`~sweeper.plan.data.PreparedData`: ``data`` as the driver handed it over
-    (through Ray's object store, in a sweep), else read here (``sweeper train``), once per process."""
-    if data is not None:
-        return data
-    return _local_data(json.dumps(config["data"], sort_keys=True), config["seed"], config["model"]["classes"])
-
-
-def build(config: dict, seed: int, spec: dict, normalizer=None):
-    spec = cnn.ModelSpec.from_dict(spec)
+def build(config: dict, seed: int, spec, normalizer=None):
+    """The model (``spec``: a :class:`cnn.spec.ModelSpec`) and optimizer of a point's settings."""
     t = config["train"]
     model = cnn.Model(spec, seed=seed, dtype=t["dtype"], normalizer=normalizer)
     optimizer = cnn.make_optimizer(t["optimizer"], t["learning_rate"], t.get("momentum", 0.9), t.get("weight_decay", 0.0))
@@ -123,16 +126,16 @@ def blas_threads() -> int:
     return max((p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"), default=0)
 
 
-def execute(task: TrialTask, coordinator=None, recorder=None, data=None) -> TrialOutcome:
-    """Train ``task`` on ``data`` (a PreparedData; None: read it here), telling ``recorder`` what
-    happens (default: nothing is recorded)."""
+def execute(task: TrialTask, data, coordinator=None, recorder=None) -> TrialOutcome:
+    """Train ``task`` on ``data`` (the sweep's :class:`~sweeper.plan.data.PreparedData`, prepared once
+    by its one owner), telling ``recorder`` what happens (default: nothing is recorded)."""
     from threadpoolctl import threadpool_limits
 
     from sweeper.run.records import NullRecorder
 
     started = time.perf_counter()
     limit = pages.threshold(task.page_data)
-    if data is not None and limit is not None and data.nbytes >= limit:
+    if limit is not None and data.nbytes >= limit:
         # Data large enough to page: what earlier trials of this worker left goes back first (a
         # collection costs 10-20 ms, nothing beside such trials' epochs, too much for 1 s trials).
         gc.collect()
@@ -191,10 +194,10 @@ def _memory() -> dict:
     return out
 
 
-def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome, data=None) -> None:
+def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome, data) -> None:
     config, profile = task.config, outcome.profile
     began = time.perf_counter()
-    prepared = datasets(config, data)
+    prepared = data
     # Shared object-store images are read batch by batch and their pages handed back (see pages.py).
     parts = (prepared.train, prepared.val, prepared.test)
     min_bytes = pages.threshold(task.page_data)

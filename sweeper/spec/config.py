@@ -28,13 +28,14 @@ from pydantic import (AfterValidator, Field, Strict, TypeAdapter, ValidationErro
                       field_validator, model_validator)
 
 from cnn.spec import ConvBlockSpec, ModelSpec
+from ledger.selection import Selection, natural_mode
 
 from sweeper.spec.data import (DATASET_SIZES, KNOWN_SHAPES, PATH_SOURCES, TEST_FRACTION,  # noqa: F401 (re-exported)
                                DataConfig)
 from sweeper.spec.fields import (MAX_BATCH, MAX_BLOCKS, MAX_CLASSES, MAX_CPUS, MAX_DENSE, MAX_DEPTH, MAX_EPOCHS,
                                  MAX_REPEATS, MAX_RETRIES, MAX_SEED, Activation, ExperimentName, Fraction,
                                  NonNegFloat, NonNegInt, Padding, Pooling, PositiveFloat, PositiveInt, Size,
-                                 SweepName, _Section, at_most)
+                                 SweepName, Section, at_most)
 from sweeper.spec.overrides import apply_overrides
 from sweeper.spec.yamlsource import LineMap, SweepFileError, load_yaml, located_error, problems_from
 
@@ -50,7 +51,7 @@ MAX_COUNT = at_most(MAX_TRIALS, f"a sweep has at most {MAX_TRIALS} trials")
 # Sections
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     """The network: ``blocks`` conv blocks sharing every setting but their depth, then dense layers."""
 
     blocks: Annotated[PositiveInt, MAX_BLOCKS] = 2
@@ -95,7 +96,7 @@ class ModelConfig(_Section):
                          dense_activation=self.dense_activation, classes=self.classes)
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """Optimisation. ``momentum`` is used by sgd only."""
 
     epochs: Annotated[PositiveInt, MAX_EPOCHS] = 2
@@ -111,11 +112,7 @@ class TrainConfig(_Section):
     hflip: Annotated[bool, Strict()] = False
 
 
-def _natural_mode(metric) -> str:
-    return "min" if metric == "val_loss" else "max"
-
-
-class _MetricChoice(_Section):
+class _MetricChoice(Section):
     """A validation metric and its direction; ``mode`` left out is the metric's natural one."""
 
     metric: Literal["val_accuracy", "val_loss"] = "val_accuracy"
@@ -125,7 +122,7 @@ class _MetricChoice(_Section):
     @classmethod
     def _default_mode(cls, data):
         if isinstance(data, dict) and data.get("mode") is None:
-            data = {**data, "mode": _natural_mode(data.get("metric"))}
+            data = {**data, "mode": natural_mode(str(data.get("metric") or ""))}
         return data
 
 
@@ -137,18 +134,22 @@ class EarlyStopping(_MetricChoice):
 
     @model_validator(mode="after")
     def _mode_matches_metric(self):
-        natural = _natural_mode(self.metric)
+        natural = natural_mode(self.metric)
         if self.mode != natural:
             raise located_error([(("mode",), f"{self.mode} on {self.metric} would keep the worst trials; "
                                          f"use {natural} (or leave mode out)")])
         return self
 
 
-class Selection(_MetricChoice):
+class SelectionConfig(_MetricChoice):
     """The validation metric that chooses the best point (report, ``status``, progress line); never a test metric."""
 
+    def rule(self) -> Selection:
+        """The rule as :mod:`ledger.selection` applies it."""
+        return Selection(self.metric, self.mode)
 
-class Resources(_Section):
+
+class Resources(Section):
     """CPUs per trial (its NumPy threads), an optional cap on trials running at once, and whether a
     worker hands the shared data's pages back as it reads them (``auto``: data of 64 MiB or more;
     see sweeper/run/pages.py)."""
@@ -158,20 +159,20 @@ class Resources(_Section):
     page_data: Literal["auto", "always", "never"] = "auto"
 
 
-class Failures(_Section):
+class Failures(Section):
     """Retries of a trial whose worker died; the same error on this many points stops the sweep."""
 
     max_retries: Annotated[NonNegInt, MAX_RETRIES] = 2
     stop_after_same_error: Annotated[PositiveInt, MAX_COUNT] = 3
 
 
-class Feasibility(_Section):
+class Feasibility(Section):
     """``skip``: a conv stride leaving input rows/columns unseen makes a point infeasible."""
 
     unseen_inputs: Literal["skip", "allow"] = "skip"
 
 
-class MlflowConfig(_Section):
+class MlflowConfig(Section):
     """Where runs are logged: None means MLflow's default store and the sweep name as experiment."""
 
     tracking_uri: Optional[Annotated[str, Strict(), Field(max_length=2048)]] = None
@@ -221,7 +222,7 @@ def _item_type(field):
     return Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
 
 
-class _GridBase(_Section):
+class _GridBase(Section):
     """Lists of values to sweep, keyed by model or train field name."""
 
     def axes(self) -> list[tuple[str, list]]:
@@ -245,7 +246,7 @@ _ITEM_ADAPTERS = {name: TypeAdapter(_item_type(field)) for name, field in _FIELD
 # The whole file
 
 
-class SweepConfig(_Section):
+class SweepConfig(Section):
     """A sweep file. Field order matters: a cross-check reads only the fields declared above it."""
 
     name: SweepName
@@ -259,7 +260,7 @@ class SweepConfig(_Section):
     grid: GridConfig = Field(GridConfig(), validate_default=True)
     exclude: Annotated[list[dict[str, Any]], Field(max_length=1000)] = []
     early_stopping: Optional[EarlyStopping] = None
-    selection: Selection = Selection()
+    selection: SelectionConfig = SelectionConfig()
     resources: Resources = Resources()
     failures: Failures = Failures()
     feasibility: Feasibility = Feasibility()
@@ -358,5 +359,5 @@ def load_sweep(path: Union[str, Path], overrides: Sequence[str] = ()) -> SweepCo
 
 
 __all__ = ["DATASET_SIZES", "KNOWN_SHAPES", "PATH_SOURCES", "TEST_FRACTION", "INPUT_SHAPE", "MAX_GRID_POINTS", "MAX_TRIALS", "GRID_SECTIONS", "GRID_ORDER",
-           "DataConfig", "ModelConfig", "TrainConfig", "EarlyStopping", "Selection", "Resources", "Failures", "Feasibility",
+           "DataConfig", "ModelConfig", "TrainConfig", "EarlyStopping", "SelectionConfig", "Resources", "Failures", "Feasibility",
            "MlflowConfig", "GridConfig", "SweepConfig", "canonical_json", "parse_sweep", "load_sweep"]

@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Optional
 from annotated_types import Gt, Lt
 from pydantic import AllowInfNan, Field, Strict, ValidationInfo, field_validator
 
-from sweeper.spec.fields import Fraction, PositiveInt, _Section, at_most
+from sweeper.spec.fields import Fraction, PositiveInt, Section, at_most
 from sweeper.spec.yamlsource import located_error
 
 #: Images in each source before any subsampling: (train, test). ``bundled`` is the subset shipped
@@ -42,7 +42,7 @@ def _only_for(sources: tuple[str, ...], what: str):
     return check
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     """Which images to train on. Sizes are stratified subsamples; validation comes out of training.
 
     ``path`` (relative to the current folder): the IDX folder (``idx``, ``mnist``), the ``.npz``

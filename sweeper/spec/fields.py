@@ -94,7 +94,7 @@ Padding = Annotated[Union[int, tuple[int, int], Literal["same"]], _window_arg(0,
 
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
     """Base of every model: unknown keys are errors; a loaded config is immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -196,7 +196,6 @@ def test_a_trial_trains_on_the_data_it_is_handed(tmp_path, monkeypatch):
     trial = make_plan(config, flops_per_cpu=RATE, data=facts).trials[0]
     monkeypatch.setattr("cnn.sources.load_source", lambda *a, **k: pytest.fail("the trial read the files"))
     monkeypatch.setattr("cnn.load_source", lambda *a, **k: pytest.fail("the trial read the files"))
-    task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, spec=trial.point.spec.to_dict())
-    outcome = execute(task, data=prepared)
+    outcome = execute(TrialTask(trial), prepared)
     assert outcome.status == "FINISHED", outcome.reason
     assert outcome.profile["max_rss"] > 0

@@ -1,18 +1,19 @@
 """The executor's scheduling decisions, fast: a real SQLite store, no Ray cluster.
 
 The Ray calls of :class:`sweeper.run.executor.Runner` are the submission of a task and the wait for
-its records; here the submission is captured instead (``FakeRemote``) and the loop's steps are
-called one by one: filling free slots, the run created ahead, claims lost to another submission,
-waiting for it, and stopping after the same error.
+its records (:class:`sweeper.run.inflight.Inflight`); here the submission is captured instead
+(``FakeRemote``) and the loop's steps are called one by one: filling free slots, the run created
+ahead, claims lost to another submission, waiting for it, and stopping after the same error.
 """
 import pytest
 import yaml
 
+from ledger.submission import Submission
 from ledger.tracking import Tracker
-from sweeper.app.progress import Progress
 from sweeper.plan.points import make_plan
-from sweeper.run import executor
+from sweeper.run import ending
 from sweeper.run.executor import Runner
+from sweeper.run.inflight import Inflight
 from sweeper.run.trial import TrialOutcome
 from sweeper.spec.config import load_sweep
 
@@ -42,63 +43,60 @@ def runner(tmp_path, uri, name, slots=2, stop_after=3, **extra):
     tracker = Tracker(uri)
     exp = tracker.experiment_id(name, sweep_name=name)
     parent = tracker.start_parent(exp, name, "run", path.read_text(), "", [])
-    r = Runner(plan, tracker, exp, parent, progress=Progress(quiet=True), stale_seconds=60)
-    r.remote, r.options, r.coordinator = FakeRemote(), {}, None
+    r = Runner(plan, Submission(tracker, exp, parent, name), stale_seconds=60)
+    r.inflight = Inflight({}, remote=FakeRemote())
+    r.scheduler.slots = slots
     return r
 
 
-@pytest.fixture
-def two_slots(monkeypatch):
-    monkeypatch.setattr(executor, "_slots", lambda cpus, cap: 2)  # executor's own name for it
-
-
 def _status(r, run_id):
-    return r.tracker.client.get_run(run_id).info.status
+    return r.submission.tracker.client.get_run(run_id).info.status
 
 
-def test_fill_starts_one_trial_per_free_slot_and_creates_one_run_ahead(tmp_path, mlflow_uri, two_slots):
+def test_fill_starts_one_trial_per_free_slot_and_creates_one_run_ahead(tmp_path, mlflow_uri):
     r = runner(tmp_path, mlflow_uri, "exec-fill")
     assert r._fill(None) is None
-    assert len(r.remote.submitted) == 2 and len(r.inflight) == 2
-    assert len(r.ready) == 1 and len(r.queue) == 1  # 4 trials: 2 running, 1 created ahead, 1 queued
+    assert len(r.inflight.remote.submitted) == 2 and len(r.inflight) == 2
+    assert len(r.scheduler.ready) == 1 and len(r.scheduler.queue) == 1  # 4 trials: 2 running, 1 created ahead, 1 queued
     assert r.counts.state["running"] == 2 and r.counts.state["queued"] == 2
-    ahead = r.ready[0][1]
+    ahead = r.scheduler.ready[0][1]
     assert _status(r, ahead) == "SCHEDULED"
     r._fill(None)  # no free slot: nothing more submitted
-    assert len(r.remote.submitted) == 2
-    r._discard_ready()  # the command ends: the run created ahead leaves no trace
-    assert r.tracker.client.get_run(ahead).info.lifecycle_stage == "deleted" and len(r.queue) == 2
+    assert len(r.inflight.remote.submitted) == 2
+    ending.withdraw_ready(r.scheduler, r.submission)  # the command ends: the run created ahead leaves no trace
+    tracker = r.submission.tracker
+    assert tracker.client.get_run(ahead).info.lifecycle_stage == "deleted" and len(r.scheduler.queue) == 2
 
 
-def test_a_trial_claimed_by_a_live_submission_is_waited_for_then_counted_elsewhere(tmp_path, mlflow_uri, two_slots):
+def test_a_trial_claimed_by_a_live_submission_is_waited_for_then_counted_elsewhere(tmp_path, mlflow_uri):
     first = runner(tmp_path, mlflow_uri, "exec-claims")
     first._fill(None)
     second = runner(tmp_path, mlflow_uri, "exec-claims")
     second._fill(None)
     # Both trials the first driver runs, and the one it created ahead, are its claims.
-    held = {t.key for t in (s.trial for s in first.inflight.values())} | {first.ready[0][0].key}
-    assert set(second.waiting) <= held and len(second.waiting) >= 2
-    assert not {t.key for t in second.remote.submitted} & held
-    key, (trial, holder) = next(iter(second.waiting.items()))
+    held = {s.trial.key for s in first.inflight.streams.values()} | {first.scheduler.ready[0][0].key}
+    assert set(second.scheduler.waiting) <= held and len(second.scheduler.waiting) >= 2
+    assert not {t.key for t in second.inflight.remote.submitted} & held
+    key, (trial, holder) = next(iter(second.scheduler.waiting.items()))
     # The holder finishes: the waiting driver counts the trial as trained elsewhere.
-    first.tracker.client.set_terminated(holder, "FINISHED")
-    second.next_poll = 0
+    first.submission.tracker.client.set_terminated(holder, "FINISHED")
+    second.scheduler.next_poll = 0
     second._poll_waiting()
-    assert key not in second.waiting and second.counts.state["elsewhere"] == 1
+    assert key not in second.scheduler.waiting and second.counts.state["elsewhere"] == 1
     # The first driver is lost (its parent run ended): its other claims are claimed again.
-    first.tracker.client.set_terminated(first.parent_id, "KILLED")
+    first.submission.tracker.client.set_terminated(first.submission.parent_id, "KILLED")
     second.claims.owners._cache.clear()  # owners are re-read every 2 s; the test does not wait for it
-    second.next_poll = 0
-    waiting = len(second.waiting)
+    second.scheduler.next_poll = 0
+    waiting = len(second.scheduler.waiting)
     second._poll_waiting()
-    assert not second.waiting and len(second.queue) >= waiting
+    assert not second.scheduler.waiting and len(second.scheduler.queue) >= waiting
     second.counts.check()
 
 
-def test_the_same_error_on_enough_points_stops_the_sweep(tmp_path, mlflow_uri, two_slots):
+def test_the_same_error_on_enough_points_stops_the_sweep(tmp_path, mlflow_uri):
     r = runner(tmp_path, mlflow_uri, "exec-stop", stop_after=2)
     r._fill(None)
-    streams = list(r.inflight.values())
+    streams = list(r.inflight.streams.values())
     reasons = []
     for stream in streams:
         outcome = TrialOutcome(stream.task.key, stream.run_id, "FAILED", "FloatingPointError: nan at step 3",

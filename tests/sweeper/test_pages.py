@@ -86,6 +86,7 @@ def test_a_trial_trains_the_same_on_paged_images():
 def test_resources_page_data_decides(page_data, paged):
     """``auto`` pages data of MIN_BYTES or more (this is less), ``always`` any, ``never`` none."""
     from sweeper.plan.data import PreparedData
+    from sweeper.plan.trials import Point, Trial
     from sweeper.run.trial import TrialTask, execute
 
     x = shared_images(300, (1, 8, 8))
@@ -94,6 +95,7 @@ def test_resources_page_data_decides(page_data, paged):
     spec = ModelConfig(blocks=1, depth=2, kernel_size=3, pooling="none", dense=[], classes=3).to_spec((1, 8, 8))
     config = {"seed": 0, "data": {}, "model": {"classes": 3},
               "train": {"epochs": 1, "batch_size": 50, "dtype": "float32", "optimizer": "sgd", "learning_rate": 0.1}}
-    outcome = execute(TrialTask(("p", 1), 0, config, "p #1", spec=spec.to_dict(), page_data=page_data), data=data)
+    trial = Trial(Point({}, config, "p", "p", spec, None), 1, 0)
+    outcome = execute(TrialTask(trial, page_data=page_data), data)
     assert outcome.status == "FINISHED" and outcome.profile["paged_data"] is paged
     assert outcome.metrics["peak_rss_mib"] > 0

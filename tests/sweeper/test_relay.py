@@ -30,15 +30,21 @@ def _trial_and_run(tmp_path, uri, name, epochs=3):
     exp = tracker.experiment_id(name)
     parent = tracker.start_parent(exp, name, "run", path.read_text(), "", [])
     run_id = tracker.create_trial_run(exp, parent, name, trial, trial.point.values)
-    task = TrialTask(trial.key, trial.seed, trial.point.config, trial.run_name, 1, trial.point.spec.to_dict(),
-                     run_id)
+    task = TrialTask(trial, run_id)
     return trial, task, tracker, exp
+
+
+def _data(task):
+    from sweeper.plan.data import prepare_data
+
+    config = task.config
+    return prepare_data(config["data"], config["seed"], config["model"]["classes"])
 
 
 def _worker(task):
     """What the Ray task yields: every record, the outcome last."""
     records = []
-    outcome = execute(task, None, RelayRecorder(task, records.append))
+    outcome = execute(task, _data(task), None, RelayRecorder(task, records.append))
     return records + [m.Ended(outcome)]
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from sweeper.run.asha import LocalCoordinator, Rungs
 from sweeper.run.pictures import kernel_grid, kernels_png
-from sweeper.app.progress import Counts, Progress
+from sweeper.app.progress import Progress
+from sweeper.run.counts import Counts
 from ledger.tracking import flatten, resolve_tracking_uri
 from sweeper.run.trial import error_signature
 
@@ -112,7 +113,7 @@ def test_progress_line_names_the_best_point_by_the_selection_rule():
     for selection, expected in (({}, "val_accuracy 0.9000 (k5)"), ({"metric": "val_loss"}, "val_loss 0.1500 (k3)")):
         config = parse_sweep({"name": "t", "repeats": 2, "grid": {"kernel_size": [3, 5]}, "selection": selection})
         plan = make_plan(config, flops_per_cpu=1e9)
-        runner = Runner(plan, tracker=None, experiment_id="0", parent_id="p")
+        runner = Runner(plan, SimpleNamespace(tracker=None, experiment_id="0"))
         values = {("k3", 0): (0.95, 0.80, 0.2), ("k3", 1): (0.70, 0.99, 0.1), ("k5", 0): (0.90, 0.10, 0.5),
                   ("k5", 1): (0.90, 0.10, 0.4)}  # k3: best single run and test; k5: best mean val_accuracy
         for trial in plan.trials:
@@ -121,4 +122,4 @@ def test_progress_line_names_the_best_point_by_the_selection_rule():
             runner._account(SimpleNamespace(trial=trial, run_id=f"r{trial.repeat}"),
                             TrialOutcome(trial.key, "r", "FINISHED",
                                          metrics={"val_accuracy": val, "test_accuracy": test, "val_loss": loss}))
-        assert runner._best_text() == expected
+        assert runner.tally.best_text() == expected
