@@ -1,31 +1,47 @@
-# Two-command quickstart: `make sweep` runs a real sweep, `make test` runs the tests.
-# Each target sets itself up: a .venv with the project installed in editable mode.
+# Two-command quickstart: `make sweep` runs a real sweep, `make test` runs the tests, in either order,
+# any number of times. Each target sets up what it needs in .venv the first time: `sweep` the runtime
+# only (no PyTorch, no Ray Tune), `test` adds the test extras; `venv` is everything a developer uses.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-STAMP   = $(VENV)/.installed
+RUNTIME = $(VENV)/.installed-runtime
+TESTING = $(VENV)/.installed-test
+CLUSTER = $(VENV)/.installed-cluster
+BENCH   = $(VENV)/.installed-bench
 
 .PHONY: venv sweep test test-fast bench clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,cluster]'
-	touch $(STAMP)
+	$(BIN)/pip install --quiet -e .
+	touch $@
 
-venv: $(STAMP)
+$(TESTING): $(RUNTIME)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
 
-sweep: $(STAMP)
+$(CLUSTER): $(RUNTIME)
+	$(BIN)/pip install --quiet -e '.[cluster]'
+	touch $@
+
+$(BENCH): $(RUNTIME)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+venv: $(TESTING) $(CLUSTER) $(BENCH)
+
+sweep: $(RUNTIME)
 	$(BIN)/sweeper run sweeps/quickstart.yaml
 
-test: $(STAMP)
+test: $(TESTING)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(TESTING)
 	$(BIN)/python -m pytest -q -m "not slow and not cluster" $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(TESTING) $(BENCH)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache mlflow.db mlruns mlartifacts
+	rm -rf $(VENV) .pytest_cache mlflow.db mlflow.db.lock mlruns mlartifacts

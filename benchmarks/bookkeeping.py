@@ -11,7 +11,7 @@ thread, no MLflow (median of runs before and after). The service runs all trials
 Ray into a fresh SQLite store (migrated before the clock), and:
 
     efficiency       = N x T1 / CPUs / W     (W: the execution phase, first submission to last result)
-    driver CPU/trial = the driver process's CPU seconds (user + system) during run_sweep / N
+    driver CPU/trial = the driver process's CPU seconds (user + system) during sweeper.api.run / N
 
 The driver's CPU is what writes MLflow and drives Ray; it shares the CPUs with the trials, so it is
 also the main part of what stands between the efficiency and 100%.
@@ -44,7 +44,7 @@ def _cpu() -> float:
 def run(quick: bool = False, trials: int | None = None, log=print) -> dict:
     from mlflow import MlflowClient
 
-    from sweeper.app.service import run_sweep
+    from sweeper import api
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -66,7 +66,7 @@ def run(quick: bool = False, trials: int | None = None, log=print) -> dict:
             cpus = int(ray.cluster_resources().get("CPU", 1))
             log(f"bookkeeping: {n} trials on {cpus} CPUs, T1 about {statistics.median(a['seconds'] for a in alone):.2f}s ...")
             cpu0, began = _cpu(), time.perf_counter()
-            result = run_sweep(path, quiet=True, tracking_uri=uri)
+            result = api.run(path, tracking_uri=uri).result
             call, driver_cpu = time.perf_counter() - began, _cpu() - cpu0
         finally:
             if started_ray:

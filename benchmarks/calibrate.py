@@ -3,14 +3,14 @@
     python -m benchmarks.calibrate [--quick] [--no-write] [--eta]
 
 Efficiency (what :mod:`sweeper.plan.cost` multiplies the matmul rate by): train a few points of
-the lecture's grid one at a time, in-process, one thread, no MLflow (``sweeper.run.trial.execute``,
+the lecture's grid one at a time, in-process, one thread, no MLflow (``sweeper.trials.trial.execute``,
 the code a worker runs), and divide each trial's FLOPs (``cost.trial_flops``) by its seconds times
 the single-thread matmul rate as ``sweeper plan`` measures it (``cost.measure_flops_per_cpu``).
 The median over the points is written to ``~/.cache/cnn-sweeper/calibration.json`` (or
 ``$CNN_SWEEPER_CALIBRATION``), which ``sweeper plan`` and the executor's estimates read.
 
 ETA (``--eta``): ``sweeper plan``'s wall-time estimate of a grid against the execution phase of
-the same grid run by the service (``run_sweep`` on a local Ray, fresh SQLite store), before and
+the same grid run by the service (``sweeper.api.run`` on a local Ray, fresh SQLite store), before and
 after calibration: error = estimate / measured - 1.
 """
 from __future__ import annotations
@@ -59,7 +59,7 @@ def measure_efficiency(size: dict, log=print) -> dict:
     from sweeper.plan.cost import measure_flops_per_cpu, trial_flops
     from sweeper.plan.points import Trial
     from benchmarks.sweep import task_data
-    from sweeper.run.trial import TrialTask, execute
+    from sweeper.trials.trial import TrialTask, execute
     from sweeper.spec.config import parse_sweep
 
     config = parse_sweep(grid_dict("calibrate", size["points"], size["train_size"], size["epochs"]) | {"grid": {}})
@@ -97,7 +97,7 @@ def eta_check(size: dict, efficiency: float, log=print) -> dict:
     """``plan``'s ETA (default and calibrated efficiency) against the service's measured wall time."""
     import ray
 
-    from sweeper.app.service import run_sweep
+    from sweeper import api
     from sweeper.plan import cost
     from sweeper.plan.points import make_plan
     from sweeper.spec.config import load_sweep
@@ -117,7 +117,7 @@ def eta_check(size: dict, efficiency: float, log=print) -> dict:
                  log_to_driver=False, configure_logging=False, _temp_dir=f"{tmp}/ray")
         try:
             began = time.perf_counter()
-            result = run_sweep(path, quiet=True)
+            result = api.run(path).result
             call = time.perf_counter() - began
         finally:
             ray.shutdown()

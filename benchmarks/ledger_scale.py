@@ -45,19 +45,20 @@ def write(path: Path, log=print, chunk: int = 1000) -> dict:
     import random
 
     from ledger import RunRecorder, Tracker, resolve_tracking_uri
+    from ledger.submission import Submission
     from sweeper.plan.points import make_plan
     from sweeper.spec.config import load_sweep
 
     config = load_sweep(path)
     tracker = Tracker(resolve_tracking_uri(config.mlflow.tracking_uri))
-    exp = tracker.experiment_id(config.experiment_name, sweep_name=config.name)
+    exp = tracker.open_experiment(config.experiment_name, config.name)
     plan = make_plan(config, tracker.finished(exp), total_cpus=2, flops_per_cpu=1e9)
-    parent = tracker.start_parent(exp, config.name, "run", path.read_text(), "(benchmark)", [])
+    submission = Submission.start(tracker, exp, config.name, sweep_text=path.read_text(), plan_text="(benchmark)")
     rng = random.Random(0)
     per_chunk, began = [], time.perf_counter()
     t = began
     for i, trial in enumerate(plan.pending, 1):
-        run_id = tracker.create_trial_run(exp, parent, config.name, trial, trial.point.values)
+        run_id = submission.create_trial_run(trial)
         rec = RunRecorder(tracker, run_id, trial.key, exp, {"sweep.attempt": "0"})
         rec.start({"threads": 1, "pid": os.getpid(), "host": "bench"})
         acc = 0.5 + 0.4 * rng.random()
@@ -70,7 +71,7 @@ def write(path: Path, log=print, chunk: int = 1000) -> dict:
             per_chunk.append({"runs": i, "seconds": now - t})
             log(f"ledger: {i} runs written, last {chunk}: {now - t:.1f}s")
             t = now
-    tracker.update_parent(parent, {"planned": len(plan.trials), "finished": len(plan.pending)}, "FINISHED")
+    submission.end({"planned": len(plan.trials), "finished": len(plan.pending)}, "FINISHED")
     return {"runs": len(plan.pending), "seconds": time.perf_counter() - began, "per_chunk": per_chunk}
 
 

@@ -1,4 +1,4 @@
-"""What reading the shared data set through :class:`sweeper.run.pages.PagedArray` costs and saves.
+"""What reading the shared data set through :class:`sweeper.trials.pages.PagedArray` costs and saves.
 
     python -m benchmarks.paging [--quick]
 
@@ -28,8 +28,8 @@ def _epochs(data, paged: bool) -> dict:
     from threadpoolctl import threadpool_limits
 
     import cnn
-    from sweeper.run import pages
-    from sweeper.run.trial import _memory, _reset_peak_rss
+    from sweeper.trials import pages
+    from sweeper.trials.trial import _memory, _reset_peak_rss
     from sweeper.spec.config import ModelConfig
 
     x, y = data

@@ -249,14 +249,14 @@ def sweep_markdown(sw: dict) -> list[str]:
         "## Sweep efficiency (the sweep service on all CPUs)", "",
         f"A grid of {n} equal trials (bundled data, {c['train_size']} training images, {c['epochs']} epochs, "
         f"depth {c['depth']}; the points differ only in the learning rate) on {cpus} CPU(s), one trial per CPU: "
-        "`sweeper.app.service.run_sweep` on a fresh local Ray each round, into an MLflow SQLite store.", "",
+        "`sweeper.api.run` on a fresh local Ray each round, into an MLflow SQLite store.", "",
         "| | seconds |", "|---|---:|",
         f"| one trial alone, in-process, 1 thread, no MLflow (T1, median of {len(sw['single_trial_seconds'])}) | "
         f"{sw['T1']:.2f} |",
         f"| ideal: N x T1 / CPUs | {sw['ideal_wall_seconds']:.1f} |",
         f"| plain processes, one per CPU, no Ray, no MLflow (data loaded first) | {pool['wall_seconds']:.1f} |",
         f"| the service: execution phase (W) | {sw['wall_seconds']:.1f} |",
-        f"| the whole `run_sweep` call (with planning and the parent run) | {sw['call_seconds']:.1f} |", "",
+        f"| the whole `sweeper.api.run` call (with planning and the parent run) | {sw['call_seconds']:.1f} |", "",
         f"Efficiency N x T1 / CPUs / W: **{100 * sw['efficiency']:.0f}%** (target >= "
         f"{100 * TARGET_EFFICIENCY:.0f}%: {'met' if sw['targets']['efficiency_ok'] else 'missed'}); with the "
         f"trials' own times, sum / CPUs / W: {100 * sw['efficiency_own_times']:.0f}%; plain processes: "

@@ -6,7 +6,7 @@ changes no cost) on C CPUs, one trial per CPU:
 * ideal  ``N * T1 / C``: T1 is one trial alone, in-process, one BLAS thread, no MLflow (median);
 * pool   plain processes, one per CPU, data loaded before the clock starts, no Ray, no MLflow:
          what the hardware gives when every CPU trains (shared caches, memory bandwidth, SMT);
-* W      ``sweeper.app.service.run_sweep`` on a fresh local Ray (its workers start cold, as in a
+* W      ``sweeper.app.service.run`` (the Python API) on a fresh local Ray (its workers start cold, as in a
          ``sweeper run``), into an MLflow SQLite store: ``SweepResult.wall_seconds``, the
          execution phase (planning and the parent run excluded; they take ~0.3 s).
 
@@ -37,7 +37,7 @@ FULL = dict(train_size=6000, epochs=5, depth=8, trials_per_cpu=4, t1_reps=4, rou
 QUICK = dict(train_size=600, epochs=2, depth=4, trials_per_cpu=2, t1_reps=2, rounds=1)
 TARGET_EFFICIENCY, TARGET_OVERHEAD_S = 0.9, 0.3
 NAME = "bench-sweep"
-#: Recorder methods as timed by ``sweeper.run.trial.execute`` (handing records to the driver), then the epoch
+#: Recorder methods as timed by ``sweeper.trials.trial.execute`` (handing records to the driver), then the epoch
 #: checkpoint's file and the early-stopping coordinator's round trips.
 MLFLOW = ("start", "finished_elsewhere", "load_checkpoint", "describe", "log_epoch", "save_checkpoint",
           "finish", "fail")
@@ -56,7 +56,7 @@ def sweep_dict(size: dict, n: int, uri: str, name: str = NAME) -> dict:
 def _tasks(path: Path) -> list:
     from sweeper.spec.config import load_sweep
     from sweeper.plan.points import make_plan
-    from sweeper.run.trial import TrialTask
+    from sweeper.trials.trial import TrialTask
 
     plan = make_plan(load_sweep(path), {})
     return [TrialTask(t, profile=True) for t in plan.trials]
@@ -80,7 +80,7 @@ def single_trials(task, reps: int, warmup: bool = True) -> list[dict]:
 
     A first run loads the data (then cached) and is not counted.
     """
-    from sweeper.run.trial import execute
+    from sweeper.trials.trial import execute
 
     data = task_data(task)
     if warmup:
@@ -89,7 +89,7 @@ def single_trials(task, reps: int, warmup: bool = True) -> list[dict]:
 
 
 def _pool_worker(tasks, barrier, queue) -> None:
-    from sweeper.run.trial import execute
+    from sweeper.trials.trial import execute
 
     data = task_data(tasks[0])  # the data, and every import, before the clock starts
     barrier.wait()
@@ -225,7 +225,7 @@ def run(quick: bool = False, folder: Path | str | None = None, cpus: int | None 
 
 def _round(size, cpus, n, tmp: Path, tracking_uri: str, log) -> dict:
     """One measurement: T1 (half before, half after), the plain pool, then the service."""
-    from sweeper.app.service import run_sweep
+    from sweeper import api
 
     name = f"{NAME}-{int(time.time() * 1000)}"  # the store holds the earlier rounds' runs
     path = tmp / f"{name}.yaml"
@@ -240,7 +240,7 @@ def _round(size, cpus, n, tmp: Path, tracking_uri: str, log) -> dict:
     began = time.perf_counter()
     os.environ["SWEEPER_PROFILE"] = "1"  # the trials time their phases (TrialTask.profile)
     try:
-        result = run_sweep(path, quiet=True, tracking_uri=tracking_uri)
+        result = api.run(path, tracking_uri=tracking_uri).result
     finally:
         del os.environ["SWEEPER_PROFILE"]
     end_wall, call = time.time(), time.perf_counter() - began
@@ -281,7 +281,7 @@ def summarise(size, cpus, n, alone, pool, result, end_wall, call, log) -> dict:
         "config": size, "cpus": cpus, "trials": n, "single_trial_seconds": t1, "T1": T1,
         "single_trial_profiles": alone,
         "ideal_wall_seconds": ideal, "plain_pool": pool, "wall_seconds": W,
-        # The whole run_sweep call: W plus planning, the store's searches and the parent run.
+        # The whole sweeper.api.run call: W plus planning, the store's searches and the parent run.
         "call_seconds": call,
         "trial_seconds": result.trial_seconds,
         "efficiency": ideal / W,

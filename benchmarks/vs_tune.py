@@ -5,7 +5,7 @@ Tune with a PyTorch trainable logging to MLflow, alternated, each a fresh proces
 
 The grid (full: 12 points of the lecture's grid, kernel 3/5/7 x depth 8/16 x pooling max/l2, two
 conv blocks, "same" padding, a 64-unit dense layer) on the bundled MNIST subset. Both sides get:
-the same train/validation/test images (``sweeper.run.trial.datasets``), the same initial weights
+the same train/validation/test images (``sweeper.trials.trial.datasets``), the same initial weights
 (the PyTorch net is :func:`benchmarks.archs.torch_twin` of the ``cnn.Model`` the trial's seed
 builds), the same batch order (epoch ``e`` shuffles with ``default_rng([seed, e])``, as
 ``cnn.fit``), Adam at 1e-3, batch 64, float32, one thread per trial, one trial per CPU, and a
@@ -65,7 +65,7 @@ def torch_trainable(config: dict) -> None:
 
     import cnn
     from benchmarks.archs import torch_twin
-    from sweeper.run.trial import datasets
+    from sweeper.trials.trial import datasets
 
     torch.set_num_threads(1)
     config = config["trial"]  # one entry of the grid search: the point's resolved config, seed, spec

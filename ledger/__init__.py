@@ -13,11 +13,11 @@ costs nothing, and MLflow and pandas are imported only by the modules that need 
 import importlib
 
 _EXPORTS = {
-    "Tracker": "tracking", "resolve_tracking_uri": "tracking", "flatten": "tracking",
+    "Tracker": "tracking", "resolve_tracking_uri": "tracking", "knob_params": "schema",
     "KIND": "tracking", "POINT": "tracking", "REPEAT": "tracking", "ATTEMPT": "tracking", "REASON": "tracking",
     "NAME": "tracking", "SUBMISSION": "tracking", "ERROR_KIND": "tracking", "DETERMINISTIC": "tracking",
     "RunRecorder": "recorder",
-    "SweepNotFound": "frame", "LECTURE_KNOBS": "frame", "EPOCH_METRICS": "frame", "FINAL_METRICS": "frame",
+    "SweepNotFound": "tracking", "LECTURE_KNOBS": "frame", "EPOCH_METRICS": "frame", "FINAL_METRICS": "frame",
     "RUN_COLUMNS": "frame", "load_runs": "frame", "load_history": "frame", "load_parent": "frame",
     "runs_frame": "frame", "parse_value": "frame", "experiment_for": "frame",
     "Selection": "selection", "rank_points": "selection", "choose_point": "selection", "best_mean": "selection",

@@ -1,8 +1,9 @@
 """Read a sweep out of MLflow into pandas: one tidy row per trial run, and long epoch histories.
 
-Reads only; the layout it reads is the one :mod:`ledger.schema` describes:
-child runs tagged ``sweep.kind=trial`` whose params are the flattened resolved config
-(``model.kernel_size``, ``train.learning_rate``, ...) plus the swept values under their bare names.
+Reads only; the layout it reads is the one :mod:`ledger.schema` describes: child runs tagged
+``sweep.kind=trial`` whose params are the knobs under their names in the sweep file
+(``kernel_size``, ``learning_rate``, ...; schema 2 wrote ``model.kernel_size`` and the swept
+ones again under their bare names: both read the same).
 
 Params come back from MLflow as text; :func:`parse_value` turns them back into Python values
 (``"3"`` -> 3, ``"0.001"`` -> 0.001, ``"[128, 64]"`` -> [128, 64], ``"None"`` -> None) and each
@@ -18,9 +19,9 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
-from .schema import (ATTEMPT, COMMAND, EPOCH_METRICS, FINAL_METRICS, KIND, MODEL_PARAMS, PARENT, PARENT_RUN, POINT, REASON,
-                     REPEAT, RESUMED_AT, RESUMED_FROM, STOPPED_EARLY, SUBMISSION)
-from .tracking import Tracker, existing_store, resolve_tracking_uri
+from .schema import (ATTEMPT, COMMAND, DATA_PREFIX, EPOCH_METRICS, FINAL_METRICS, METHOD, MODEL_PARAMS, PARENT_RUN,
+                     POINT, REASON, REPEAT, RESUMED_AT, RESUMED_FROM, STOPPED_EARLY, SUBMISSION, SWEPT, TRIAL_PARAMS)
+from .tracking import SweepNotFound, Tracker, resolve_tracking_uri
 
 #: The five knobs the lecture compares; reports list them first, swept or not.
 LECTURE_KNOBS = ("kernel_size", "depth", "stride", "padding", "pooling")
@@ -34,15 +35,11 @@ _INT = re.compile(r"[-+]?[0-9]+")
 _FLOAT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?:nan|inf)")
 
 
-class SweepNotFound(LookupError):
-    """No experiment of that name in the store (or no store at all)."""
-
-
 def parse_value(text: Optional[str]):
-    """A param's text back to the value :func:`ledger.tracking.flatten` wrote.
+    """A param's text back to the value :func:`ledger.schema.knob_params` wrote.
 
     Regular expressions rather than bare ``int()``/``float()``: those accept ``"1_000"`` and
-    ``"infinity"``, which ``flatten`` never writes for numbers.
+    ``"infinity"``, which ``knob_params`` never writes for numbers.
     """
     if text is None:
         return None
@@ -117,6 +114,26 @@ def _row(run) -> tuple[dict, dict, dict]:
     return row, {k: parse_value(v) for k, v in run.data.params.items()}, dict(run.data.metrics)
 
 
+def _bare(name: str) -> str:
+    return name.split(".", 1)[1] if name.startswith(("model.", "train.")) else name
+
+
+def _swept(runs: list, params: tuple, fields: list[str]) -> list[str]:
+    """The knobs the sweep varies: each run's ``sweep.swept`` tag; for schema 2, the fields that
+    were also logged under their bare names."""
+    found: set[str] = set()
+    for run, p in zip(runs, params):
+        text = run.data.tags.get(SWEPT)
+        if text is not None:
+            try:
+                found |= set(json.loads(text))
+            except ValueError:
+                pass
+        elif any(k.startswith(("model.", "train.")) for k in p):
+            found |= {f for f in fields if f in p}
+    return [f for f in fields if f in found]
+
+
 def runs_frame(runs: Iterable) -> pd.DataFrame:
     """:func:`load_runs` for MLflow ``Run`` objects already fetched (see its docstring)."""
     runs = list(runs)
@@ -130,14 +147,14 @@ def runs_frame(runs: Iterable) -> pd.DataFrame:
     for column in ("status_reason", "run_name", "point_name"):
         frame[column] = frame[column].fillna("").astype("str")
 
-    # Config fields under their bare names (model and train fields never share a name, see
-    # sweeper.config.GRID_SECTIONS); a swept field is one also logged under its bare name.
-    names = list(dict.fromkeys(k for p in params for k in p))
-    fields = list(dict.fromkeys(k.split(".", 1)[1] for k in names if k.startswith(("model.", "train."))))
+    # Knobs under their bare names (model and train fields never share a name, see
+    # sweeper.spec.config.GRID_SECTIONS); schema 2's ``model.``/``train.`` prefixes are dropped.
+    names = list(dict.fromkeys(_bare(k) for p in params for k in p))
+    fields = [k for k in names if not k.startswith(DATA_PREFIX) and k not in TRIAL_PARAMS + MODEL_PARAMS]
     fields.sort(key=lambda f: (LECTURE_KNOBS.index(f) if f in LECTURE_KNOBS else len(LECTURE_KNOBS)))
-    swept = [f for f in fields if f in names]
+    swept = _swept(runs, params, fields)
     for field in fields:
-        values = [p.get(f"model.{field}", p.get(f"train.{field}", p.get(field))) for p in params]
+        values = [p.get(field, p.get(f"model.{field}", p.get(f"train.{field}"))) for p in params]
         frame[field] = typed_column(values)
     for name in EXTRA_PARAMS:
         frame[name] = typed_column([p.get(name) for p in params])
@@ -160,7 +177,7 @@ def load_runs(tracking_uri: Optional[str], sweep_name: str) -> pd.DataFrame:
       ``submission``, ``start_time``/``end_time`` (UTC datetimes; end NaT while active),
       ``duration_s``, ``trial_seed``, ``stopped_early`` (epochs run, when early stopping cut
       it), ``resumed_from``/``resumed_at_epoch`` (the checkpoint it started from);
-    * hyperparameters: every ``model.*``/``train.*`` field under its bare name, typed
+    * hyperparameters: every model and train field under its bare name, typed
       (``kernel_size``, ``depth``, ``stride``, ``padding``, ``pooling`` first, then ``blocks``,
       ``dense`` (a list), ``learning_rate``, ...);
     * ``n_params``, ``forward_flops``, ``train_images``, ``val_images``, ``test_images`` (Int64);
@@ -175,22 +192,28 @@ def load_runs(tracking_uri: Optional[str], sweep_name: str) -> pd.DataFrame:
 
 
 def load_parent(tracking_uri: Optional[str], sweep_name: str) -> Optional[dict]:
-    """The latest submission: ``run_id``, ``run_name``, ``status``, ``command``, ``reason``,
-    ``submissions`` (how many parent runs), ``counts`` (``trials_<state>`` metrics, as ints),
-    ``selection`` (the :class:`~ledger.selection.Selection` it recorded, else the default) and
-    ``method`` (grid, random, or None when not recorded)."""
+    """The sweep's parent run: ``run_id``, ``run_name``, ``status``, ``experiment_id``, ``command``
+    (of the latest submission), ``reason``, ``submissions`` (how many), ``counts`` (the whole
+    sweep's ``trials_<state>`` metrics, as ints), ``selection`` (the
+    :class:`~ledger.selection.Selection` it recorded, else the default) and ``method`` (grid,
+    random, ..., or None when not recorded)."""
     from ledger.selection import selection_from_tags
 
+    from .submission import records
+    from .sweeps import find_parent
+
     tracker, experiment_id = experiment_for(tracking_uri, sweep_name)
-    parents = tracker.search(experiment_id, f"tags.`{KIND}` = '{PARENT}'", order_by=["attributes.start_time DESC"])
-    if not parents:
+    run = find_parent(tracker, experiment_id)
+    if run is None:
         return None
-    run = parents[0]
+    subs = records(run)
+    last = list(subs.values())[-1] if subs else {}
     counts = {k[len("trials_"):]: int(v) for k, v in run.data.metrics.items() if k.startswith("trials_")}
     return {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
-            "command": run.data.tags.get(COMMAND, ""), "reason": run.data.tags.get(REASON, ""),
-            "submissions": len(parents), "counts": counts, "selection": selection_from_tags(run.data.tags),
-            "method": run.data.tags.get("sweep.method")}
+            "experiment_id": experiment_id, "command": last.get("command", run.data.tags.get(COMMAND, "")),
+            "reason": run.data.tags.get(REASON, ""),
+            "submissions": len(subs) or len(tracker.parents(experiment_id)), "counts": counts,
+            "selection": selection_from_tags(run.data.tags), "method": run.data.tags.get(METHOD)}
 
 
 def load_history(tracking_uri: Optional[str], sweep_name: str, run_ids: Optional[Iterable[str]] = None,

@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Optional
 
 from . import rules
-from .schema import (ATTEMPT, CHECKPOINT_EPOCH, DETERMINISTIC, ERROR_KIND, MAX_METRICS_PER_BATCH, MAX_TAG_VALUE,
-                     REASON, RESUMED_AT, RESUMED_FROM, STOPPED_EARLY)
+from .schema import (ATTEMPT, CHECKPOINT_EPOCH, DETERMINISTIC, EPOCH_METRICS, ERROR_KIND, MAX_METRICS_PER_BATCH, MAX_TAG_VALUE,
+                     PARENT_RUN, REASON, RESUMED_AT, RESUMED_FROM, STOPPED_EARLY, SUPERSEDED_BY)
 from .tracking import Tracker, now_ms
 
-#: Per-epoch metrics a trial reports, written at step = epoch (``epoch_seconds`` is added).
-TRIAL_EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 
 class RunRecorder:
@@ -56,12 +54,32 @@ class RunRecorder:
             return Path(self.client.download_artifacts(run_id, "checkpoint/checkpoint.npz", tmp)).read_bytes()
 
     def mark_resumed(self, from_run: Optional[str], epoch: int) -> None:
+        """The trial continues after ``epoch`` from ``from_run``'s checkpoint. That run's curve up to
+        ``epoch`` is copied here (one curve per trial), and it, with the attempts it had continued,
+        is nested under this run: kept, but out of the default view."""
         from mlflow.entities import RunTag
 
         tags = [RunTag(RESUMED_AT, str(epoch))]
         if from_run and from_run != self.run_id:
             tags.append(RunTag(RESUMED_FROM, from_run))
+            self._copy_history(from_run, epoch)
+            for run in self.tracker.trial_runs(self.experiment_id, self.key):
+                if run.info.run_id == from_run or run.data.tags.get(PARENT_RUN) == from_run:
+                    self.client.log_batch(run.info.run_id, tags=[RunTag(PARENT_RUN, self.run_id),
+                                                                  RunTag(SUPERSEDED_BY, self.run_id)])
         self.client.log_batch(self.run_id, tags=tags)
+
+    def _copy_history(self, from_run: str, epoch: int) -> None:
+        """Every per-epoch metric of ``from_run`` at steps 1..``epoch``, with its own timestamps (so a
+        copy made twice stores nothing twice)."""
+        from mlflow.entities import Metric
+
+        points = []
+        for name in self.client.get_run(from_run).data.metrics:
+            points += [Metric(name, m.value, m.timestamp, m.step)
+                       for m in self.client.get_metric_history(from_run, name) if 1 <= m.step <= epoch]
+        for i in range(0, len(points), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=points[i : i + MAX_METRICS_PER_BATCH])
 
     def log_params(self, params: dict) -> None:
         from mlflow.entities import Param
@@ -86,7 +104,7 @@ class RunRecorder:
         from mlflow.entities import Metric, RunTag
 
         now = timestamp if timestamp is not None else now_ms()
-        batch = [Metric(k, float(metrics[k]), now, epoch) for k in TRIAL_EPOCH_METRICS if k in metrics]
+        batch = [Metric(k, float(metrics[k]), now, epoch) for k in EPOCH_METRICS if k in metrics]
         if "seconds" in metrics:
             batch.append(Metric("epoch_seconds", float(metrics["seconds"]), now, epoch))
         tags = [RunTag(CHECKPOINT_EPOCH, str(epoch))] if checkpoint is not None else []

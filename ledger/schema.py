@@ -1,39 +1,50 @@
 """What MLflow holds for a sweep, named in one place: tags, params, metrics, the schema version.
 
-Layout: one experiment per sweep (tagged ``sweep.name``); one *parent* run per submission
-(``sweeper run`` or ``resume``) holding the sweep file, the plan, counts per state and its driver's
-heartbeat; one *child* run per ``(point, repeat)`` and submission that trained or claimed it. Every
-run carries tags under ``sweep.``, so one AND filter selects what a command needs (MLflow's search
-has no OR):
+Layout: one experiment per sweep (tagged ``sweep.name``); one *parent* run per sweep, named after
+it, holding the fixed settings and the grid as params, the sweep file, the data set as an input
+and a record per submission (``sweeper run`` or ``resume``: who, when, what, how it ended); one
+*child* run per ``(point, repeat)`` under it, tagged with the submission that trained it. An
+earlier attempt of a trial (its driver lost, then resumed) is nested under the run that
+continued it, out of the default view, once that run holds its epochs too. Every run carries tags
+under ``sweep.``, so one AND filter selects what a command needs (MLflow's search has no OR):
 
 ==========================  ===================================================================
 ``sweep.schema``            :data:`SCHEMA_VERSION` of the writer, on every run
 ``sweep.kind``              ``parent`` | ``trial``
 ``sweep.name``              the sweep's name (experiments and runs)
 ``sweep.point``             the point's config hash; ``sweep.repeat``: 0, 1, ...
+``point``                   the point's name (``k5 avg``): what the UI's "Group by" averages over
+``sweep.swept``             the knobs the point's sweep varies, a JSON list
 ``sweep.attempt``           1 + worker deaths and driver losses the trial went through
-``sweep.submission``        the parent run (the driver) that owns a child run
-``sweep.status_reason``     why a run is FAILED or KILLED
+``sweep.submission``        the id of the submission that owns a child run
+``sweep.status_reason``     why a run is FAILED or KILLED (on the parent: how the last submission ended)
 ``sweep.error_kind``        ``trial`` for an error of the trial's own (deterministic)
 ``sweep.checkpoint_epoch``  the epoch of the run's last checkpoint artifact
 ``sweep.resumed_from``      the run whose checkpoint this one started from, at
-``sweep.resumed_at_epoch``
-``sweep.driver.*``          on parents: ``host``, ``pid``, and ``heartbeat`` (epoch ms)
-``sweep.set``               on parents: the ``--set KEY=VALUE`` of the command, a JSON list
+``sweep.resumed_at_epoch``  (its epochs up to there copied into this run)
+``sweep.superseded_by``     on an earlier attempt: the run that continued it
+``sweep.sub.<id>``          on the parent: a submission's record (JSON, see ledger.submission)
+``sweep.beat.<id>``         on the parent: that submission's driver heartbeat (epoch ms)
+``sweep.set``               on the parent: the ``--set KEY=VALUE`` of the last submission, a JSON list
+``sweep.changed``           on the parent: settings changed since the first submission (JSON)
 ==========================  ===================================================================
 
-Metrics: :data:`EPOCH_METRICS` per epoch (step = epoch, from 1), :data:`FINAL_METRICS` once at the
-end (step 0; ``peak_rss_mib`` is the worker's peak resident set during the trial, in MiB),
-``trials_<state>`` on parents. Artifacts: ``sweep.yaml``, ``plan.txt``, ``plan.json``
-on parents; ``config.json``, ``model.npz``, ``kernels.png``, ``checkpoint/checkpoint.npz`` on
-children.
+Params: on a child, each knob once, under its name in the sweep file (``kernel_size``,
+``learning_rate``; data settings as ``data.source``), never ``None``, plus ``seed``,
+``trial_seed`` and ``repeat``, and :data:`MODEL_PARAMS` once the model is built; on the parent
+the fixed settings the same way and the grid as ``grid.<knob>``. Metrics: :data:`EPOCH_METRICS`
+per epoch (step = epoch, from 1), :data:`FINAL_METRICS` once at the end (step 0;
+``peak_rss_mib`` is the worker's peak resident set during the trial, in MiB), ``trials_<state>``
+on the parent (the whole sweep's trials by state). Artifacts: ``sweep.yaml``, ``plan.txt``,
+``submissions/<id>/`` on the parent; ``config.json``, ``model.npz``, ``kernels.png``,
+``checkpoint/checkpoint.npz`` on children, and the chosen point's MLflow model (``model/``).
 """
 from __future__ import annotations
 
 import json
 
 #: Raised when the meaning of a tag, param or metric changes; readers may branch on it.
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 SCHEMA = "sweep.schema"
 KIND = "sweep.kind"
@@ -50,7 +61,13 @@ CHECKPOINT_EPOCH = "sweep.checkpoint_epoch"
 RESUMED_FROM = "sweep.resumed_from"
 RESUMED_AT = "sweep.resumed_at_epoch"
 STOPPED_EARLY = "sweep.stopped_early"
-COUNT_PREFIX = "sweep.count."
+POINT_NAME = "point"
+SWEPT = "sweep.swept"
+SUPERSEDED_BY = "sweep.superseded_by"
+METHOD = "sweep.method"
+CHANGED = "sweep.changed"
+SUB_PREFIX, BEAT_PREFIX = "sweep.sub.", "sweep.beat."
+#: Schema 2 (a parent run per submission) kept its driver on the parent run itself.
 DRIVER_HOST, DRIVER_PID, HEARTBEAT = "sweep.driver.host", "sweep.driver.pid", "sweep.driver.heartbeat"
 PARENT_RUN = "mlflow.parentRunId"
 NOTE = "mlflow.note.content"
@@ -67,21 +84,23 @@ FINAL_METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "trai
                  "train_seconds", "epochs_run", "peak_rss_mib")
 #: Params describing the trained network or its data rather than a config field.
 MODEL_PARAMS = ("n_params", "forward_flops", "train_images", "val_images", "test_images")
+#: Params of a child run that are not knobs: the sweep's seed, the trial's, the repeat.
+TRIAL_PARAMS = ("seed", "trial_seed", "repeat")
+#: Data settings are params under this prefix (as ``--set data.source=...`` names them).
+DATA_PREFIX = "data."
 
 #: MLflow's own limits (``log_batch`` and tag values), so writers never send what it refuses.
 MAX_PARAMS_PER_BATCH, MAX_METRICS_PER_BATCH = 100, 1000
 MAX_TAG_VALUE, MAX_PARAM_VALUE = 4000, 6000
 
 
-def flatten(config: dict, prefix: str = "") -> dict[str, str]:
-    """``{"model": {"depth": 8}}`` -> ``{"model.depth": "8"}``; lists as JSON text."""
-    out = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = param_text(value)
+def knob_params(config: dict) -> dict[str, str]:
+    """A resolved config ``{"seed", "data", "model", "train"}`` as params: model and train fields
+    under their bare names, data fields as ``data.<field>``, ``seed``; ``None`` values left out."""
+    out = {"seed": param_text(config["seed"])} if config.get("seed") is not None else {}
+    for section in ("model", "train"):
+        out.update({k: param_text(v) for k, v in config.get(section, {}).items() if v is not None})
+    out.update({f"{DATA_PREFIX}{k}": param_text(v) for k, v in config.get("data", {}).items() if v is not None})
     return out
 
 

@@ -15,50 +15,13 @@ setting or widens the grid keeps the first values as params, and its own in its 
 """
 from __future__ import annotations
 
-import getpass
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-from typing import Optional
 
 from . import rules
 from .schema import (CHANGED, KIND, MAX_PARAM_VALUE, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE, NAME, PARENT, SCHEMA,
                      SCHEMA_VERSION, param_text)
+from .source import source_tags
 from .tracking import Tracker
-
-
-def source_tags() -> dict[str, str]:
-    """MLflow's standard source tags for a run started by this process: source name and type,
-    user, and the git commit of the code when it runs from a git checkout."""
-    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
-
-    tags = {MLFLOW_SOURCE_NAME: "sweeper " + " ".join(sys.argv[1:2]) if sys.argv[:1] else "sweeper",
-            MLFLOW_SOURCE_TYPE: "LOCAL", MLFLOW_USER: _user()}
-    commit = git_commit()
-    if commit:
-        tags[MLFLOW_GIT_COMMIT] = commit
-    return tags
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 -- no login name in a container: the uid
-        return str(os.getuid())
-
-
-def git_commit(folder: Optional[Path] = None) -> Optional[str]:
-    """The commit of the git checkout the project's code runs from (None: not a checkout, or no git)."""
-    folder = folder or Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = out.stdout.strip()
-    return commit if out.returncode == 0 and len(commit) == 40 else None
 
 
 def find_parent(tracker: Tracker, experiment_id: str):
@@ -122,5 +85,4 @@ def dataset_entity(name: str, digest: str, source: str, shapes: dict[str, tuple]
                    schema=json.dumps(schema), profile=json.dumps(profile))
 
 
-__all__ = ["describe_sweep", "dataset_entity", "find_parent", "git_commit", "log_dataset", "open_parent",
-           "source_tags"]
+__all__ = ["describe_sweep", "dataset_entity", "find_parent", "log_dataset", "open_parent"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import json
 import logging
 import os
 import time
@@ -16,14 +17,18 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from . import retry, rules
-from .schema import (ACTIVE, ATTEMPT, CHECKPOINT_EPOCH, COMMAND, COUNT_PREFIX, DETERMINISTIC, DRIVER_HOST,
-                     DRIVER_PID, ERROR_KIND, HEARTBEAT, KIND, MAX_PARAM_VALUE, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE,
-                     NAME, OVERRIDES, PARENT, PARENT_RUN, POINT, REASON, REPEAT, SCHEMA, SCHEMA_VERSION, SUBMISSION, TRIAL,
-                     flatten, param_text, quote, tag_filter)
+from .schema import (ACTIVE, ATTEMPT, CHECKPOINT_EPOCH, DETERMINISTIC, ERROR_KIND, KIND, MAX_PARAM_VALUE,
+                     MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE, NAME, OVERRIDES, PARENT, PARENT_RUN, POINT, POINT_NAME, REASON,
+                     REPEAT, SCHEMA, SCHEMA_VERSION, SUBMISSION, SWEPT, TRIAL, knob_params, quote, tag_filter)
+from .source import source_tags
 
 # Re-exported: callers import the schema's names from here as well.
-__all__ = ["Tracker", "resolve_tracking_uri", "existing_store", "client", "flatten", "ACTIVE", "ATTEMPT",
+__all__ = ["Tracker", "SweepNotFound", "resolve_tracking_uri", "existing_store", "client", "ACTIVE", "ATTEMPT",
            "DETERMINISTIC", "ERROR_KIND", "KIND", "NAME", "OVERRIDES", "POINT", "REASON", "REPEAT", "SUBMISSION"]
+
+
+class SweepNotFound(LookupError):
+    """No sweep of that name in the store (or no store at all): exit 2 at the command line."""
 
 
 def resolve_tracking_uri(uri: Optional[str] = None) -> str:
@@ -122,28 +127,43 @@ class Tracker:
 
     # -- experiments and searches ------------------------------------------------------------
 
-    def experiment_id(self, name: str, create: bool = True, sweep_name: Optional[str] = None) -> Optional[str]:
-        """The experiment ``name`` (restored if deleted), created if ``create``; tagged ``sweep.name``
-        so that a sweep whose ``mlflow.experiment`` differs from its name is found by its name."""
+    def find_experiment(self, name: str) -> Optional[str]:
+        """Read-only: the id of the active experiment ``name``, or None (no store, none, or deleted)."""
+        if not existing_store(self.uri):
+            return None
+        exp = self.client.get_experiment_by_name(name)
+        return exp.experiment_id if exp is not None and exp.lifecycle_stage == "active" else None
+
+    def open_experiment(self, name: str, sweep_name: str) -> str:
+        """The experiment ``name``, created (or restored, if deleted) for a sweep about to write;
+        tagged ``sweep.name`` so that a sweep whose ``mlflow.experiment`` differs from its name is
+        found by its name."""
         from mlflow.exceptions import MlflowException
 
         exp = self.client.get_experiment_by_name(name)
-        if exp is None and create:
-            # Without the kind tag MLflow 3's UI opens the experiment on its GenAI trace pages.
-            tags = {"mlflow.experimentKind": "custom_model_development", **({NAME: sweep_name} if sweep_name else {})}
+        if exp is None:
+            # The kind tag marks it as model training for the UI (the link's workflowType does the rest).
+            tags = {"mlflow.experimentKind": "custom_model_development", NAME: sweep_name}
             try:
-                return self.client.create_experiment(name, tags=tags)
+                return self.client.create_experiment(name, artifact_location=self.artifact_location(), tags=tags)
             except MlflowException:  # another submission created it a moment ago
                 exp = self.client.get_experiment_by_name(name)
                 if exp is None:
                     raise
-        if exp is None:
-            return None
         if exp.lifecycle_stage == "deleted":
             self.client.restore_experiment(exp.experiment_id)
-        if sweep_name and exp.tags.get(NAME) != sweep_name:
+        if exp.tags.get(NAME) != sweep_name:
             self.client.set_experiment_tag(exp.experiment_id, NAME, sweep_name)
         return exp.experiment_id
+
+    def artifact_location(self) -> Optional[str]:
+        """Where a new experiment's artifacts go: for a SQLite store, a folder of its own under
+        ``mlruns/`` beside the database (MLflow's default is ``./mlruns`` of whatever folder the
+        process runs in); for a server or another database, the store's own default (None)."""
+        import uuid
+
+        path = sqlite_path(self.uri)
+        return str(path.parent / "mlruns" / uuid.uuid4().hex) if path is not None else None
 
     def find_sweep(self, sweep_name: str) -> Optional[str]:
         """Read-only: the experiment of ``sweep_name``: the one of that name, else the one tagged with it."""
@@ -219,50 +239,11 @@ class Tracker:
         runs = self.search(experiment_id, f"tags.`{KIND}` = '{PARENT}'", order_by=["attributes.start_time DESC"])
         return [r for r in runs if r.info.status in ACTIVE] if active_only else runs
 
-    def latest_parent(self, experiment_id: str):
-        runs = self.client.search_runs([experiment_id], f"tags.`{KIND}` = '{PARENT}'", max_results=1,
-                                       order_by=["attributes.start_time DESC"])
-        return runs[0] if runs else None
-
     def active_trials(self, experiment_id: str) -> list:
         """Child runs still RUNNING or SCHEDULED, of every submission."""
         return [r for s in ACTIVE for r in self.trials(experiment_id, s, params=False)]
 
     # -- parent runs ---------------------------------------------------------------------------
-
-    def start_parent(self, experiment_id: str, sweep_name: str, command: str, sweep_text: str,
-                     plan_summary: str, plan_rows: list[dict], tags: Optional[dict] = None) -> str:
-        """A RUNNING parent run for one submission, owned by this process (see :mod:`ledger.liveness`);
-        ``tags``: more about the submission (the selection rule, the method)."""
-        import socket
-
-        tags = {KIND: PARENT, NAME: sweep_name, COMMAND: command, SCHEMA: SCHEMA_VERSION,
-                DRIVER_HOST: socket.gethostname(), DRIVER_PID: str(os.getpid()), HEARTBEAT: str(now_ms()),
-                **(tags or {})}
-        run = self.client.create_run(experiment_id, tags=tags,
-                                     run_name=f"{sweep_name} ({command} {time.strftime('%Y-%m-%d %H:%M:%S')})")
-        run_id = run.info.run_id
-        self.client.log_text(run_id, sweep_text, "sweep.yaml")
-        self.client.log_text(run_id, plan_summary, "plan.txt")
-        self.client.log_dict(run_id, plan_rows, "plan.json")
-        return run_id
-
-    def beat(self, parent_id: str) -> None:
-        """The driver's heartbeat on its parent run: one try (a failed beat is repeated by the next)."""
-        self.client.once.set_tag(parent_id, HEARTBEAT, str(now_ms()))
-
-    def update_parent(self, run_id: str, counts: dict[str, int], status: Optional[str] = None,
-                      reason: Optional[str] = None) -> None:
-        from mlflow.entities import Metric, RunTag
-
-        now = now_ms()
-        metrics = [Metric(f"trials_{k}", float(v), now, 0) for k, v in counts.items()]
-        tags = [RunTag(f"{COUNT_PREFIX}{k}", str(v)) for k, v in counts.items()]
-        if reason:
-            tags.append(RunTag(REASON, reason[:MAX_TAG_VALUE]))
-        self.client.log_batch(run_id, metrics=metrics, tags=tags)
-        if status:
-            self.client.set_terminated(run_id, status)
 
     def sweep_text(self, parent_run_id: str) -> str:
         """The sweep file as it was submitted with ``parent_run_id``."""
@@ -273,22 +254,23 @@ class Tracker:
 
     # -- child runs ----------------------------------------------------------------------------
 
-    def create_trial_run(self, experiment_id: str, parent_id: str, sweep_name: str, trial, swept: dict,
-                         extra_tags: Optional[dict] = None) -> str:
-        """A SCHEDULED child run: the claim of ``trial`` by the driver of ``parent_id``, with the swept
-        values and the resolved config as params."""
-        from mlflow.entities import Param
+    def create_trial_run(self, experiment_id: str, parent_id: str, submission_id: str, sweep_name: str, trial,
+                         dataset=None, extra_tags: Optional[dict] = None) -> str:
+        """A SCHEDULED child run: the claim of ``trial`` by ``submission_id``, under the sweep's parent
+        run, with its knobs as params and ``dataset`` (an ``mlflow.entities.Dataset``) as its input."""
+        from mlflow.entities import DatasetInput, InputTag, Param
 
         tags = {PARENT_RUN: parent_id, KIND: TRIAL, NAME: sweep_name, POINT: trial.point.hash,
-                REPEAT: str(trial.repeat), ATTEMPT: "0", SUBMISSION: parent_id, SCHEMA: SCHEMA_VERSION,
-                **(extra_tags or {})}
+                POINT_NAME: trial.point.name, SWEPT: json.dumps(list(trial.point.values)), REPEAT: str(trial.repeat),
+                ATTEMPT: "0", SUBMISSION: submission_id, SCHEMA: SCHEMA_VERSION, **source_tags(), **(extra_tags or {})}
         run = self.client.create_run(experiment_id, run_name=trial.run_name, tags=tags)
         run_id = run.info.run_id
-        params = {**flatten(trial.point.config), **{k: param_text(v) for k, v in swept.items()},
-                  "trial_seed": str(trial.seed), "repeat": str(trial.repeat)}
+        params = {**knob_params(trial.point.config), "trial_seed": str(trial.seed), "repeat": str(trial.repeat)}
         for chunk in _batched([Param(k, v[:MAX_PARAM_VALUE]) for k, v in sorted(params.items())],
                               MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=chunk)
+        if dataset is not None:
+            self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", "train")])])
         self.client.update_run(run_id, status="SCHEDULED")
         return run_id
 
@@ -304,8 +286,3 @@ class Tracker:
     def discard(self, run_id: str) -> None:
         """Delete a child run whose trial never started: a claim lost, or a run created ahead."""
         self.client.delete_run(run_id)
-
-    def active_children(self, experiment_id: str, parent_id: str) -> list:
-        runs = self.trials(experiment_id, extra=tag_filter(**{SUBMISSION: parent_id}), params=False)
-        return [r for r in runs if r.info.status in ACTIVE]
-

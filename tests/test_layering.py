@@ -18,8 +18,8 @@ ALLOWED: dict[str, set[str]] = {
     "sweeper": {"cnn", "ledger"},  # sweeper/*.py: the codes and the API every room shares
     "sweeper.spec": {"cnn", "ledger", "sweeper"},
     "sweeper.plan": {"cnn", "ledger", "sweeper", "sweeper.spec"},
-    "sweeper.run": {"cnn", "ledger", "sweeper", "sweeper.spec", "sweeper.plan"},
-    "sweeper.app": {"cnn", "ledger", "sweeper", "sweeper.spec", "sweeper.plan", "sweeper.run", "dashboards"},
+    "sweeper.trials": {"cnn", "ledger", "sweeper", "sweeper.spec", "sweeper.plan"},
+    "sweeper.app": {"cnn", "ledger", "sweeper", "sweeper.spec", "sweeper.plan", "sweeper.trials", "dashboards"},
     "dashboards": {"cnn", "ledger"},
 }
 #: The public API (``sweeper/api.py``) sits on top of every room of sweeper.
@@ -27,7 +27,7 @@ API_MODULES = {"sweeper/api.py", "sweeper/__init__.py", "sweeper/__main__.py"}
 
 
 def room_of(module: str) -> str | None:
-    """``sweeper.run.executor`` -> ``sweeper.run``; ``sweeper.exits`` -> ``sweeper``; not ours -> None."""
+    """``sweeper.trials.executor`` -> ``sweeper.trials``; ``sweeper.exits`` -> ``sweeper``; not ours -> None."""
     parts = module.split(".")
     if parts[0] not in {r.split(".")[0] for r in ALLOWED}:
         return None
@@ -113,18 +113,18 @@ def _fake(rel: str, code: str):
 
 def test_the_table_check_fails_on_an_upward_import():
     """The run room importing the app room (the progress line) is exactly what must fail."""
-    assert upward_imports(_fake("sweeper/run/executor.py", "from sweeper.app.progress import Progress")) == [
-        "sweeper/run/executor.py: sweeper.run -> sweeper.app (sweeper.app.progress)"]
+    assert upward_imports(_fake("sweeper/trials/executor.py", "from sweeper.app.progress import Progress")) == [
+        "sweeper/trials/executor.py: sweeper.trials -> sweeper.app (sweeper.app.progress)"]
     assert upward_imports(_fake("cnn/model.py", "import ledger.tracking"))
     assert upward_imports(_fake("dashboards/report.py", "from sweeper import plan"))
-    assert upward_imports(_fake("sweeper/plan/points.py", "from sweeper.run import trial"))
+    assert upward_imports(_fake("sweeper/plan/points.py", "from sweeper.trials import trial"))
     assert upward_imports(_fake("sweeper/plan/points.py", "from sweeper.exits import first_line")) == []
 
 
 def test_the_private_check_fails_on_a_private_import():
-    assert private_imports(_fake("sweeper/run/executor.py", "from sweeper.run.session import _first_line")) == [
-        "sweeper/run/executor.py: sweeper.run.session._first_line"]
-    assert private_imports(_fake("sweeper/run/executor.py", "from .session import _x"))
+    assert private_imports(_fake("sweeper/trials/executor.py", "from sweeper.trials.session import _first_line")) == [
+        "sweeper/trials/executor.py: sweeper.trials.session._first_line"]
+    assert private_imports(_fake("sweeper/trials/executor.py", "from .session import _x"))
 
 
 def test_no_cycle_between_rooms():

@@ -63,6 +63,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port, 1 to 65535, got {value}")
+    return value
+
+
 def repeat_index(text: str) -> int:
     value = int(text)
     if not 0 <= value < 1000:
@@ -157,9 +164,10 @@ def _validate(args: argparse.Namespace) -> int:
          arg("--cpus", type=positive_int, default=None, metavar="N",
              help="CPUs available to the sweep, for the wall-time estimate (default: this machine's)"), TRACKING, SET)
 def _plan(args: argparse.Namespace) -> int:
-    from sweeper.app.service import plan_sweep
+    from sweeper import api
 
-    plan, failed_before = plan_sweep(args.file, args.tracking_uri, args.cpus, args.overrides)
+    plan, failed_before = api.plan(args.file, overrides=args.overrides, tracking_uri=args.tracking_uri,
+                                   cpus=args.cpus)
     print(plan.summary())
     if failed_before:
         print(f"failed before, not trained again without --retry-failed ({len(failed_before)}):")
@@ -173,6 +181,8 @@ ADDRESS = arg("--address", metavar="ADDR", default=None,
 QUIET = arg("-q", "--quiet", action="store_true", help="no live progress line; failures and the summary only")
 RETRY = arg("--retry-failed", action="store_true",
             help="train again the points whose trials failed with an error of their own before")
+VERBOSE = arg("-v", "--verbose", action="store_true",
+              help="also show what Ray and MLflow say (their notices and INFO lines)")
 STALE = arg("--stale-after", type=float, default=None, metavar="SECONDS", dest="stale_after",
             help="a driver silent this long is lost, and its running trials are stale "
                  "(default: SWEEPER_STALE_AFTER, else 120)")
@@ -180,31 +190,43 @@ STALE = arg("--stale-after", type=float, default=None, metavar="SECONDS", dest="
 
 def _sigterm_as_interrupt() -> None:
     """SIGTERM stops a sweep as Ctrl-C does: running trials KILLED, the parent closed, exit 143."""
-    from sweeper.run.session import handle_sigterm, on_sigterm
+    from sweeper.trials.session import handle_sigterm, on_sigterm
 
     handle_sigterm(on_sigterm)
 
 
-def _finish(result) -> int:
+def _finish(done, progress) -> int:
+    """The summary block of a run or resume: what happened, how long, where to look; the message of
+    an exit other than 0 on stderr."""
+    from sweeper.app.service import summary_lines
+
+    result = done.result
+    if result.experiment_id is not None:  # something was trained (or tried): the summary block
+        for line in summary_lines(result, progress.elapsed(), done.tracking_uri):
+            progress.event(line)
     if result.exit_code != EXIT_OK:
         print(result.message, file=sys.stderr)
     return result.exit_code
 
 
 @command("run", "train every pending trial of a sweep on Ray, logging to MLflow", SWEEP_FILE, ADDRESS, TRACKING,
-         QUIET, RETRY, SET, STALE)
+         QUIET, RETRY, SET, STALE, VERBOSE)
 def _run(args: argparse.Namespace) -> int:
-    from sweeper.app.service import run_sweep
+    from sweeper import api
+    from sweeper.app.progress import Progress
 
     _sigterm_as_interrupt()
-    return _finish(run_sweep(args.file, address=args.address, quiet=args.quiet, retry_failed=args.retry_failed,
-                             tracking_uri=args.tracking_uri, overrides=args.overrides, stale_seconds=args.stale_after))
+    progress = Progress(quiet=args.quiet)
+    done = api.run(args.file, overrides=args.overrides, tracking_uri=args.tracking_uri, address=args.address,
+                   retry_failed=args.retry_failed, stale_after=args.stale_after, observer=progress)
+    return _finish(done, progress)
 
 
 @command("resume", "finish an interrupted sweep, by name or by file", arg("sweep", metavar="NAME_OR_FILE"),
-         ADDRESS, TRACKING, QUIET, RETRY, STALE)
+         ADDRESS, TRACKING, QUIET, RETRY, STALE, VERBOSE)
 def _resume(args: argparse.Namespace) -> int:
-    from sweeper.app.service import resume_sweep
+    from sweeper import api
+    from sweeper.app.progress import Progress
 
     try:
         is_file = Path(args.sweep).is_file()
@@ -215,19 +237,21 @@ def _resume(args: argparse.Namespace) -> int:
         if problem is not None:
             raise BadArgument(f"{args.sweep!r} is neither a sweep file nor a valid sweep name ({problem})")
     _sigterm_as_interrupt()
-    return _finish(resume_sweep(args.sweep, address=args.address, quiet=args.quiet,
-                                retry_failed=args.retry_failed, tracking_uri=args.tracking_uri,
-                                stale_seconds=args.stale_after))
+    progress = Progress(quiet=args.quiet)
+    done = api.resume(args.sweep, tracking_uri=args.tracking_uri, address=args.address,
+                      retry_failed=args.retry_failed, stale_after=args.stale_after, observer=progress)
+    return _finish(done, progress)
 
 
 @command("status", "counts per state, stale runs, failures with reasons and the best points of a sweep",
          arg("name", metavar="NAME"), TRACKING, arg("--top", type=positive_int, default=5, help="best points to list"),
          STALE)
 def _status(args: argparse.Namespace) -> int:
-    from sweeper.app.service import status_report
+    from sweeper import api
+    from sweeper.app.status import status_text
 
     sweep_name(args.name)
-    print(status_report(args.name, args.tracking_uri, args.top, args.stale_after))
+    print(status_text(api.status(args.name, args.tracking_uri, args.top, args.stale_after)))
     return EXIT_OK
 
 
@@ -253,7 +277,7 @@ def _train(args: argparse.Namespace) -> int:
              help="log it to the sweep's latest parent run, with a leaderboard as its description (default; "
                   "--no-attach: files only)"))
 def _report(args: argparse.Namespace) -> int:
-    from dashboards.cli import report_command
+    from sweeper.app.report import report_command
 
     sweep_name(args.name)
     if args.against:
@@ -263,13 +287,13 @@ def _report(args: argparse.Namespace) -> int:
 
 
 @command("ui", "start MLflow's UI on the sweep's store (127.0.0.1)", arg("name", metavar="NAME", nargs="?"),
-         TRACKING, arg("--port", type=positive_int, default=5000, help="port to listen on (default 5000)"))
+         TRACKING, arg("--port", type=port_number, default=5000, help="port to listen on (default 5000)"), VERBOSE)
 def _ui(args: argparse.Namespace) -> int:
-    from dashboards.cli import ui_command
+    from sweeper.app.report import ui_command
 
     if args.name:
         sweep_name(args.name)
-    return ui_command(args.name, args.tracking_uri, args.port)
+    return ui_command(args.name, args.tracking_uri, args.port, args.verbose)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,16 +309,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries(verbose: bool) -> None:
+    """The console carries the project's own lines: Ray's notices (token authentication) and MLflow's
+    INFO lines (creating a store's tables) are shown with ``-v`` only. Warnings and errors of theirs
+    that reach us become our own one-line messages anyway."""
+    import logging
+
+    if verbose:
+        return
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow configures its logger
+    for name, level in (("mlflow", logging.WARNING), ("alembic", logging.WARNING), ("ray", logging.ERROR)):
+        logging.getLogger(name).setLevel(level)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage or the help
         return exc.code if isinstance(exc.code, int) else EXIT_INVALID
+    quiet_libraries(getattr(args, "verbose", False))
     try:
         return args.run(args)
     except KeyboardInterrupt as exc:  # outside a running sweep (which handles it itself)
-        from sweeper.run.session import TERMINATED, Terminated
+        from sweeper.trials.session import TERMINATED, Terminated
 
         if isinstance(exc, Terminated) or TERMINATED.is_set():
             print(f"sweeper {args.command}: terminated (SIGTERM)", file=sys.stderr)

@@ -5,7 +5,7 @@ import sys
 import time
 
 from sweeper.plan.cost import duration  # noqa: F401 (the app's callers import it from here too)
-from sweeper.run.counts import Counts
+from sweeper.trials.counts import Counts
 
 LABELS = {"done_before": "done before", "failed_before": "failed before", "queued": "queued", "running": "running",
           "finished": "finished", "failed": "failed", "killed": "killed", "duplicate": "duplicate",
@@ -19,7 +19,7 @@ def counts_text(counts: Counts) -> str:
 
 
 class Progress:
-    """The terminal's observer of a submission (:mod:`sweeper.run.observer`): one status line,
+    """The terminal's observer of a submission (:mod:`sweeper.trials.observer`): one status line,
     redrawn in place on a terminal and printed every ``every`` s otherwise."""
 
     def __init__(self, stream=None, quiet: bool = False, every: float = 10.0):

@@ -1,9 +1,10 @@
-"""The sweep commands' logic: plan, run, resume, status. The CLI only parses arguments and prints.
+"""The sweep commands' logic: plan, run, resume. The CLI and the Python API only parse and print.
 
 MLflow is the single record: the plan is re-derived from the sweep file, what is done from the
-FINISHED runs (:mod:`ledger.rules`), and a resumed sweep reads its file back from the last parent
-run. ``run`` and ``resume`` first take over the runs of drivers that were lost
-(:mod:`ledger.liveness`), so their trials continue from their last checkpoints.
+FINISHED runs (:mod:`ledger.rules`), and a resumed sweep reads its file back from the sweep's
+parent run. ``run`` and ``resume`` first take over the runs of drivers that were lost
+(:mod:`ledger.liveness`), so their trials continue from their last checkpoints. A submission with
+nothing to train writes nothing and says so in one line.
 """
 from __future__ import annotations
 
@@ -12,23 +13,23 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from ledger import rank_points, rules, runs_frame, selection_from_tags, selection_tags
+from ledger import links
+from ledger.liveness import Heartbeat, stale_after, take_over
 from ledger.retry import StoreUnavailable
-from ledger.liveness import Heartbeat, Owners, owner_of, stale_after, take_over
-from ledger.schema import ACTIVE, OVERRIDES, REASON
+from ledger.schema import DATA_PREFIX, METHOD, OVERRIDES, knob_params
+from ledger.selection import selection_tags
 from ledger.submission import Submission
-from ledger.tracking import Tracker, existing_store, resolve_tracking_uri
-from sweeper.app.progress import Progress, duration
-from sweeper.plan.data import data_facts, min_classes, prepare_data
-from sweeper.plan.points import Plan, make_plan
-from sweeper.run.executor import Runner
+from ledger.sweeps import dataset_entity, find_parent
+from ledger.tracking import SweepNotFound, Tracker, resolve_tracking_uri
 from sweeper.exits import EXIT_OK, first_line
-from sweeper.run.session import SweepResult, connect
-from sweeper.spec.config import SweepConfig, load_sweep
-
-
-class SweepNotFound(LookupError):
-    pass
+from sweeper.plan.cost import duration
+from sweeper.plan.data import PreparedData, data_facts, min_classes, prepare_data
+from sweeper.plan.points import Plan, make_plan
+from sweeper.trials.counts import Counts
+from sweeper.trials.executor import Runner
+from sweeper.trials.observer import Silent
+from sweeper.trials.session import SweepResult, connect
+from sweeper.spec.config import SweepConfig, canonical_json, load_sweep
 
 
 def tracker_for(config: SweepConfig, tracking_uri: Optional[str] = None) -> Tracker:
@@ -46,15 +47,14 @@ def plan_rows(plan: Plan, failed_before: dict) -> list[dict]:
     return rows
 
 
-def plan_sweep(path, tracking_uri: Optional[str] = None, total_cpus: Optional[int] = None, overrides=()):
-    """``(plan, failed_before)`` of ``path`` against what MLflow already holds; writes nothing.
+def plan_sweep(config: SweepConfig, tracking_uri: Optional[str] = None, total_cpus: Optional[int] = None):
+    """``(plan, failed_before)`` of ``config`` against what MLflow already holds; writes nothing.
 
     The data is read and checked when its files are there (a :class:`cnn.DataError` otherwise).
     """
-    config = load_sweep(path, overrides)
     facts, _ = data_facts(config)
     tracker = tracker_for(config, tracking_uri)
-    experiment_id = tracker.experiment_id(config.experiment_name, create=False) if existing_store(tracker.uri) else None
+    experiment_id = tracker.find_experiment(config.experiment_name)
     finished = tracker.finished(experiment_id) if experiment_id else {}
     plan = make_plan(config, finished, total_cpus=total_cpus, data=facts)
     pending = {t.key for t in plan.pending}
@@ -62,149 +62,133 @@ def plan_sweep(path, tracking_uri: Optional[str] = None, total_cpus: Optional[in
     return plan, {k: v for k, v in failed.items() if k in pending}
 
 
-def run_sweep(path, *, command: str = "run", address: Optional[str] = None, quiet: bool = False,
-              retry_failed: bool = False, stream=None, tracking_uri: Optional[str] = None,
-              stale_seconds: Optional[float] = None, overrides=()) -> SweepResult:
-    """Plan ``path`` (with ``--set`` ``overrides``) against what MLflow holds and train what is missing on Ray.
+def sweep_settings(config: SweepConfig) -> dict[str, object]:
+    """What the sweep's parent run holds as params: the fixed settings under their names in the
+    sweep file, the grid as ``grid.<knob>`` lists, the repeats and the method."""
+    base = json.loads(canonical_json({"seed": config.seed, "data": config.data.model_dump(),
+                                      "model": config.model.model_dump(), "train": config.train.model_dump()}))
+    axes = dict(config.grid.axes())
+    fixed = {k: v for k, v in knob_params(base).items() if k not in axes and not k.startswith(f"{DATA_PREFIX}path")}
+    return {**fixed, **{f"grid.{k}": json.loads(canonical_json(list(v))) for k, v in axes.items()},
+            "repeats": config.repeats, "method": config.method}
 
-    The data is read and checked first: bad data is a :class:`cnn.DataError` before anything starts.
+
+def dataset_of(config: SweepConfig, data: PreparedData):
+    """The sweep's data as an MLflow dataset input (name, digest, source, schema)."""
+    d = config.data
+    source = str(Path(d.path).expanduser().resolve()) if d.path else (
+        "cnn/datasets/mnist-subset" if d.source == "bundled" else d.source)
+    name = {"bundled": "mnist-subset", "mnist": "mnist"}.get(d.source) or Path(d.path or d.source).name
+    shapes = {"train": data.train.x.shape, "test": data.test.x.shape,
+              **({"validation": data.val.x.shape} if data.val is not None else {})}
+    rows = sum(shape[0] for shape in shapes.values())
+    return dataset_entity(name, data.digest(), source, shapes, str(data.train.x.dtype), rows)
+
+
+def run_sweep(config: SweepConfig, sweep_text: str, *, command: str = "run", address: Optional[str] = None,
+              observer=None, retry_failed: bool = False, tracking_uri: Optional[str] = None,
+              stale_seconds: Optional[float] = None, overrides=()) -> SweepResult:
+    """Plan ``config`` against what MLflow holds and train what is missing on Ray.
+
+    ``sweep_text``: the sweep file as given (recorded with the submission); ``overrides``: the
+    ``--set`` assignments already applied to ``config``, recorded so that a resume by name applies
+    them again. The data is read and checked first: bad data is a :class:`cnn.DataError` before
+    anything starts.
     """
-    config = load_sweep(path, overrides)
-    text = Path(path).read_text()
+    observer = observer or Silent()
     data = prepare_data(config.data.model_dump(), config.seed, min_classes(config))
     tracker = tracker_for(config, tracking_uri)
-    progress = Progress(stream, quiet=quiet)
     timeout = stale_after(stale_seconds)
-    experiment_id = tracker.experiment_id(config.experiment_name, sweep_name=config.name)  # in the driver, before any worker
-    for run, owner in take_over(tracker, experiment_id, timeout):
-        progress.event(f"  taking over {run.info.run_name} (run {run.info.run_id}): {owner.text()}")
-    plan = make_plan(config, tracker.finished(experiment_id), data=data.facts())
+    experiment_id = tracker.find_experiment(config.experiment_name)
+    if experiment_id is not None:
+        for run, owner in take_over(tracker, experiment_id, timeout):
+            observer.event(f"  taking over {run.info.run_name} (run {run.info.run_id}): {owner.text()}")
+    plan = make_plan(config, tracker.finished(experiment_id) if experiment_id else {}, data=data.facts())
     pending_keys = {t.key for t in plan.pending}
-    failed_before = {} if retry_failed else {k: v for k, v in tracker.failed(experiment_id).items() if k in pending_keys}
+    failed = tracker.failed(experiment_id) if experiment_id else {}
+    failed_before = {} if retry_failed else {k: v for k, v in failed.items() if k in pending_keys}
+    to_train = len(plan.pending) - len(failed_before)
+    where = links.sweep_url(tracker, experiment_id) if experiment_id else None
+    if to_train == 0:
+        counts = Counts(len(plan.trials), {"done_before": len(plan.done), "failed_before": len(failed_before)})
+        more = f" ({len(failed_before)} failed before: --retry-failed trains them again)" if failed_before else ""
+        observer.event(f"sweep {config.name}: nothing to train, all {len(plan.trials)} trial(s) are done{more}"
+                       + (f"; {where}" if where else ""))
+        return SweepResult(counts.as_dict(), EXIT_OK, "nothing to train")
+    experiment_id = tracker.open_experiment(config.experiment_name, config.name)
     resume_from = {k: v for k, v in tracker.checkpoints(experiment_id).items() if k in pending_keys}
-    parent_id = tracker.start_parent(experiment_id, config.name, command, text, plan.summary(),
-                                     plan_rows(plan, failed_before),
-                                     tags={**selection_tags(config.selection.rule()), "sweep.method": config.method,
-                                           **({OVERRIDES: json.dumps(list(overrides))} if overrides else {})})
-    progress.event(f"sweep {config.name}: {len(plan.trials)} trial(s) of {len(plan.points)} point(s); "
-                   f"{len(plan.done)} done before, {len(plan.pending) - len(failed_before)} to train, "
-                   f"{len(failed_before)} failed before (--retry-failed to train them again), "
-                   f"{len(plan.infeasible)} infeasible and {len(plan.excluded)} excluded point(s) skipped")
+    tags = {**selection_tags(config.selection.rule()), METHOD: config.method, OVERRIDES: json.dumps(list(overrides))}
+    submission = Submission.start(tracker, experiment_id, config.name, command, trials=to_train, sweep_text=sweep_text,
+                                  plan_text=plan.summary(), plan_rows=plan_rows(plan, failed_before),
+                                  settings=sweep_settings(config), dataset=dataset_of(config, data), tags=tags,
+                                  view=links.view_state([k for k, _ in config.grid.axes()], config.selection.metric,
+                                                        config.selection.mode))
+    observer.event(f"sweep {config.name}: {len(plan.trials)} trial(s) of {len(plan.points)} point(s); "
+                   f"{len(plan.done)} done before, {to_train} to train"
+                   + (f", {len(failed_before)} failed before (--retry-failed trains them again)" if failed_before else "")
+                   + (f", {len(plan.infeasible)} infeasible and {len(plan.excluded)} excluded point(s) skipped"
+                      if plan.infeasible or plan.excluded else ""))
     for key, (run_id, reason) in failed_before.items():
-        progress.event(f"  skipping {key[0]} #{key[1] + 1}: failed before in run {run_id}: {reason}")
-    submission = Submission(tracker, experiment_id, parent_id, config.name)
-    runner = Runner(plan, submission, skip=failed_before, resume_from=resume_from, observer=progress,
+        observer.event(f"  skipping {key[0]} #{key[1] + 1}: failed before in run {run_id}: {reason}")
+    runner = Runner(plan, submission, skip=failed_before, resume_from=resume_from, observer=observer,
                     stale_seconds=timeout, data=data)
-    if not runner.scheduler.queued:
-        return _nothing_to_do(runner, progress)
-    with Heartbeat(tracker, parent_id):
+    with Heartbeat(submission.beat):
         try:
             started = connect(address)
         except BaseException:
-            tracker.update_parent(parent_id, runner.counts.as_dict(), "FAILED", "could not start or join Ray")
+            submission.end(runner.counts.as_dict(), "FAILED", "could not start or join Ray")
             raise
         try:
             result = runner.run()
         finally:
-            progress.close()
+            observer.close()
             if started:
                 import ray
 
                 ray.shutdown()
-    progress.event(f"{result.message} in {duration(progress.elapsed())} ({duration(result.wall_seconds)} training): "
-                   + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v))
+    result.experiment_id = experiment_id
+    return result
+
+
+def summary_lines(result: SweepResult, elapsed: float, uri: str) -> list[str]:
+    """The block printed when a submission ends: what happened, how long, where to look."""
+    lines = [f"{result.message} in {duration(elapsed)} ({duration(result.wall_seconds)} training): "
+             + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)]
     if result.efficiency is not None:
-        progress.event(f"trial time {sum(result.trial_seconds):.1f}s on {result.cpus} CPU(s): "
-                       f"efficiency (sum of trial times / CPUs) / wall = {result.efficiency:.0%}")
-    return result
+        lines.append(f"trial time {sum(result.trial_seconds):.1f}s on {result.cpus} CPU(s): "
+                     f"efficiency (sum of trial times / CPUs) / wall = {result.efficiency:.0%}")
+    if result.experiment_id is not None:
+        url = links.experiment_url(links.ui_address(uri), result.experiment_id, shared_view=True)
+        local = not uri.startswith(("http://", "https://"))
+        lines.append(f"browse the runs: {url}" + ("  (start the UI with `sweeper ui`)" if local else ""))
+    return lines
 
 
-def _nothing_to_do(runner: Runner, progress: Progress) -> SweepResult:
-    result = runner.result()
-    progress.event("nothing to train: every trial of the plan is done (or failed before)")
-    return result
-
-
-def resume_sweep(target: str, *, tracking_uri: Optional[str] = None, **kwargs) -> SweepResult:
-    """Resume by sweep file, or by name: the file is read back from the sweep's last parent run."""
-    if Path(target).is_file():
-        return run_sweep(target, command="resume", tracking_uri=tracking_uri, **kwargs)
+def sweep_source(tracking_uri: Optional[str], target: str) -> tuple[str, list[str]]:
+    """The sweep file of sweep ``target`` as its last submission gave it, and that submission's ``--set``."""
     tracker = Tracker(resolve_tracking_uri(tracking_uri))
     experiment_id = tracker.find_sweep(target)
-    parent = tracker.latest_parent(experiment_id) if experiment_id else None
+    parent = find_parent(tracker, experiment_id) if experiment_id else None
     if parent is None:
         raise SweepNotFound(f"no sweep named {target!r} in {tracker.uri} (give the sweep file instead)")
+    try:
+        text = tracker.sweep_text(parent.info.run_id)
+    except StoreUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- the artifact (or its folder) is gone
+        raise SweepNotFound(
+            f"the sweep file of {target!r} is missing from the store: artifact sweep.yaml of parent run "
+            f"{parent.info.run_id} ({parent.info.artifact_uri}) cannot be read ({first_line(exc, 200)}); "
+            f"give the file instead: `sweeper resume FILE`") from None
+    return text, json.loads(parent.data.tags.get(OVERRIDES, "[]"))
+
+
+def load_text(text: str, overrides=()) -> SweepConfig:
+    """A sweep file's text (read back from the store) validated as if it were a file."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sweep.yaml"
-        try:
-            text = tracker.sweep_text(parent.info.run_id)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:  # noqa: BLE001 -- the artifact (or its folder) is gone
-            cause = first_line(exc, 200)
-            raise SweepNotFound(
-                f"the sweep file of {target!r} is missing from the store: artifact sweep.yaml of parent run "
-                f"{parent.info.run_id} ({parent.info.artifact_uri}) cannot be read ({cause}); "
-                f"give the file instead: `sweeper resume FILE`") from None
         path.write_text(text)
-        overrides = json.loads(parent.data.tags.get(OVERRIDES, "[]"))  # the --set of that submission
-        return run_sweep(path, command="resume", tracking_uri=tracking_uri, overrides=overrides, **kwargs)
+        return load_sweep(path, overrides)
 
 
-def status_report(name: str, tracking_uri: Optional[str] = None, top: int = 5,
-                  stale_seconds: Optional[float] = None) -> str:
-    """Counts per state, stale runs, failures with reasons, best points: from MLflow alone."""
-    tracker = Tracker(resolve_tracking_uri(tracking_uri))
-    experiment_id = tracker.find_sweep(name)
-    if experiment_id is None:
-        raise SweepNotFound(f"no sweep named {name!r} in {tracker.uri}")
-    runs = tracker.trials(experiment_id)
-    current = rules.current_runs(runs)
-    owners = Owners(tracker, stale_after(stale_seconds))
-    states: dict[str, int] = {}
-    stale = []
-    for run in current.values():
-        state = run.info.status
-        if state in ACTIVE:
-            owner = owners.of_run(run)
-            if owner is None or owner.lost:
-                state = "STALE"
-                stale.append((run, owner))
-        states[state] = states.get(state, 0) + 1
-    parent = tracker.latest_parent(experiment_id)
-    lines = [f"sweep {name} ({tracker.uri}): {len(current)} trial(s) recorded in {len(runs)} run(s)"]
-    if parent is not None:
-        planned = int(float(parent.data.metrics.get("trials_planned", 0)))
-        state = parent.info.status
-        if state in ACTIVE and owner_of(parent, owners.timeout).lost:
-            state = "STALE"
-        lines.append(f"last submission: {parent.info.run_name}, {state}, {planned} trial(s) planned"
-                     + (f": {parent.data.tags[REASON]}" if REASON in parent.data.tags else ""))
-    lines.append("states: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
-    if stale:
-        lines.append("stale (their driver was lost; `sweeper resume` takes them over):")
-        lines += [f"  {r.info.run_name} (run {r.info.run_id}): "
-                  + (o.text() if o is not None else "its parent run is gone") for r, o in stale]
-    failed = [r for r in current.values() if r.info.status == "FAILED"]
-    if failed:
-        lines.append("failures:")
-        lines += [f"  {r.info.run_name}: {r.data.tags.get(REASON, '?')}" for r in failed]
-    frame = runs_frame(runs)
-    done = frame["status"].eq("FINISHED") & ~frame["duplicate"]
-    selection = selection_from_tags(parent.data.tags if parent is not None else {})
-    ranked = rank_points(frame, selection)
-    if len(ranked):
-        # Chosen on validation, as the report does; test accuracy only for the chosen point.
-        lines.append(f"best {min(top, len(ranked))} point(s) by mean {selection.text} over repeats:")
-        finished = frame[done]
-        for rank, (point, row) in enumerate(ranked.head(top).iterrows()):
-            mine = finished[finished["point"] == point]
-            test = f"  chosen: test accuracy {mine['test_accuracy'].mean():.4f}" if rank == 0 else ""
-            lines.append(f"  {row['point_name']:<28} {selection.metric} {row['score']:.4f}  {row['repeats']} "
-                         f"repeat(s)  {mine['train_seconds'].mean():.1f}s{test}")
-    elif done.any():
-        lines.append(f"no finished trial logged {selection.metric}: no point can be chosen (data.val_fraction 0?)")
-    return "\n".join(lines)
-
-
-__all__ = ["run_sweep", "resume_sweep", "status_report", "SweepNotFound", "EXIT_OK"]
+__all__ = ["run_sweep", "plan_sweep", "sweep_source", "summary_lines", "SweepNotFound", "EXIT_OK"]

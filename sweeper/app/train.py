@@ -13,8 +13,8 @@ from sweeper.plan.data import data_facts
 from sweeper.spec.config import parse_sweep
 from sweeper.spec.overrides import apply_overrides
 from sweeper.plan.points import make_plan
-from sweeper.run.records import NullRecorder
-from sweeper.run.trial import TrialTask, execute
+from sweeper.trials.records import NullRecorder
+from sweeper.trials.trial import TrialTask, execute
 from sweeper.spec.yamlsource import Problem, SweepFileError, load_yaml, parse_value
 
 

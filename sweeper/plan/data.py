@@ -8,9 +8,12 @@ input shape (C, H, W) and the image counts, read from the files when they are th
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+
+import numpy as np
 
 import cnn
 from sweeper.spec.config import TEST_FRACTION, DataConfig, SweepConfig
@@ -50,6 +53,15 @@ class PreparedData:
         """Bytes of every array: what each worker node holds once."""
         parts = [self.train, self.test] + ([self.val] if self.val is not None else [])
         return sum(p.x.nbytes + p.y.nbytes for p in parts)
+
+    def digest(self) -> str:
+        """16 hex digits of the sha256 of every image and label, in split order: the data set's identity."""
+        h = hashlib.sha256()
+        for part in (self.train, self.val, self.test):
+            if part is not None:
+                h.update(np.ascontiguousarray(part.x).data)
+                h.update(np.ascontiguousarray(part.y).data)
+        return h.hexdigest()[:16]
 
     def facts(self) -> DataFacts:
         return DataFacts(self.input_shape, (len(self.train), 0 if self.val is None else len(self.val), len(self.test)),

@@ -152,7 +152,7 @@ class SelectionConfig(_MetricChoice):
 class Resources(Section):
     """CPUs per trial (its NumPy threads), an optional cap on trials running at once, and whether a
     worker hands the shared data's pages back as it reads them (``auto``: data of 64 MiB or more;
-    see sweeper/run/pages.py)."""
+    see sweeper/trials/pages.py)."""
 
     cpus_per_trial: Annotated[PositiveInt, MAX_CPUS] = 1
     max_concurrent: Optional[Annotated[PositiveInt, MAX_COUNT]] = None

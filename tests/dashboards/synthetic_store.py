@@ -35,15 +35,18 @@ def write_store(uri: str, name: str, repeats: int, grid: dict = GRID, seed: int 
     from mlflow.entities import Metric, Param
 
     from ledger import Tracker, selection_tags
+    from ledger.schema import METHOD
     from ledger.selection import DEFAULT
+    from ledger.submission import Submission
 
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
     tracker = Tracker(uri)
     client = tracker.client
-    exp = tracker.experiment_id(name, sweep_name=name)
-    parent = tracker.start_parent(exp, name, "run", f"name: {name}\n", "synthetic", [],
-                                  tags={**selection_tags(DEFAULT), "sweep.method": "grid"})
+    exp = tracker.open_experiment(name, name)
+    submission = Submission.start(tracker, exp, name, sweep_text=f"name: {name}\n", plan_text="synthetic",
+                                  tags={**selection_tags(DEFAULT), METHOD: "grid"})
+    parent = submission.parent_id
     shared = rng.normal(0, 0.002, repeats)
     count = 0
     for combo in itertools.product(*grid.values()):
@@ -52,7 +55,7 @@ def write_store(uri: str, name: str, repeats: int, grid: dict = GRID, seed: int 
         trap = values["kernel_size"] == 3 and values.get("depth") == 4 and values.get("pooling") == "max"
         for repeat in range(repeats):
             trial = _trial(values, repeat, 1000 + repeat)
-            run_id = tracker.create_trial_run(exp, parent, name, trial, values)
+            run_id = submission.create_trial_run(trial)
             flops = values["kernel_size"] ** 2 * values["depth"] * 784 // values["stride"] ** 2
             client.log_batch(run_id, params=[Param("n_params", str(values["kernel_size"] ** 2 * values["depth"] * 10)),
                                              Param("forward_flops", str(flops))])
@@ -65,5 +68,5 @@ def write_store(uri: str, name: str, repeats: int, grid: dict = GRID, seed: int 
             client.log_batch(run_id, metrics=curve + [Metric(k, v, now, 0) for k, v in final.items()])
             tracker.terminate(run_id, "FINISHED")
             count += 1
-    tracker.update_parent(parent, {"planned": count, "finished": count}, "FINISHED")
+    submission.end({"planned": count, "finished": count}, "FINISHED")
     return {"runs": count, "seconds": time.perf_counter() - started, "parent": parent}

@@ -88,6 +88,7 @@ def store(tmp_path_factory):
 
     from sweeper.spec.config import load_sweep
     from sweeper.plan.points import make_plan
+    from ledger.submission import Submission
     from ledger.tracking import Tracker
 
     tmp = tmp_path_factory.mktemp("dashboards")
@@ -99,12 +100,13 @@ def store(tmp_path_factory):
         client.search_experiments()
     config = load_sweep(REPO / "sweeps" / "quickstart.yaml").model_copy(update={"repeats": 2})
     plan = make_plan(config, flops_per_cpu=1e9)
-    exp = tracker.experiment_id("quickstart")
-    parent = tracker.start_parent(exp, "quickstart", "run", (REPO / "sweeps" / "quickstart.yaml").read_text(),
-                                  plan.summary(), [])
+    exp = tracker.open_experiment("quickstart", "quickstart")
+    submission = Submission.start(tracker, exp, "quickstart", sweep_text=(REPO / "sweeps" / "quickstart.yaml").read_text(),
+                                  plan_text=plan.summary())
+    parent = submission.parent_id
 
     def trial_run(trial, acc, status="FINISHED", epochs=(1, 2), reason=None, tags=None):
-        run_id = tracker.create_trial_run(exp, parent, "quickstart", trial, trial.point.values, tags)
+        run_id = submission.create_trial_run(trial, tags)
         point = trial.point
         client.log_batch(run_id, params=[Param("n_params", str(point.params)),
                                          Param("forward_flops", str(point.flops))])
@@ -135,7 +137,7 @@ def store(tmp_path_factory):
     first_trial = plan.trials[0]
     duplicate = trial_run(first_trial, 0.11)
     tracker.terminate(duplicate, "KILLED", f"duplicate of run {kept[first_trial.key]}", only_if_active=False)
-    tracker.update_parent(parent, {"planned": 12, "finished": 11, "failed": 1}, "FINISHED")
+    submission.end({"planned": 12, "finished": 11, "failed": 1}, "FINISHED")
     return SimpleNamespace(uri=uri, tmp=tmp, parent=parent, plan=plan, kept=kept, duplicate=duplicate,
                            resumed=resumed, client=client)
 
@@ -206,8 +208,8 @@ def test_report_without_matplotlib_is_tables_only(store, tmp_path, monkeypatch):
     assert "tables only" in html_path.read_text() and not list(tmp_path.glob("*.png"))
 
 
-def test_report_command_attaches_to_the_latest_parent(store, tmp_path, capsys):
-    from dashboards.cli import report_command
+def test_report_command_attaches_to_the_sweeps_parent(store, tmp_path, capsys):
+    from sweeper.app.report import report_command
 
     assert report_command("quickstart", store.uri, str(tmp_path / "r"), attach=True) == 0
     names = {Path(f.path).name for f in store.client.list_artifacts(store.parent, "report")}
@@ -219,11 +221,12 @@ def test_report_command_attaches_to_the_latest_parent(store, tmp_path, capsys):
 
 
 def test_report_command_unknown_sweep_or_store(store, tmp_path, capsys):
-    from dashboards.cli import report_command
+    from sweeper.app.cli import main
 
-    assert report_command("nope", store.uri, str(tmp_path / "a"), attach=False) == 2
+    assert main(["report", "nope", "--tracking-uri", store.uri, "--out", str(tmp_path / "a"), "--no-attach"]) == 2
     missing = tmp_path / "missing.db"
-    assert report_command("quickstart", f"sqlite:///{missing}", str(tmp_path / "b"), attach=False) == 2
+    assert main(["report", "quickstart", "--tracking-uri", f"sqlite:///{missing}", "--out", str(tmp_path / "b"),
+                 "--no-attach"]) == 2
     assert not missing.exists()  # no empty store left behind
     assert "no sweep named 'nope'" in capsys.readouterr().err
 

@@ -1,22 +1,24 @@
-"""What a person sees: the sweep in MLflow's own UI, rendered by headless Chromium.
+"""What a person sees: a sweep in MLflow's own UI, served by ``sweeper ui`` and opened in headless Chromium.
 
-Acceptance of the quickstart: ``mlflow ui`` shows one parent run with all its children.
+The link ``sweeper ui NAME`` prints must land on the sweep's training runs (not MLflow's GenAI
+pages), grouped by point, with the trials' names; screenshots go to ``.ci/artifacts/``.
 """
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
+from pathlib import Path
 
 import pytest
 
 from sweeper.app.cli import main
-from ledger.tracking import Tracker
 from tests.sweeper.test_sweep_e2e import parents, sweep_file
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".ci" / "artifacts"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")]
 
 
@@ -26,38 +28,60 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _dom(url: str, tmp_path) -> str:
+def chromium(url: str, tmp_path, *outputs: str, size: str = "1600,1000", budget: int = 30000) -> str:
+    """The page's text after ``budget`` ms of virtual time (``--dump-dom``), or ``--screenshot=PATH``."""
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1400,900", "--virtual-time-budget=20000",
-           "--dump-dom", url]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+           f"--user-data-dir={tmp_path / 'chromium'}", f"--window-size={size}", f"--virtual-time-budget={budget}",
+           *outputs, url]
+    html = subprocess.run(cmd, capture_output=True, text=True, timeout=240).stdout
+    html = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", html, flags=re.S)
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
 
 
-def test_mlflow_ui_lists_one_parent_with_its_children(tmp_path, ray_local, mlflow_uri):
-    path = sweep_file(tmp_path, "ui-check", mlflow_uri, grid={"kernel_size": [3, 5]})
+def serve(name: str, uri: str, port: int) -> tuple[subprocess.Popen, str]:
+    """``sweeper ui NAME`` in its own process group; returns it and the link it printed once healthy."""
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper", "ui", name, "--tracking-uri", uri, "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    line = proc.stdout.readline()
+    link = re.search(r"(http://\S+)", line)
+    assert link, line + proc.stderr.read() if proc.poll() is not None else line
+    import urllib.request
+
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return proc, link.group(1)
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "sweeper ui did not come up in 180 s"
+            time.sleep(0.5)
+
+
+def test_the_printed_link_opens_the_training_runs_grouped_by_point(tmp_path, ray_local, mlflow_uri):
+    name = "ui-check"
+    path = sweep_file(tmp_path, name, mlflow_uri, grid={"kernel_size": [3, 5]}, repeats=2)
     assert main(["run", str(path), "-q"]) == 0
-    (parent,) = parents(mlflow_uri, "ui-check")
-    experiment_id = Tracker(mlflow_uri).experiment_id("ui-check", create=False)
+    (parent,) = parents(mlflow_uri, name)
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", mlflow_uri,
-                               "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, link = serve(name, mlflow_uri, port)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("mlflow ui did not come up in 90 s")
-                time.sleep(0.5)
-        dom = _dom(f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs", tmp_path)
+        assert "workflowType=machine_learning" in link and "viewStateShareKey=sweeper" in link
+        text = chromium(link, tmp_path)
+        (tmp_path / "mlflow-ui.txt").write_text(text)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        chromium(link, tmp_path, f"--screenshot={ARTIFACTS / 'mlflow-ui-runs.png'}")
+        run_page = link.replace("/runs?", f"/runs/{parent.info.run_id}?")
+        chromium(run_page, tmp_path, f"--screenshot={ARTIFACTS / 'mlflow-ui-parent-run.png'}")
+        # printed while serving: the project's line only (no access log, no MLflow notices)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
     finally:
-        server.terminate()
-        server.wait(30)
-    text = " ".join(re.sub(r"<[^>]+>", " ", dom).split())
-    (tmp_path / "mlflow-ui.txt").write_text(text)
-    assert parent.info.run_name in text          # the parent is listed, its children folded under it
-    assert re.search(r"\b3 matching runs", text), text[-2000:]  # one parent + two children
+        if proc.poll() is None:
+            proc.kill()
+    assert "Model training" in text and "Runs" in text  # the training-runs view, not the GenAI pages
+    assert "Group by: point" in text
+    for point in ("k3 max", "k5 max"):
+        assert f"Group: {point}" in text and f"{point} #1" in text and f"{point} #2" in text, text[-3000:]
+    assert re.search(r"\b5 matching runs", text), text[-2000:]  # the one parent and its four trials
+    assert "GET /" not in out + err and "INFO" not in out + err, out + err

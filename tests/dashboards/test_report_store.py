@@ -40,7 +40,7 @@ def small(tmp_path_factory):
 
 
 def test_report_on_a_store_with_known_effects(small, tmp_path):
-    from dashboards.cli import report_command
+    from sweeper.app.report import report_command
     from ledger import Tracker, load_runs
 
     uri, written, _ = small
@@ -115,7 +115,7 @@ def chromium(tmp_path, url: str, *, shot: Path | None = None, height: int = 1400
 def test_report_and_mlflow_ui_in_a_browser(small, tmp_path):
     """report.html at 1280 px needs no horizontal scrolling; the parent run's page in MLflow's UI
     shows the note, and its artifact viewer renders report/report.html."""
-    from dashboards.cli import report_command
+    from sweeper.app.report import report_command
 
     uri, written, _ = small
     assert report_command("known", uri, str(tmp_path / "r"), attach=True) == 0
@@ -141,11 +141,15 @@ def test_report_and_mlflow_ui_in_a_browser(small, tmp_path):
             except OSError:
                 assert time.monotonic() < deadline, "sweeper ui did not come up"
                 time.sleep(1)
-        run_page = f"{address}/runs/{written['parent']}"
+        from ledger import links
+
+        experiment_id = address.split("#/experiments/", 1)[1].split("/", 1)[0]
+        run_page = links.run_url(f"http://127.0.0.1:{port}", experiment_id, written["parent"])
         assert "Sweep report" in chromium(tmp_path, run_page)  # the note, as the run's description
-        assert 'class="mlflow-html-iframe"' in chromium(tmp_path, f"{run_page}/artifacts/report/report.html")
+        artifact_page = run_page.replace("?", "/artifacts/report/report.html?")
+        assert 'class="mlflow-html-iframe"' in chromium(tmp_path, artifact_page)
         chromium(tmp_path, run_page, shot=KEEP / "mlflow-parent-run.png")
-        chromium(tmp_path, f"{run_page}/artifacts/report/report.html", shot=KEEP / "mlflow-report-artifact.png")
+        chromium(tmp_path, artifact_page, shot=KEEP / "mlflow-report-artifact.png")
     finally:
         server.terminate()  # sweeper ui stops MLflow's process group on SIGTERM
         server.wait(60)

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from ledger import RunRecorder, Tracker, sqlread
+from ledger.submission import Submission
 from ledger.tracking import ERROR_KIND, KIND, POINT, REPEAT, SUBMISSION
 
 pytest.importorskip("sqlalchemy")
@@ -15,6 +16,7 @@ pytest.importorskip("sqlalchemy")
 class _Point:
     def __init__(self, h):
         self.hash, self.config = h, {"model": {"kernel_size": 3, "dense": [8]}, "train": {"epochs": 2}}
+        self.name, self.values = f"p{h}", {"kernel_size": 3}
 
 
 class _Trial:
@@ -30,11 +32,11 @@ STORES = ["sqlite"] + (["postgresql"] if os.environ.get("SWEEPER_TEST_POSTGRES_U
 def store(request, mlflow_uri):
     uri = mlflow_uri if request.param == "sqlite" else os.environ["SWEEPER_TEST_POSTGRES_URI"]
     tracker = Tracker(uri)
-    exp = tracker.experiment_id("sqlread-test", sweep_name="sqlread-test")
-    parent = tracker.start_parent(exp, "sqlread-test", "run", "name: x", "plan", [])
+    exp = tracker.open_experiment("sqlread-test", "sqlread-test")
+    submission = Submission.start(tracker, exp, "sqlread-test", sweep_text="name: x", plan_text="plan")
     for i, status in enumerate(["FINISHED", "FINISHED", "FAILED", "KILLED", "RUNNING", "discard", "FINISHED"]):
         trial = _Trial(f"h{i % 3}", i // 3)
-        run_id = tracker.create_trial_run(exp, parent, "sqlread-test", trial, {"kernel_size": 3})
+        run_id = submission.create_trial_run(trial)
         if status == "discard":
             tracker.discard(run_id)
             continue
@@ -49,7 +51,7 @@ def store(request, mlflow_uri):
         elif status == "KILLED":
             tracker.client.set_tag(run_id, "sweep.checkpoint_epoch", "1")
             rec.fail("KILLED", "interrupted")
-    return tracker, exp, parent
+    return tracker, exp, submission
 
 
 def _mlflow_search(tracker, exp, filter_string, order_by):
@@ -84,13 +86,13 @@ def test_search_matches_mlflow(store, filter_string, order_by):
 
 
 def test_tracker_reads_agree_with_and_without_the_fast_path(store, monkeypatch):
-    tracker, exp, parent = store
+    tracker, exp, submission = store
     fast = (tracker.finished(exp), tracker.failed(exp), tracker.checkpoints(exp),
-            [r.info.run_id for r in tracker.active_children(exp, parent)])
+            [r.info.run_id for r in submission.active_runs()])
     assert fast[0] and fast[1] and fast[2] and fast[3]
     monkeypatch.setattr(sqlread, "search", lambda *a, **k: None)
     assert fast == (tracker.finished(exp), tracker.failed(exp), tracker.checkpoints(exp),
-                    [r.info.run_id for r in tracker.active_children(exp, parent)])
+                    [r.info.run_id for r in submission.active_runs()])
 
 
 def test_metric_histories_match_get_metric_history(store):

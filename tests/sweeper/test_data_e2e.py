@@ -15,7 +15,7 @@ import yaml
 import cnn
 from ledger.tracking import Tracker
 from sweeper.app.cli import main
-from sweeper.app.service import plan_sweep
+from sweeper import api
 from tests.cnn.datagen import write_cifar_folder, write_idx_folder, write_shapes_folder
 
 pytestmark = pytest.mark.slow
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def runs(uri, name, kind="child"):
     tracker = Tracker(uri)
-    exp = tracker.experiment_id(name, create=False)
+    exp = tracker.find_experiment(name)
     query = "tags.`sweep.kind` = 'parent'" if kind == "parent" else None
     return tracker.search(exp, query) if kind == "parent" else tracker.trials(exp)
 
@@ -50,7 +50,7 @@ def test_rgb_folder_sweep_reaches_95_percent(tmp_path, ray_local, mlflow_uri, re
     record_figure(f"RGB folder sweep (4 shapes x colours, 16x16, 360 train / 120 test): test accuracy "
                   f"{', '.join(f'{a:.3f}' for a in accuracies)}")
     assert accuracies[-1] >= 0.95
-    assert all(r.data.params["train.epochs"] == "4" for r in children)
+    assert all(r.data.params["epochs"] == "4" for r in children)
     (parent,) = runs(mlflow_uri, "e2e-shapes", "parent")  # the run's; resume adds its own below
     assert json.loads(parent.data.tags["sweep.set"]) == ["train.epochs=4"]
     # resume by name reads the file back and applies the recorded --set again: nothing to train
@@ -92,7 +92,7 @@ def test_worker_memory_at_cifar10_scale(tmp_path, record_figure):
     Each trial's recorded ``peak_rss_mib`` (the worker's peak RSS during that trial) must stay under
     1.5 x (data + model buffers), although a worker holds about 130 MB before it touches any data
     (Python, NumPy, Ray's core worker): workers read the shared object store's images batch by
-    batch and hand the pages back (sweeper/run/pages.py), so neither the data set's pages nor any
+    batch and hand the pages back (sweeper/trials/pages.py), so neither the data set's pages nor any
     copy of it stay resident.
     """
     import os
@@ -114,7 +114,7 @@ def test_worker_memory_at_cifar10_scale(tmp_path, record_figure):
     run = subprocess.run([sys.executable, "-m", "sweeper", "run", str(path), "-q"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
-    specs = {p.name: p.spec for p in plan_sweep(path)[0].points}
+    specs = {p.name: p.spec for p in api.plan(path)[0].points}
     data_bytes = 60000 * (3 * 32 * 32 + 8)  # uint8 images and int64 labels
     trials = runs(uri, "e2e-memory")
     assert len(trials) == 4 and len({r.data.tags["sweep.pid"] for r in trials}) == 2  # two workers, two trials each

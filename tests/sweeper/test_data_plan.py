@@ -186,7 +186,7 @@ def test_example_data_files_validate_before_the_data_is_there(name, capsys):
 
 def test_a_trial_trains_on_the_data_it_is_handed(tmp_path, monkeypatch):
     """What a worker gets from the object store is all it uses: no file is read in the trial."""
-    from sweeper.run.trial import TrialTask, execute
+    from sweeper.trials.trial import TrialTask, execute
 
     write_shapes_folder(tmp_path / "f", per_class=8, size=8, classes=2)
     config = sweep(data={"source": "folder", "path": str(tmp_path / "f"), "test_fraction": 0.25},

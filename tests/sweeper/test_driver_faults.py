@@ -8,6 +8,7 @@ Real local Ray, real SQLite stores, the CLI in child processes:
 * three submissions of one file started together, in a fresh folder and on an existing store:
   all exit 0, one FINISHED run per trial, and the epochs trained in all stay near one submission's.
 """
+import json
 import os
 import signal
 import subprocess
@@ -110,11 +111,22 @@ def test_sigkilled_driver_is_seen_stale_and_resume_takes_over(tmp_path, mlflow_u
     with_checkpoint = [r for r in interrupted if _has_checkpoint_file(mlflow_uri, r.info.run_id)]
     continued = [r for r in runs if r.data.tags.get("sweep.resumed_from") in {o.info.run_id for o in with_checkpoint}]
     assert len(continued) == len(with_checkpoint) >= 1
+    client = Tracker(mlflow_uri).client
     for run in continued:
         assert run.info.status == "FINISHED"
         assert int(run.data.tags["sweep.attempt"]) >= 2 and int(run.data.tags["sweep.resumed_at_epoch"]) >= 1
-    old_parent = parents(mlflow_uri, name)[0]
-    assert old_parent.info.status == "KILLED" and "driver lost" in old_parent.data.tags["sweep.status_reason"]
+        # One curve per trial: the run that continued holds every epoch once; the attempt it
+        # continued is kept, nested under it (out of the default view).
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
+        assert steps == list(range(1, 9)), steps
+        assert by_id[run.data.tags["sweep.resumed_from"]].data.tags["mlflow.parentRunId"] == run.info.run_id
+    # One parent; the lost submission's record ended as lost, with why; the resume's as exit 0.
+    (parent,) = parents(mlflow_uri, name)
+    records = sorted((json.loads(v) for k, v in parent.data.tags.items() if k.startswith("sweep.sub.")),
+                     key=lambda r: r["started_ms"])
+    assert [r["command"] for r in records] == ["run", "resume"] and parent.info.status == "FINISHED"
+    assert records[0]["status"] == "lost" and "driver lost" in records[0]["message"]
+    assert records[1]["exit"] == 0
 
 
 def test_sigterm_stops_like_ctrl_c(tmp_path, ray_local, mlflow_uri):
@@ -153,6 +165,13 @@ def test_three_submissions_at_once_train_each_trial_once(tmp_path, ray_local, ml
         assert proc.returncode == 0, err
         assert "Traceback" not in err
     _check_exactly_once(uri, name, points)
+    # One tree, and the three submissions really ran at the same time: each began before any ended.
+    (parent,) = parents(uri, name)
+    records = [json.loads(v) for k, v in parent.data.tags.items() if k.startswith("sweep.sub.")]
+    began = [r["started_ms"] for r in records]
+    ended = [r.get("ended_ms") for r in records]
+    assert len(records) >= 2 and None not in ended, records  # a submission may find nothing left to train
+    assert max(began) < min(ended), f"the submissions did not overlap: {records}"
     trained = _epochs_trained(uri, name)
     ratio = trained / (points * epochs)
     FIGURES.append(f"3 concurrent submissions ({store} store): {trained} epochs trained for "

@@ -1,7 +1,7 @@
 """The executor's scheduling decisions, fast: a real SQLite store, no Ray cluster.
 
-The Ray calls of :class:`sweeper.run.executor.Runner` are the submission of a task and the wait for
-its records (:class:`sweeper.run.inflight.Inflight`); here the submission is captured instead
+The Ray calls of :class:`sweeper.trials.executor.Runner` are the submission of a task and the wait for
+its records (:class:`sweeper.trials.inflight.Inflight`); here the submission is captured instead
 (``FakeRemote``) and the loop's steps are called one by one: filling free slots, the run created
 ahead, claims lost to another submission, waiting for it, and stopping after the same error.
 """
@@ -11,10 +11,10 @@ import yaml
 from ledger.submission import Submission
 from ledger.tracking import Tracker
 from sweeper.plan.points import make_plan
-from sweeper.run import ending
-from sweeper.run.executor import Runner
-from sweeper.run.inflight import Inflight
-from sweeper.run.trial import TrialOutcome
+from sweeper.trials import ending
+from sweeper.trials.executor import Runner
+from sweeper.trials.inflight import Inflight
+from sweeper.trials.trial import TrialOutcome
 from sweeper.spec.config import load_sweep
 
 
@@ -41,9 +41,8 @@ def runner(tmp_path, uri, name, slots=2, stop_after=3, **extra):
     path.write_text(yaml.safe_dump(data))
     plan = make_plan(load_sweep(path), {})
     tracker = Tracker(uri)
-    exp = tracker.experiment_id(name, sweep_name=name)
-    parent = tracker.start_parent(exp, name, "run", path.read_text(), "", [])
-    r = Runner(plan, Submission(tracker, exp, parent, name), stale_seconds=60)
+    exp = tracker.open_experiment(name, name)
+    r = Runner(plan, Submission.start(tracker, exp, name, sweep_text=path.read_text()), stale_seconds=60)
     r.inflight = Inflight({}, remote=FakeRemote())
     r.scheduler.slots = slots
     return r
@@ -83,8 +82,8 @@ def test_a_trial_claimed_by_a_live_submission_is_waited_for_then_counted_elsewhe
     second.scheduler.next_poll = 0
     second._poll_waiting()
     assert key not in second.scheduler.waiting and second.counts.state["elsewhere"] == 1
-    # The first driver is lost (its parent run ended): its other claims are claimed again.
-    first.submission.tracker.client.set_terminated(first.submission.parent_id, "KILLED")
+    # The first driver is lost (its submission ended): its other claims are claimed again.
+    first.submission.end({}, "KILLED")
     second.claims.owners._cache.clear()  # owners are re-read every 2 s; the test does not wait for it
     second.scheduler.next_poll = 0
     waiting = len(second.scheduler.waiting)

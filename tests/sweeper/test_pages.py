@@ -1,4 +1,4 @@
-"""Reading shared images batch by batch (sweeper/run/pages.py): same values, fewer resident pages,
+"""Reading shared images batch by batch (sweeper/trials/pages.py): same values, fewer resident pages,
 and private memory never released (there ``MADV_DONTNEED`` would zero it)."""
 import mmap
 import sys
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import cnn
-from sweeper.run import pages
+from sweeper.trials import pages
 from sweeper.spec.config import ModelConfig
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise and /proc are Linux's")
@@ -87,7 +87,7 @@ def test_resources_page_data_decides(page_data, paged):
     """``auto`` pages data of MIN_BYTES or more (this is less), ``always`` any, ``never`` none."""
     from sweeper.plan.data import PreparedData
     from sweeper.plan.trials import Point, Trial
-    from sweeper.run.trial import TrialTask, execute
+    from sweeper.trials.trial import TrialTask, execute
 
     x = shared_images(300, (1, 8, 8))
     y = np.arange(300) % 3

@@ -1,4 +1,4 @@
-"""The relay (sweeper/run/relay.py, stream.py): a trial's records travel as typed messages and the
+"""The relay (sweeper/trials/relay.py, stream.py): a trial's records travel as typed messages and the
 driver writes them.
 
 Run in-process against a real SQLite store: the worker side (execute + RelayRecorder) and the
@@ -10,12 +10,13 @@ import sys
 import yaml
 
 from ledger.claims import Claims
+from ledger.submission import Submission
 from ledger.tracking import Tracker
 from sweeper.plan.points import make_plan
-from sweeper.run import messages as m
-from sweeper.run.relay import RelayRecorder
-from sweeper.run.stream import TrialStream
-from sweeper.run.trial import TrialTask, execute
+from sweeper.trials import messages as m
+from sweeper.trials.relay import RelayRecorder
+from sweeper.trials.stream import TrialStream
+from sweeper.trials.trial import TrialTask, execute
 from sweeper.spec.config import load_sweep
 
 
@@ -27,9 +28,8 @@ def _trial_and_run(tmp_path, uri, name, epochs=3):
     path.write_text(yaml.safe_dump(data))
     trial = make_plan(load_sweep(path), {}).trials[0]
     tracker = Tracker(uri)
-    exp = tracker.experiment_id(name)
-    parent = tracker.start_parent(exp, name, "run", path.read_text(), "", [])
-    run_id = tracker.create_trial_run(exp, parent, name, trial, trial.point.values)
+    exp = tracker.open_experiment(name, name)
+    run_id = Submission.start(tracker, exp, name, sweep_text=path.read_text()).create_trial_run(trial)
     task = TrialTask(trial, run_id)
     return trial, task, tracker, exp
 
@@ -124,29 +124,28 @@ def test_a_trial_finished_elsewhere_is_not_claimed(tmp_path, mlflow_uri):
     for message in _worker(task):
         done.handle(message)
     # A second submission of the same trial: its claim (run) is created, then contested.
-    other_parent = tracker.start_parent(exp, "relay-duplicate", "run", "", "", [])
-    other = tracker.create_trial_run(exp, other_parent, "relay-duplicate", trial, {})
+    other = Submission.start(tracker, exp, "relay-duplicate").create_trial_run(trial)
     verdict = Claims(tracker, exp, 60).contest(trial.key, other)
     assert not verdict.won and verdict.done_in == task.run_id
 
 
 def test_the_earliest_live_claim_wins_and_a_dead_drivers_claim_does_not_count(tmp_path, mlflow_uri):
     trial, first, tracker, exp = _trial_and_run(tmp_path, mlflow_uri, "relay-claims")
-    parent = tracker.start_parent(exp, "relay-claims", "run", "", "", [])
-    second = tracker.create_trial_run(exp, parent, "relay-claims", trial, {})
+    second = Submission.start(tracker, exp, "relay-claims").create_trial_run(trial)
     claims = Claims(tracker, exp, 60)
     assert claims.contest(trial.key, first.run_id).won
     verdict = claims.contest(trial.key, second)
     assert not verdict.won and verdict.held_by == first.run_id
-    # The first claim's driver is lost (its parent ended while the claim is open): the second wins.
-    first_parent = tracker.client.get_run(first.run_id).data.tags["sweep.submission"]
-    tracker.client.set_terminated(first_parent, "KILLED")
+    # The first claim's driver is lost (its submission ended while the claim is open): the second wins.
+    run = tracker.client.get_run(first.run_id)
+    Submission(tracker, exp, run.data.tags["mlflow.parentRunId"], "relay-claims",
+               run.data.tags["sweep.submission"]).end({}, "KILLED")
     assert Claims(tracker, exp, 60).contest(trial.key, second).won
 
 
 def test_a_worker_imports_neither_mlflow_nor_the_config_models():
     # The sweep's speed rests on this: importing MLflow took 2-7 s in every new worker process.
-    code = ("import sys, sweeper.run.relay; "
+    code = ("import sys, sweeper.trials.relay; "
             "print(sorted(m for m in ('mlflow', 'pydantic', 'sqlalchemy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -111,7 +111,7 @@ def _resumes_completely(name: str, uri: str, address: str, tmp_path: Path, fault
                           env=_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     tracker = Tracker(uri)
-    counted = cost(tracker.client, tracker.experiment_id(name, create=False), EPOCHS)
+    counted = cost(tracker.client, tracker.find_experiment(name), EPOCHS)
     assert counted.trials == 4 and set(counted.finished_per_trial.values()) == {1}, counted.finished_per_trial
     assert counted.zombies == [] and counted.duplicate_steps == [], (counted.zombies, counted.duplicate_steps)
     assert counted.steps_lost == 0
@@ -182,10 +182,10 @@ def test_resume_without_the_artifact_folder(tmp_path, ray_local):
             proc.kill()
     assert proc.returncode == 143, err[-3000:]
     tracker = Tracker(uri)
-    experiment_id = tracker.experiment_id(name, create=False)
+    experiment_id = tracker.find_experiment(name)
     killed = [r for r in tracker.trials(experiment_id, "KILLED") if r.data.tags.get("sweep.checkpoint_epoch")]
     assert killed, "no interrupted trial with a checkpoint: nothing to test"
-    shutil.rmtree(tmp_path / "mlruns")  # every artifact: sweep.yaml, checkpoints
+    shutil.rmtree(tmp_path / "store" / "mlruns")  # every artifact (beside the database): sweep.yaml, checkpoints
 
     by_name = subprocess.run([*CLI, "resume", name, "--tracking-uri", uri, "--address", ray_local, "-q"],
                              cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120)

@@ -3,6 +3,7 @@
 Every test uses its own sweep name in one shared SQLite store (see conftest), and tiny trials
 (600 bundled images, depth 4) so the whole module takes a couple of minutes on two cores.
 """
+import json
 import os
 import signal
 import subprocess
@@ -43,13 +44,13 @@ def sweep_file(tmp_path, name, uri, **changes) -> Path:
 
 def children(uri, name, status=None):
     tracker = Tracker(uri)
-    exp = tracker.experiment_id(name, create=False)
+    exp = tracker.find_experiment(name)
     return tracker.trials(exp, status) if exp else []
 
 
 def parents(uri, name):
     tracker = Tracker(uri)
-    exp = tracker.experiment_id(name, create=False)
+    exp = tracker.find_experiment(name)
     return tracker.search(exp, "tags.`sweep.kind` = 'parent'", order_by=["attributes.start_time ASC"])
 
 
@@ -71,8 +72,12 @@ def test_sweep_logs_every_trial_and_a_second_run_trains_nothing(tmp_path, ray_lo
         assert tags["mlflow.parentRunId"] == parent.info.run_id
         assert tags["sweep.attempt"] == "1" and tags["sweep.repeat"] == "0" and len(tags["sweep.point"]) == 12
         assert tags["sweep.threads"] == "1"
-        assert params["kernel_size"] == params["model.kernel_size"] and params["pooling"] in ("max", "l2")
-        assert params["train.epochs"] == "2" and "trial_seed" in params and int(params["n_params"]) > 0
+        # Each knob once, under its name in the sweep file; nothing as "None".
+        assert params["kernel_size"] in ("3", "5") and params["pooling"] in ("max", "l2")
+        assert params["epochs"] == "2" and "trial_seed" in params and int(params["n_params"]) > 0
+        assert not [k for k in params if k.startswith(("model.", "train."))] and "None" not in params.values()
+        assert tags["point"] == run.info.run_name.rsplit(" #", 1)[0]  # what the UI's Group by averages over
+        assert [d.dataset.name for d in client.get_run(run.info.run_id).inputs.dataset_inputs] == ["mnist-subset"]
         assert {"test_accuracy", "test_loss", "train_seconds"} <= set(metrics)
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
         assert steps == [1, 2]
@@ -80,14 +85,21 @@ def test_sweep_logs_every_trial_and_a_second_run_trains_nothing(tmp_path, ray_lo
         assert {"config.json", "model.npz", "kernels.png"} <= artifacts
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["sweep.selection.metric"] == "val_accuracy" and parent.data.tags["sweep.method"] == "grid"
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"sweep.yaml", "plan.txt", "plan.json"}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"sweep.yaml", "plan.txt", "submissions"}
     assert parent.data.metrics["trials_finished"] == 4 and parent.data.metrics["trials_planned"] == 4
+    assert parent.info.run_name == "e2e-basic" and parent.data.params["grid.pooling"] == '["max", "l2"]'
+    assert parent.data.params["epochs"] == "2" and "kernel_size" not in parent.data.params  # fixed ones only
+    assert [d.dataset.name for d in client.get_run(parent.info.run_id).inputs.dataset_inputs] == ["mnist-subset"]
+    (record,) = [v for k, v in parent.data.tags.items() if k.startswith("sweep.sub.")]
+    assert '"exit": 0' in record and '"trials": 4' in record
 
-    assert main(["run", str(path), "-q"]) == 0  # the same file again: everything is done
+    capsys.readouterr()
+    assert main(["run", str(path), "-q"]) == 0  # the same file again: everything is done, nothing written
     assert len(children(mlflow_uri, "e2e-basic")) == 4
-    second = parents(mlflow_uri, "e2e-basic")[-1]
-    assert second.data.metrics["trials_done_before"] == 4 and second.data.metrics["trials_finished"] == 0
-    assert "nothing to train" in capsys.readouterr().err
+    (again,) = parents(mlflow_uri, "e2e-basic")
+    assert again.data.tags == parent.data.tags and again.info.end_time == parent.info.end_time
+    err = capsys.readouterr().err
+    assert "nothing to train" in err and len(err.strip().splitlines()) == 1
 
     assert main(["status", "e2e-basic", "--tracking-uri", mlflow_uri]) == 0
     out = capsys.readouterr().out
@@ -157,7 +169,9 @@ def test_the_same_error_on_many_points_stops_the_sweep(tmp_path, ray_local, mlfl
     assert len(children(mlflow_uri, "e2e-stop", "FAILED")) == 2
     assert no_active_runs(mlflow_uri, "e2e-stop")
     (parent,) = parents(mlflow_uri, "e2e-stop")
-    assert parent.info.status == "FAILED" and parent.data.metrics["trials_queued"] == 4
+    assert parent.info.status == "FAILED" and parent.data.metrics["trials_failed"] == 2
+    (record,) = [v for k, v in parent.data.tags.items() if k.startswith("sweep.sub.")]
+    assert '"exit": 3' in record and '"queued": 4' in record
 
 
 def _running_after_epoch_one(uri, name):
@@ -204,7 +218,8 @@ def test_ctrl_c_marks_runs_killed_and_resume_completes(tmp_path, ray_local, mlfl
     killed = children(mlflow_uri, "e2e-interrupt", "KILLED")
     assert killed and all("interrupted" in r.data.tags["sweep.status_reason"] for r in killed)
     assert no_active_runs(mlflow_uri, "e2e-interrupt")
-    assert parents(mlflow_uri, "e2e-interrupt")[0].info.status == "KILLED"
+    (parent,) = parents(mlflow_uri, "e2e-interrupt")
+    assert parent.info.status == "KILLED"
 
     assert main(["resume", "e2e-interrupt", "--tracking-uri", mlflow_uri, "-q"]) == 0
     finished = children(mlflow_uri, "e2e-interrupt", "FINISHED")
@@ -213,3 +228,15 @@ def test_ctrl_c_marks_runs_killed_and_resume_completes(tmp_path, ray_local, mlfl
     resumed = [r for r in finished if r.data.tags.get("sweep.resumed_from")]
     assert resumed, "an interrupted trial should continue from its checkpoint"
     assert no_active_runs(mlflow_uri, "e2e-interrupt")
+    # One tree: both submissions recorded on the one parent; one curve per trial: the run that
+    # continued holds every epoch once, the interrupted one nested under it (out of the default view).
+    (parent,) = parents(mlflow_uri, "e2e-interrupt")
+    assert parent.info.status == "FINISHED"
+    assert sorted(json.loads(v)["command"] for k, v in parent.data.tags.items() if k.startswith("sweep.sub.")) == [
+        "resume", "run"]
+    client = Tracker(mlflow_uri).client
+    for run in resumed:
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy"))
+        assert steps == list(range(1, 11))
+        earlier = client.get_run(run.data.tags["sweep.resumed_from"])
+        assert earlier.data.tags["mlflow.parentRunId"] == run.info.run_id

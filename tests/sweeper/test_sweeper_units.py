@@ -6,12 +6,13 @@ import zlib
 import numpy as np
 import pytest
 
-from sweeper.run.asha import LocalCoordinator, Rungs
-from sweeper.run.pictures import kernel_grid, kernels_png
+from sweeper.trials.asha import LocalCoordinator, Rungs
+from sweeper.trials.pictures import kernel_grid, kernels_png
 from sweeper.app.progress import Progress
-from sweeper.run.counts import Counts
-from ledger.tracking import flatten, resolve_tracking_uri
-from sweeper.run.trial import error_signature
+from sweeper.trials.counts import Counts
+from ledger.schema import knob_params
+from ledger.tracking import resolve_tracking_uri
+from sweeper.trials.trial import error_signature
 
 
 def test_asha_rungs_keep_the_best_third():
@@ -45,9 +46,11 @@ def test_error_signature_blanks_numbers():
     assert error_signature(ValueError("x")) != a
 
 
-def test_flatten_config_for_params():
-    assert flatten({"model": {"depth": 8, "dense": [64, 32]}, "seed": 0}) == {
-        "model.depth": "8", "model.dense": "[64, 32]", "seed": "0"}
+def test_each_knob_is_one_param_under_its_sweep_file_name_and_none_is_left_out():
+    config = {"seed": 0, "model": {"depth": 8, "dense": [64, 32], "pool_stride": None},
+              "train": {"learning_rate": 0.001}, "data": {"source": "bundled", "path": None}}
+    assert knob_params(config) == {"seed": "0", "depth": "8", "dense": "[64, 32]", "learning_rate": "0.001",
+                                   "data.source": "bundled"}
 
 
 def test_relative_sqlite_uri_becomes_absolute(tmp_path, monkeypatch):
@@ -106,8 +109,8 @@ def test_progress_line_names_the_best_point_by_the_selection_rule():
     from types import SimpleNamespace
 
     from sweeper.plan.points import make_plan
-    from sweeper.run.executor import Runner
-    from sweeper.run.trial import TrialOutcome
+    from sweeper.trials.executor import Runner
+    from sweeper.trials.trial import TrialOutcome
     from sweeper.spec.config import parse_sweep
 
     for selection, expected in (({}, "val_accuracy 0.9000 (k5)"), ({"metric": "val_loss"}, "val_loss 0.1500 (k3)")):

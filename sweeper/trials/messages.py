@@ -1,7 +1,7 @@
 """What a trial tells its driver: one small typed record per event, in the order they happen.
 
-A trial runs inside a Ray task that streams these records to the driver (:mod:`sweeper.run.relay`);
-the driver applies them to the trial's MLflow run (:mod:`sweeper.run.stream`). Every trial ends
+A trial runs inside a Ray task that streams these records to the driver (:mod:`sweeper.trials.relay`);
+the driver applies them to the trial's MLflow run (:mod:`sweeper.trials.stream`). Every trial ends
 with exactly one :class:`Ended` or :class:`Crashed`.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional, Union
 
 if TYPE_CHECKING:
-    from sweeper.run.trial import TrialOutcome
+    from sweeper.trials.trial import TrialOutcome
 
 
 @dataclass(frozen=True)

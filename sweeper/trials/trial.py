@@ -23,8 +23,8 @@ from typing import Optional
 import cnn
 
 from sweeper.plan.trials import Trial
-from sweeper.run import pages
-from sweeper.run.asha import LocalCoordinator
+from sweeper.trials import pages
+from sweeper.trials.asha import LocalCoordinator
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class TrialTask:
     run_id: Optional[str] = None  # the MLflow child run; None: record nothing (``sweeper train``)
     cpus: int = 1
     resume_from: Optional[str] = None  # a KILLED run whose checkpoint this trial starts from
-    # In a sweep the driver hands the checkpoint over itself (see sweeper.run.stream): its bytes,
+    # In a sweep the driver hands the checkpoint over itself (see sweeper.trials.stream): its bytes,
     # and the run that wrote it.
     checkpoint: Optional[bytes] = None
     checkpoint_run: Optional[str] = None
@@ -131,7 +131,7 @@ def execute(task: TrialTask, data, coordinator=None, recorder=None) -> TrialOutc
     by its one owner), telling ``recorder`` what happens (default: nothing is recorded)."""
     from threadpoolctl import threadpool_limits
 
-    from sweeper.run.records import NullRecorder
+    from sweeper.trials.records import NullRecorder
 
     started = time.perf_counter()
     limit = pages.threshold(task.page_data)

@@ -63,6 +63,7 @@ class SweepResult:
     # profile; and the driver's own seconds per activity. The sweep benchmark reads both.
     timeline: list = field(default_factory=list)
     driver: dict = field(default_factory=dict)
+    experiment_id: Optional[str] = None  # the sweep's experiment (None: nothing was written)
 
     @property
     def efficiency(self) -> Optional[float]:

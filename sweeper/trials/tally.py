@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Optional
 
 from ledger.selection import Selection, best_mean
-from sweeper.run.counts import Counts
+from sweeper.trials.counts import Counts
 
 
 class Tally:

@@ -1,17 +1,17 @@
 """The trials running on Ray: one streaming task each, read record by record (the driver's side).
 
-Each trial is a Ray streaming-generator task (:func:`sweeper.run.relay.stream_trial`) that yields
+Each trial is a Ray streaming-generator task (:func:`sweeper.trials.relay.stream_trial`) that yields
 its records as it makes them; :meth:`Inflight.receive` takes the next one. A worker that died
 (killed, out of memory, its node lost) shows as :class:`Lost`; a bug in the task itself as a
-:class:`~sweeper.run.messages.Crashed` record, since running it again would fail again.
+:class:`~sweeper.trials.messages.Crashed` record, since running it again would fail again.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
 
-from sweeper.run import messages as m
-from sweeper.run.relay import stream_trial
+from sweeper.trials import messages as m
+from sweeper.trials.relay import stream_trial
 from sweeper.exits import first_line
 
 

@@ -2,15 +2,15 @@
 
 :class:`Runner` composes the parts of a submission, each with one job and testable alone:
 
-* :class:`~sweeper.run.scheduler.Scheduler`: which trial next (longest first, one run created
+* :class:`~sweeper.trials.scheduler.Scheduler`: which trial next (longest first, one run created
   ahead of a free slot, trials held by another submission waited for);
 * :class:`~ledger.claims.Claims`: whether this submission may train a trial (:mod:`ledger.claims`);
-* :class:`~sweeper.run.inflight.Inflight`: the trials running on Ray, one streaming task each;
-* :class:`~sweeper.run.stream.TrialStream` with the ledger's :class:`~ledger.submission.Submission`:
+* :class:`~sweeper.trials.inflight.Inflight`: the trials running on Ray, one streaming task each;
+* :class:`~sweeper.trials.stream.TrialStream` with the ledger's :class:`~ledger.submission.Submission`:
   a trial's records written to its MLflow run, in order;
-* :class:`~sweeper.run.tally.Tally`: outcomes counted, the best point, the same-error rule;
-* :mod:`sweeper.run.ending`: how trials and the submission end (interrupted, failed, the result);
-* an observer (:mod:`sweeper.run.observer`) passed in by the app layer: the progress line.
+* :class:`~sweeper.trials.tally.Tally`: outcomes counted, the best point, the same-error rule;
+* :mod:`sweeper.trials.ending`: how trials and the submission end (interrupted, failed, the result);
+* an observer (:mod:`sweeper.trials.observer`) passed in by the app layer: the progress line.
 
 The driver reacts to outcomes: an error of the trial's own fails that point and the sweep goes
 on; the same error on ``stop_after_same_error`` points stops the sweep with one message; a
@@ -30,17 +30,17 @@ from ledger.claims import Claims
 from ledger.liveness import stale_after
 from ledger.schema import ATTEMPT
 from sweeper.exits import first_line
-from sweeper.run import ending
-from sweeper.run import messages as m
-from sweeper.run.counts import Counts
-from sweeper.run.inflight import Inflight, Lost
-from sweeper.run.observer import Silent
-from sweeper.run.scheduler import Scheduler
-from sweeper.run.session import TERMINATED, SweepResult, Terminated, handle_sigterm, hold_sigint, on_sigterm
-from sweeper.run.stream import TrialStream
-from sweeper.run.tally import Tally
-from sweeper.run.timings import Timings
-from sweeper.run.trial import TrialOutcome, TrialTask
+from sweeper.trials import ending
+from sweeper.trials import messages as m
+from sweeper.trials.counts import Counts
+from sweeper.trials.inflight import Inflight, Lost
+from sweeper.trials.observer import Silent
+from sweeper.trials.scheduler import Scheduler
+from sweeper.trials.session import TERMINATED, SweepResult, Terminated, handle_sigterm, hold_sigint, on_sigterm
+from sweeper.trials.stream import TrialStream
+from sweeper.trials.tally import Tally
+from sweeper.trials.timings import Timings
+from sweeper.trials.trial import TrialOutcome, TrialTask
 
 
 class Runner:
@@ -148,7 +148,7 @@ class Runner:
             return None
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from sweeper.run.asha import LocalCoordinator
+        from sweeper.trials.asha import LocalCoordinator
 
         # Pinned to the driver's node: on a worker node it would die with that node and take
         # every trial's per-epoch report down with it.

@@ -1,13 +1,13 @@
 """What a submission tells whoever watches it: the app layer passes an observer in.
 
-:mod:`sweeper.run` imports nothing above it; the terminal's progress line
+:mod:`sweeper.trials` imports nothing above it; the terminal's progress line
 (:class:`sweeper.app.progress.Progress`) is one such observer, :class:`Silent` another.
 """
 from __future__ import annotations
 
 from typing import Optional, Protocol
 
-from sweeper.run.counts import Counts
+from sweeper.trials.counts import Counts
 
 
 class Observer(Protocol):

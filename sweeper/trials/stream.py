@@ -1,6 +1,6 @@
 """The driver's side of one trial: its records applied, in order, to its MLflow run.
 
-See :mod:`sweeper.run.relay` for the worker's side. The driver also keeps what a retry needs: the
+See :mod:`sweeper.trials.relay` for the worker's side. The driver also keeps what a retry needs: the
 trial's last checkpoint, so that a trial whose worker died continues from its last epoch in the
 same run with ``sweep.attempt`` raised.
 """
@@ -15,8 +15,8 @@ from ledger.recorder import RunRecorder
 from ledger.retry import StoreUnavailable
 from ledger.tracking import Tracker
 from sweeper.exits import first_line
-from sweeper.run import messages as m
-from sweeper.run.trial import TrialOutcome, TrialTask
+from sweeper.trials import messages as m
+from sweeper.trials.trial import TrialOutcome, TrialTask
 
 
 class TrialStream:
@@ -93,7 +93,7 @@ class TrialStream:
             self.task = dataclasses.replace(self.task, checkpoint=record.data, checkpoint_run=self.run_id)
         elif isinstance(record, m.Finished):
             # Recorded with the outcome, which follows at once: the driver first gives the freed
-            # worker its next trial (see sweeper.run.executor).
+            # worker its next trial (see sweeper.trials.executor).
             self.finish = record
         elif isinstance(record, m.Failed):
             rec.fail(record.status, record.reason, record.traceback)

@@ -1,9 +1,9 @@
 """Workers train; the driver writes MLflow. This is the worker's side.
 
 A trial runs with a :class:`RelayRecorder` that turns every recorder call into a typed record
-(:mod:`sweeper.run.messages`), and the Ray task is a generator (a Ray streaming generator) that
+(:mod:`sweeper.trials.messages`), and the Ray task is a generator (a Ray streaming generator) that
 hands each record to the driver as it is made. The driver, whose MLflow client is open already,
-applies them in order (:class:`sweeper.run.stream.TrialStream`). MLflow is never imported in a
+applies them in order (:class:`sweeper.trials.stream.TrialStream`). MLflow is never imported in a
 worker (importing it and opening a store cost seconds in every new worker process), and worker
 nodes need no route to the tracking server.
 
@@ -17,13 +17,13 @@ import threading
 import traceback
 from pathlib import Path
 
-from sweeper.run import messages as m
-from sweeper.run.records import final_artifacts, load_checkpoint_bytes, model_params
-from sweeper.run.trial import TrialTask, error_signature, execute
+from sweeper.trials import messages as m
+from sweeper.trials.records import final_artifacts, load_checkpoint_bytes, model_params
+from sweeper.trials.trial import TrialTask, error_signature, execute
 
 
 class RelayRecorder:
-    """The :class:`~sweeper.run.records.Recorder` of a trial in a sweep: each call becomes a record."""
+    """The :class:`~sweeper.trials.records.Recorder` of a trial in a sweep: each call becomes a record."""
 
     def __init__(self, task: TrialTask, send):
         self.task, self.send = task, send
@@ -63,7 +63,7 @@ def stream_trial(task: TrialTask, coordinator=None, data=None):
     (its arrays map the node's shared object store, read-only, without a copy).
     A generator cannot yield from inside ``fit``'s callbacks, hence the thread and the queue.
     """
-    from sweeper.run.asha import ActorProxy
+    from sweeper.trials.asha import ActorProxy
 
     records: queue.SimpleQueue = queue.SimpleQueue()
 

@@ -8,7 +8,7 @@ Functions over the runner's parts, each given what it touches:
   close is closed (the store may be gone: the next ``run`` or ``resume`` takes the rest over);
 * :func:`withdraw_ready` and :func:`reconcile`: no run created ahead survives its unstarted
   trial, and no child run of the submission is left RUNNING or SCHEDULED;
-* :func:`result`: the exit code, the message and the :class:`~sweeper.run.session.SweepResult`.
+* :func:`result`: the exit code, the message and the :class:`~sweeper.trials.session.SweepResult`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Optional
 from ledger.retry import StoreUnavailable, describe, is_store_error
 from sweeper.exits import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_STOPPED, EXIT_TERMINATED,
                            first_line)
-from sweeper.run.session import SweepResult
+from sweeper.trials.session import SweepResult
 
 #: Seconds the cancelled trials get, in all, to hand over what they had sent.
 CANCEL_GRACE = 30.0
@@ -106,7 +106,7 @@ def result(tally, submission, stop_reason: Optional[str], interrupted: Optional[
         code, status, message = EXIT_OK, "FINISHED", "sweep complete"
         if state["elsewhere"]:
             message += f" ({state['elsewhere']} trial(s) trained by another submission)"
-    submission.end(counts.as_dict(), status, None if code == EXIT_OK else message)
+    submission.end(counts.as_dict(), status, None if code == EXIT_OK else message, code)
     return SweepResult(counts.as_dict(), code, message, submission.parent_id, wall_seconds,
                        [o.seconds for o in tally.outcomes], tally.failures, cpus, timings.timeline(tally.outcomes),
                        dict(timings.driver))

@@ -1,7 +1,7 @@
 """What a trial records, on the worker's side: the recorder protocol, and what a finished trial sends.
 
 A trial talks to a *recorder* (:class:`Recorder`): in a sweep a
-:class:`~sweeper.run.relay.RelayRecorder` that turns each call into a message for the driver, which
+:class:`~sweeper.trials.relay.RelayRecorder` that turns each call into a message for the driver, which
 writes it through :class:`ledger.recorder.RunRecorder`; in ``sweeper train`` a :class:`NullRecorder`
 that echoes to the terminal. Nothing here imports MLflow.
 """
@@ -14,11 +14,11 @@ from typing import Optional, Protocol
 
 import cnn
 
-from sweeper.run.pictures import kernels_png
+from sweeper.trials.pictures import kernels_png
 
 
 class Recorder(Protocol):
-    """What a trial tells as it trains (:func:`sweeper.run.trial.execute` calls these in order)."""
+    """What a trial tells as it trains (:func:`sweeper.trials.trial.execute` calls these in order)."""
 
     def start(self, info: dict) -> int:
         """The trial starts on this worker (``info``: host, pid, threads); returns the attempt."""

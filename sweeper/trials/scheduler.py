@@ -1,7 +1,7 @@
 """Which trial next: the queue, the runs created ahead of a free slot, and the trials held elsewhere.
 
 The scheduler decides and remembers; it neither writes the ledger nor talks to Ray (the
-:class:`~sweeper.run.executor.Runner` does both, asking it what to do).
+:class:`~sweeper.trials.executor.Runner` does both, asking it what to do).
 
 * The queue holds the trials to train, longest first by the plan's cost estimate: a long trial
   started last would leave the other CPUs idle at the end.
