@@ -16,7 +16,9 @@ def source_tags() -> dict[str, str]:
     code runs from a git checkout, ``mlflow.source.git.commit``."""
     from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
 
-    command = " ".join(["sweeper", *sys.argv[1:3]]) if Path(sys.argv[0]).name == "sweeper" else Path(sys.argv[0]).name
+    program = Path(sys.argv[0])
+    ours = program.name == "sweeper" or (program.name in ("__main__.py", "cli.py") and program.parent.name in ("sweeper", "app"))
+    command = " ".join(["sweeper", *sys.argv[1:3]]) if ours else program.name
     tags = {MLFLOW_SOURCE_NAME: command or "sweeper", MLFLOW_SOURCE_TYPE: "LOCAL", MLFLOW_USER: user()}
     commit = git_commit()
     if commit:

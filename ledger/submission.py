@@ -24,7 +24,11 @@ import uuid
 from typing import Optional, Sequence
 
 from . import links, rules, sweeps
-from .schema import ACTIVE, BEAT_PREFIX, MAX_TAG_VALUE, PARENT_RUN, REASON, SUB_PREFIX, SUBMISSION, tag_filter
+from .schema import (ACTIVE, BEAT_PREFIX, MAX_TAG_VALUE, NOTE, PARENT_RUN, REASON, SUB_PREFIX, SUBMISSION,
+                     tag_filter)
+
+#: How the description the driver writes starts (a report's own leaderboard is left alone).
+NOTE_MARK = "**Sweep `"
 from .source import user
 from .tracking import Tracker, now_ms
 
@@ -123,9 +127,11 @@ class Submission:
         """The driver's heartbeat: one try (a failed beat is repeated by the next)."""
         self.tracker.client.once.set_tag(self.parent_id, BEAT_PREFIX + self.id, str(now_ms()))
 
-    def end(self, counts: dict, status: str, message: Optional[str] = None, exit_code: Optional[int] = None) -> None:
-        """How the submission ended, on its record; the sweep's counts on the parent; the parent's
-        status, unless another submission is still live on it."""
+    def end(self, counts: dict, status: str, message: Optional[str] = None, exit_code: Optional[int] = None,
+            best: str = "") -> None:
+        """How the submission ended, on its record; the sweep's counts on the parent, and its
+        description (unless a report wrote one); the parent's status, unless another submission
+        is still live on it. ``best``: the best point so far, in words."""
         from mlflow.entities import Metric, RunTag
 
         self.record.update(ended=utc_now(), ended_ms=now_ms(), status=status, exit=exit_code, counts=counts,
@@ -137,11 +143,23 @@ class Submission:
             tags.append(RunTag(REASON, message[:MAX_TAG_VALUE]))
         now = now_ms()
         totals = sweep_counts(self.tracker, self.experiment_id)
+        note = client.get_run(self.parent_id).data.tags.get(NOTE, "")
+        if not note or note.startswith(NOTE_MARK):  # a report's leaderboard stays until the next report
+            tags.append(RunTag(NOTE, self._note(totals, best)))
         metrics = [Metric(f"trials_{k}", float(v), now, 0) for k, v in {"planned": counts.get("planned", 0),
                                                                           **totals}.items()]
         client.log_batch(self.parent_id, metrics=metrics, tags=tags)
         if not self.others_live():
             client.set_terminated(self.parent_id, status)
+
+    def _note(self, totals: dict, best: str) -> str:
+        """The parent run's description: what the sweep holds, the best point, the link to its trials."""
+        link = links.experiment_url("", self.experiment_id, shared_view=True).lstrip("/")
+        states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(totals.items()))
+        lines = [f"{NOTE_MARK}{self.sweep_name}`**: {states or 'no trials yet'}.",
+                 *([f"Best so far: {best}."] if best else []),
+                 f"[The trials, one row per point]({link}); `sweeper report {self.sweep_name}` says which knobs matter."]
+        return "\n\n".join(lines)
 
     def _settle(self) -> None:
         """Two submissions that started together may each have made a parent run (see

@@ -106,7 +106,7 @@ def result(tally, submission, stop_reason: Optional[str], interrupted: Optional[
         code, status, message = EXIT_OK, "FINISHED", "sweep complete"
         if state["elsewhere"]:
             message += f" ({state['elsewhere']} trial(s) trained by another submission)"
-    submission.end(counts.as_dict(), status, None if code == EXIT_OK else message, code)
+    submission.end(counts.as_dict(), status, None if code == EXIT_OK else message, code, best=tally.best_text())
     return SweepResult(counts.as_dict(), code, message, submission.parent_id, wall_seconds,
                        [o.seconds for o in tally.outcomes], tally.failures, cpus, timings.timeline(tally.outcomes),
                        dict(timings.driver))

@@ -29,13 +29,20 @@ def _free_port() -> int:
 
 
 def chromium(url: str, tmp_path, *outputs: str, size: str = "1600,1000", budget: int = 30000) -> str:
-    """The page's text after ``budget`` ms of virtual time (``--dump-dom``), or ``--screenshot=PATH``."""
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'chromium'}", f"--window-size={size}", f"--virtual-time-budget={budget}",
-           *outputs, url]
-    html = subprocess.run(cmd, capture_output=True, text=True, timeout=240).stdout
-    html = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", html, flags=re.S)
+    """The page's text after ``budget`` ms of virtual time (``--dump-dom``), or ``--screenshot=PATH``.
+
+    A fresh profile each time; a browser that came back with nothing (it happens on a machine
+    loaded by many) is tried again, twice."""
+    for attempt in range(3):
+        profile = tmp_path / f"chromium-{time.monotonic_ns()}"
+        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={profile}", f"--window-size={size}", f"--virtual-time-budget={budget}",
+               *(outputs or ("--dump-dom",)), url]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if outputs or done.stdout.strip():
+            break
+    html = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", done.stdout, flags=re.S)
     return " ".join(re.sub(r"<[^>]+>", " ", html).split())
 
 
@@ -81,7 +88,8 @@ def test_the_printed_link_opens_the_training_runs_grouped_by_point(tmp_path, ray
             proc.kill()
     assert "Model training" in text and "Runs" in text  # the training-runs view, not the GenAI pages
     assert "Group by: point" in text
-    for point in ("k3 max", "k5 max"):
-        assert f"Group: {point}" in text and f"{point} #1" in text and f"{point} #2" in text, text[-3000:]
+    for point in ("k3", "k5"):
+        assert f"Group: {point} 2" in text and f"{point} #1" in text and f"{point} #2" in text, text[-3000:]
+    assert "(average)" in text and "val_accuracy" in text  # repeats averaged per point, the metric a column
     assert re.search(r"\b5 matching runs", text), text[-2000:]  # the one parent and its four trials
     assert "GET /" not in out + err and "INFO" not in out + err, out + err
