@@ -169,6 +169,12 @@ def _plan(args: argparse.Namespace) -> int:
     plan, failed_before = api.plan(args.file, overrides=args.overrides, tracking_uri=args.tracking_uri,
                                    cpus=args.cpus)
     print(plan.summary())
+    from sweeper.app.service import too_big_here
+
+    too_big = too_big_here(plan, None)
+    if too_big:  # a fact of this machine, not of the plan: `run` here leaves these out
+        print(f"on this machine's workers, {len(too_big)} trial(s) would not fit and `run` leaves them out; "
+              f"first: {next(iter(too_big.values()))}")
     if failed_before:
         print(f"failed before, not trained again without --retry-failed ({len(failed_before)}):")
         for (point, repeat), (run_id, reason) in sorted(failed_before.items()):

@@ -36,11 +36,14 @@ def tracker_for(config: SweepConfig, tracking_uri: Optional[str] = None) -> Trac
     return Tracker(resolve_tracking_uri(tracking_uri or config.mlflow.tracking_uri))
 
 
-def plan_rows(plan: Plan, failed_before: dict) -> list[dict]:
+def plan_rows(plan: Plan, failed_before: dict, too_big: Optional[dict] = None) -> list[dict]:
+    """Every trial of the plan with its state, and the points left out with why (a submission's record)."""
+    too_big = too_big or {}
     rows = [{"run_name": d.trial.run_name, "point": d.trial.point.hash, "repeat": d.trial.repeat,
              "seed": d.trial.seed, "state": "done", "run_id": d.run_id} for d in plan.done]
     rows += [{"run_name": t.run_name, "point": t.point.hash, "repeat": t.repeat, "seed": t.seed,
-              "state": "failed_before" if t.key in failed_before else "pending"} for t in plan.pending]
+              "state": "failed_before" if t.key in failed_before else "too_big" if t.key in too_big else "pending",
+              **({"reason": too_big[t.key]} if t.key in too_big else {})} for t in plan.pending]
     rows += [{"run_name": i.point.name, "point": i.point.hash, "state": "infeasible", "reason": i.reason}
              for i in plan.infeasible]
     rows += [{"run_name": e.name, "state": "excluded", "reason": f"exclude[{e.rule}]"} for e in plan.excluded]
@@ -71,6 +74,26 @@ def sweep_settings(config: SweepConfig) -> dict[str, object]:
     fixed = {k: v for k, v in knob_params(base).items() if k not in axes and not k.startswith(f"{DATA_PREFIX}path")}
     return {**fixed, **{f"grid.{k}": json.loads(canonical_json(list(v))) for k, v in axes.items()},
             "repeats": config.repeats, "method": config.method}
+
+
+def too_big_here(plan: Plan, address: Optional[str]) -> dict:
+    """Pending trials whose estimated memory exceeds what a worker of this run has: this machine's
+    memory for a local Ray, ``SWEEPER_WORKER_MEMORY`` when set (a cluster's workers). A run-time
+    check (the plan never reads the machine); the trials stay pending, named, for bigger workers."""
+    import os
+
+    from sweeper.plan.memory import ENV, memory_problem, worker_memory
+
+    if (address or os.environ.get("RAY_ADDRESS")) and not os.environ.get(ENV):
+        return {}  # a cluster's workers are not this machine: only the sweep file or the variable says
+    have, source = worker_memory()
+    sizes = plan.sizes()
+    out = {}
+    for trial in plan.pending:
+        problem = memory_problem(trial.point, sizes, have, source)
+        if problem is not None:
+            out[trial.key] = problem
+    return out
 
 
 def dataset_of(config: SweepConfig, data: PreparedData):
@@ -107,19 +130,24 @@ def run_sweep(config: SweepConfig, sweep_text: str, *, command: str = "run", add
     pending_keys = {t.key for t in plan.pending}
     failed = tracker.failed(experiment_id) if experiment_id else {}
     failed_before = {} if retry_failed else {k: v for k, v in failed.items() if k in pending_keys}
-    to_train = len(plan.pending) - len(failed_before)
+    too_big = too_big_here(plan, address)
+    for key, reason in too_big.items():
+        observer.event(f"  not training {key[0]} #{key[1] + 1} on these workers: {reason}")
+    skip = {**failed_before, **too_big}
+    to_train = len(plan.pending) - len(skip)
     where = links.sweep_url(tracker, experiment_id) if experiment_id else None
     if to_train == 0:
-        counts = Counts(len(plan.trials), {"done_before": len(plan.done), "failed_before": len(failed_before)})
+        counts = Counts(len(plan.trials), {"done_before": len(plan.done), "failed_before": len(skip)})
         more = f" ({len(failed_before)} failed before: --retry-failed trains them again)" if failed_before else ""
-        observer.event(f"sweep {config.name}: nothing to train, all {len(plan.trials)} trial(s) are done{more}"
+        more += f" ({len(too_big)} too big for these workers)" if too_big else ""
+        observer.event(f"sweep {config.name}: nothing to train, all {len(plan.trials) - len(skip)} trial(s) are done{more}"
                        + (f"; {where}" if where else ""))
         return SweepResult(counts.as_dict(), EXIT_OK, "nothing to train")
     experiment_id = tracker.open_experiment(config.experiment_name, config.name)
     resume_from = {k: v for k, v in tracker.checkpoints(experiment_id).items() if k in pending_keys}
     tags = {**selection_tags(config.selection.rule()), METHOD: config.method, OVERRIDES: json.dumps(list(overrides))}
     submission = Submission.start(tracker, experiment_id, config.name, command, trials=to_train, sweep_text=sweep_text,
-                                  plan_text=plan.summary(), plan_rows=plan_rows(plan, failed_before),
+                                  plan_text=plan.summary(), plan_rows=plan_rows(plan, failed_before, too_big),
                                   settings=sweep_settings(config), dataset=dataset_of(config, data), tags=tags,
                                   view=links.view_state([k for k, _ in config.grid.axes()], config.selection.metric,
                                                         config.selection.mode))
@@ -130,7 +158,7 @@ def run_sweep(config: SweepConfig, sweep_text: str, *, command: str = "run", add
                       if plan.infeasible or plan.excluded else ""))
     for key, (run_id, reason) in failed_before.items():
         observer.event(f"  skipping {key[0]} #{key[1] + 1}: failed before in run {run_id}: {reason}")
-    runner = Runner(plan, submission, skip=failed_before, resume_from=resume_from, observer=observer,
+    runner = Runner(plan, submission, skip=skip, resume_from=resume_from, observer=observer,
                     stale_seconds=timeout, data=data)
     with Heartbeat(submission.beat):
         try:

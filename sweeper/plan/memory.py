@@ -13,8 +13,11 @@ unfold ``U`` im2col values per image (both from :func:`cnn.spec.infer_shapes`)::
 
 ``slots`` is 2 for Adam, 1 for SGD. Without base and data it came to 1.0-1.4 times the traced
 peak of two training steps and one evaluation batch, measured on points of the quickstart and
-lecture-grid sweeps. As an estimate, it is compared against the whole memory of a worker: :func:`worker_memory` is this machine's (or its container's) memory, or
-``SWEEPER_WORKER_MEMORY`` (e.g. ``8G``) for the worker nodes of a cluster.
+lecture-grid sweeps. As an estimate, it is compared against the whole memory of a worker. The plan, the same on every
+machine, compares against ``resources.worker_memory`` when the sweep file states it; a run then
+compares the points it is about to train against the workers it has (:func:`worker_memory`: this
+machine's, or its container's, memory, or ``SWEEPER_WORKER_MEMORY`` for a cluster's worker nodes)
+and leaves out, naming them, the ones that cannot fit.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from functools import lru_cache
 from typing import Optional
 
 from cnn.spec import infer_shapes
+from sweeper.spec.fields import parse_bytes
 
 #: What a trial's process holds before its data and model (Python, NumPy, Ray's worker).
 BASE_BYTES = 200 * 2 ** 20
@@ -31,7 +35,6 @@ BASE_BYTES = 200 * 2 ** 20
 EVAL_BATCH = 1000
 OPTIMIZER_SLOTS = {"adam": 2, "sgd": 1}
 ENV = "SWEEPER_WORKER_MEMORY"
-_UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
 
 
 def trial_memory(point, sizes: Optional[tuple[int, int, int]] = None) -> int:
@@ -49,16 +52,6 @@ def trial_memory(point, sizes: Optional[tuple[int, int, int]] = None) -> int:
     return BASE_BYTES + images + params * floats * (3 + 2 * slots) + step * floats
 
 
-def parse_bytes(text: str) -> int:
-    """``"8G"`` -> 8 GiB; plain digits are bytes. ``ValueError`` for anything else."""
-    text = text.strip().upper().removesuffix("B").removesuffix("I")
-    unit = text[-1:] if text[-1:] in _UNITS else ""
-    value = float(text[:len(text) - len(unit)])
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"not a positive size: {text!r}")
-    return int(value * _UNITS[unit])
-
-
 @lru_cache(maxsize=None)
 def _machine_memory() -> int:
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -74,24 +67,24 @@ def _machine_memory() -> int:
 
 
 def worker_memory() -> tuple[int, str]:
-    """``(bytes, where from)``: ``SWEEPER_WORKER_MEMORY`` when set and valid, else this machine's."""
+    """``(bytes, where from)`` of the workers this run trains on: ``SWEEPER_WORKER_MEMORY`` when set
+    and valid, else this machine's (a run-time fact: the plan never reads it)."""
     text = os.environ.get(ENV, "")
     if text:
         try:
             return parse_bytes(text), f"{ENV}={text}"
         except ValueError:
             pass
-    return _machine_memory(), f"this machine's memory; {ENV} sets a cluster worker's"
+    return _machine_memory(), f"this machine's memory; {ENV} or resources.worker_memory sets a cluster worker's"
 
 
 def gigabytes(n: int) -> str:
     return f"{n / 2 ** 30:.1f} GiB" if n >= 2 ** 28 else f"{n / 2 ** 20:.0f} MiB"
 
 
-def memory_problem(point, sizes: Optional[tuple[int, int, int]] = None) -> Optional[str]:
-    """Why ``point`` cannot run in a worker (both numbers), or None when it fits."""
+def memory_problem(point, sizes: Optional[tuple[int, int, int]], have: int, source: str) -> Optional[str]:
+    """Why ``point`` cannot run in a worker of ``have`` bytes (both numbers), or None when it fits."""
     need = trial_memory(point, sizes)
-    have, source = worker_memory()
     if need <= have:
         return None
     return (f"needs about {gigabytes(need)} of memory per trial (estimated from its shapes: weights, "

@@ -29,6 +29,7 @@ from cnn.spec import ModelSpec, ShapeError, coverage_problems, forward_flops, in
 from sweeper.spec.config import GRID_SECTIONS, INPUT_SHAPE, ModelConfig, SweepConfig, TrainConfig, canonical_json
 from sweeper.plan.data import DataFacts, data_facts
 from sweeper.plan.memory import memory_problem
+from sweeper.spec.fields import parse_bytes
 from sweeper.plan.trials import Point, Trial  # noqa: F401 (the plan's trials, defined where workers import them)
 from sweeper.plan.summary import format_summary
 from sweeper.plan.cost import EFFICIENCY, CostEstimate, estimate_cost, measure_flops_per_cpu, trial_flops  # noqa: F401
@@ -240,6 +241,8 @@ def make_plan(config: SweepConfig, finished: Optional[Mapping[tuple[str, int], s
     """
     finished = dict(finished or {})
     data = data or data_facts(config, read=False)[0]
+    memory = config.resources.worker_memory
+    limit = parse_bytes(memory) if memory else None
     networks: dict[str, Point] = {}
     merged = []
     axes = config.grid.axes()
@@ -256,7 +259,7 @@ def make_plan(config: SweepConfig, finished: Optional[Mapping[tuple[str, int], s
         point = resolve_point(config, values, data.input_shape)
         if point.shape_error is not None:
             infeasible.append(Infeasible(point, point.shape_error))
-        elif (too_big := memory_problem(point, data.sizes)) is not None:
+        elif limit and (too_big := memory_problem(point, data.sizes, limit, "resources.worker_memory")) is not None:
             infeasible.append(Infeasible(point, too_big))
         elif point.unseen and config.feasibility.unseen_inputs == "skip":
             infeasible.append(Infeasible(point, "; ".join(point.unseen)))

@@ -33,7 +33,7 @@ from ledger.selection import Selection, natural_mode
 from sweeper.spec.data import (DATASET_SIZES, KNOWN_SHAPES, PATH_SOURCES, TEST_FRACTION,  # noqa: F401 (re-exported)
                                DataConfig)
 from sweeper.spec.fields import (MAX_BATCH, MAX_BLOCKS, MAX_CLASSES, MAX_CPUS, MAX_DENSE, MAX_DEPTH, MAX_EPOCHS,
-                                 MAX_REPEATS, MAX_RETRIES, MAX_SEED, Activation, ExperimentName, Fraction,
+                                 MAX_REPEATS, MAX_RETRIES, MAX_SEED, Activation, ExperimentName, Fraction, MemorySize,
                                  NonNegFloat, NonNegInt, Padding, Pooling, PositiveFloat, PositiveInt, Size,
                                  SweepName, Section, at_most)
 from sweeper.spec.overrides import apply_overrides
@@ -157,6 +157,9 @@ class Resources(Section):
     cpus_per_trial: Annotated[PositiveInt, MAX_CPUS] = 1
     max_concurrent: Optional[Annotated[PositiveInt, MAX_COUNT]] = None
     page_data: Literal["auto", "always", "never"] = "auto"
+    #: A worker's memory (``8G``): the plan refuses points whose trial cannot fit in it. Unset, the
+    #: run checks against the workers it has (this machine, or SWEEPER_WORKER_MEMORY).
+    worker_memory: Optional[MemorySize] = None
 
 
 class Failures(Section):

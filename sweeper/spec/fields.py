@@ -25,6 +25,33 @@ NonNegFloat = Annotated[float, Strict(), AllowInfNan(False), Ge(0)]
 Fraction = Annotated[float, Strict(), AllowInfNan(False), Ge(0), Lt(1)]
 
 
+_UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
+
+
+def parse_bytes(text: str) -> int:
+    """``"8G"`` -> 8 GiB; plain digits are bytes. ``ValueError`` for anything else."""
+    import math
+
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = text[-1:] if text[-1:] in _UNITS else ""
+    value = float(text[:len(text) - len(unit)])
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"not a positive size: {text!r}")
+    return int(value * _UNITS[unit])
+
+
+def _memory_size(text: str) -> str:
+    try:
+        parse_bytes(text)
+    except ValueError:
+        raise PydanticCustomError("memory_size", "should be a size such as 8G, 512M or 1.5G") from None
+    return text
+
+
+#: A worker's memory, e.g. ``8G``.
+MemorySize = Annotated[str, Strict(), Field(max_length=32), AfterValidator(_memory_size)]
+
+
 def at_most(limit: int, why: str) -> AfterValidator:
     """Upper bound of a size or count field; the message says why the bound is there."""
     def check(value):

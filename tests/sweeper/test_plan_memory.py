@@ -36,15 +36,31 @@ def test_estimate_is_close_to_a_measured_step(record_figure):
                   f"{min(ratios):.2f}-{max(ratios):.2f} on {len(ratios)} quickstart points")
 
 
-def test_points_beyond_a_worker_are_infeasible_with_both_numbers(monkeypatch):
-    monkeypatch.setenv("SWEEPER_WORKER_MEMORY", "150M")
-    plan = make_plan(load_sweep(REPO / "sweeps" / "quickstart.yaml"), flops_per_cpu=1e9)
+def test_points_beyond_the_sweep_files_worker_memory_are_infeasible_with_both_numbers(monkeypatch):
+    quickstart = REPO / "sweeps" / "quickstart.yaml"
+    plan = make_plan(load_sweep(quickstart, ["resources.worker_memory=150M"]), flops_per_cpu=1e9)
     assert plan.infeasible and len(plan.points) + len(plan.infeasible) == 6
     reason = plan.infeasible[0].reason
     assert "GiB of memory per trial" in reason and "more than the 150 MiB a worker has" in reason
+    assert len(make_plan(load_sweep(quickstart, ["resources.worker_memory=8G"]), flops_per_cpu=1e9).points) == 6
+
+
+def test_the_plan_is_the_same_on_every_machine_and_the_run_checks_its_workers(monkeypatch):
+    """The machine (or SWEEPER_WORKER_MEMORY) never changes the plan; the run leaves out, by name,
+    the trials its own workers cannot hold."""
+    from sweeper.app.service import too_big_here
+
+    quickstart = load_sweep(REPO / "sweeps" / "quickstart.yaml")
+    monkeypatch.setenv("SWEEPER_WORKER_MEMORY", "150M")
+    plan = make_plan(quickstart, flops_per_cpu=1e9)
+    assert not plan.infeasible and len(plan.points) == 6
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    too_big = too_big_here(plan, None)
+    assert len(too_big) == 6 and all("150 MiB a worker has (SWEEPER_WORKER_MEMORY=150M)" in r for r in too_big.values())
     monkeypatch.setenv("SWEEPER_WORKER_MEMORY", "8G")
-    assert worker_memory()[0] == 8 * 2 ** 30
-    assert len(make_plan(load_sweep(REPO / "sweeps" / "quickstart.yaml"), flops_per_cpu=1e9).points) == 6
+    assert worker_memory()[0] == 8 * 2 ** 30 and too_big_here(plan, None) == {}
+    monkeypatch.delenv("SWEEPER_WORKER_MEMORY")
+    assert too_big_here(plan, "10.0.0.5:6379") == {}  # a cluster's workers: only the file or the variable says
 
 
 @pytest.mark.parametrize("text, expected", [("8G", 8 * 2 ** 30), ("512MiB", 512 * 2 ** 20), ("1000", 1000),
