@@ -45,6 +45,7 @@ def write(path: Path, log=print, chunk: int = 1000) -> dict:
     import random
 
     from ledger import RunRecorder, Tracker, resolve_tracking_uri
+    from ledger.schema import ATTEMPT
     from ledger.submission import Submission
     from sweeper.plan.points import make_plan
     from sweeper.spec.config import load_sweep
@@ -59,7 +60,7 @@ def write(path: Path, log=print, chunk: int = 1000) -> dict:
     t = began
     for i, trial in enumerate(plan.pending, 1):
         run_id = submission.create_trial_run(trial)
-        rec = RunRecorder(tracker, run_id, trial.key, exp, {"sweep.attempt": "0"})
+        rec = RunRecorder(tracker, run_id, trial.key, exp, {ATTEMPT: "0"})
         rec.start({"threads": 1, "pid": os.getpid(), "host": "bench"})
         acc = 0.5 + 0.4 * rng.random()
         for epoch in (1, 2):

@@ -280,7 +280,7 @@ def sweep_markdown(sw: dict) -> list[str]:
     out += [f"| {BREAKDOWN_LABELS.get(k, k)} | {v:.3f} |" for k, v in b["per_trial"].items()]
     out += [f"| total | {b['total_per_trial']:.3f} |", "",
             "\"recording\" is what the trial spends handing its records on: the driver writes them to MLflow "
-            "(sweeper/relay.py), on the same CPUs, so its share shows as the trials' slowdown.", "",
+            "(sweeper/trials/relay.py), on the same CPUs, so its share shows as the trials' slowdown.", "",
             f"Worker processes: {b['worker_processes']}. The first trial of each loads the data in "
             f"{_s(b['data_first_s'])} s; from submission to its first line {_s(b['start_latency_first_s'])} s "
             f"(worker lease, imports). A later trial's recording calls: {_s(b['recording_later_s'])} s. The driver "

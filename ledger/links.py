@@ -15,11 +15,13 @@ from __future__ import annotations
 from typing import Optional
 from urllib.parse import quote
 
+from .schema import VIEW_TAG_PREFIX
+
 #: Where ``sweeper ui`` serves a local store by default.
 LOCAL_UI = "http://127.0.0.1:5000"
 VIEW = "workflowType=machine_learning"
 #: The experiment tag of the sweep's shared view, and its key in links.
-VIEW_TAG_PREFIX, VIEW_KEY = "mlflow.sharedViewState.", "sweeper"
+VIEW_KEY = "sweeper"
 
 
 def ui_address(tracking_uri: Optional[str], port: Optional[int] = None) -> str:

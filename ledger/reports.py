@@ -13,10 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Optional
 
+from ledger.schema import NOTE
 from ledger.tracking import Tracker
 
 #: The tag MLflow's UI shows as a run's description (Markdown).
-NOTE_TAG = "mlflow.note.content"
+NOTE_TAG = NOTE
 #: Where :func:`attach_report` puts the folder among the run's artifacts.
 REPORT_PATH = "report"
 #: MLflow keeps tag values up to this many characters (8000 in recent stores; be safe).

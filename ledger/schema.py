@@ -71,6 +71,16 @@ SUB_PREFIX, BEAT_PREFIX = "sweep.sub.", "sweep.beat."
 DRIVER_HOST, DRIVER_PID, HEARTBEAT = "sweep.driver.host", "sweep.driver.pid", "sweep.driver.heartbeat"
 PARENT_RUN = "mlflow.parentRunId"
 NOTE = "mlflow.note.content"
+#: The selection rule a submission recorded on the parent (ledger.selection reads it back).
+SELECTION_METRIC, SELECTION_MODE = "sweep.selection.metric", "sweep.selection.mode"
+#: Marks an experiment as model training for MLflow's UI.
+EXPERIMENT_KIND, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+#: The runs table's shared view (see ledger.links): ``mlflow.sharedViewState.<key>`` on the experiment.
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+#: A dataset input's role, as MLflow's UI shows it.
+DATASET_CONTEXT = "mlflow.data.context"
+#: Artifacts of the parent run.
+SWEEP_FILE, PLAN_FILE = "sweep.yaml", "plan.txt"
 
 #: ``sweep.kind`` values.
 PARENT, TRIAL = "parent", "trial"

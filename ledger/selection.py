@@ -19,8 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional
 
-#: Parent-run tags naming the selection rule of the submission.
-METRIC_TAG, MODE_TAG = "sweep.selection.metric", "sweep.selection.mode"
+from .schema import SELECTION_METRIC as METRIC_TAG, SELECTION_MODE as MODE_TAG  # noqa: E402 (the parent's tags)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ import uuid
 from typing import Optional, Sequence
 
 from . import links, rules, sweeps
-from .schema import (ACTIVE, BEAT_PREFIX, MAX_TAG_VALUE, NOTE, PARENT_RUN, REASON, SUB_PREFIX, SUBMISSION,
-                     tag_filter)
+from .schema import (ACTIVE, BEAT_PREFIX, MAX_TAG_VALUE, NOTE, PARENT_RUN, PLAN_FILE, REASON, SUB_PREFIX, SUBMISSION,
+                     SWEEP_FILE, tag_filter)
 
 #: How the description the driver writes starts (a report's own leaderboard is left alone).
 NOTE_MARK = "**Sweep `"
@@ -92,9 +92,9 @@ class Submission:
         if view is not None:  # the runs table the sweep's links open (ledger.links)
             client.set_experiment_tag(experiment_id, links.VIEW_TAG_PREFIX + links.VIEW_KEY, json.dumps(view))
         sweeps.describe_sweep(tracker, parent_id, settings or {}, dataset)
-        client.log_text(parent_id, sweep_text, "sweep.yaml")
-        client.log_text(parent_id, plan_text, "plan.txt")
-        client.log_text(parent_id, sweep_text, f"submissions/{sub.id}/sweep.yaml")
+        client.log_text(parent_id, sweep_text, SWEEP_FILE)
+        client.log_text(parent_id, plan_text, PLAN_FILE)
+        client.log_text(parent_id, sweep_text, f"submissions/{sub.id}/{SWEEP_FILE}")
         client.log_dict(parent_id, list(plan_rows), f"submissions/{sub.id}/plan.json")
         return sub
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 
 from . import rules
-from .schema import (CHANGED, KIND, MAX_PARAM_VALUE, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE, NAME, PARENT, SCHEMA,
+from .schema import (CHANGED, DATASET_CONTEXT, KIND, MAX_PARAM_VALUE, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE, NAME, PARENT, SCHEMA,
                      SCHEMA_VERSION, param_text)
 from .source import source_tags
 from .tracking import Tracker
@@ -70,7 +70,7 @@ def log_dataset(tracker: Tracker, run_id: str, dataset) -> None:
     """``dataset`` (an ``mlflow.entities.Dataset``) as the run's training input."""
     from mlflow.entities import DatasetInput, InputTag
 
-    tracker.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "train")])])
+    tracker.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=[InputTag(DATASET_CONTEXT, "train")])])
 
 
 def dataset_entity(name: str, digest: str, source: str, shapes: dict[str, tuple], dtype: str, rows: int):

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from . import retry, rules
-from .schema import (ACTIVE, ATTEMPT, CHECKPOINT_EPOCH, DETERMINISTIC, ERROR_KIND, KIND, MAX_PARAM_VALUE,
+from .schema import (ACTIVE, ATTEMPT, CHECKPOINT_EPOCH, DATASET_CONTEXT, DETERMINISTIC, ERROR_KIND, EXPERIMENT_KIND, KIND, MAX_PARAM_VALUE,
                      MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE, NAME, OVERRIDES, PARENT, PARENT_RUN, POINT, POINT_NAME, REASON,
-                     REPEAT, SCHEMA, SCHEMA_VERSION, SUBMISSION, SWEPT, TRIAL, knob_params, quote, tag_filter)
+                     REPEAT, SCHEMA, SCHEMA_VERSION, SUBMISSION, SWEEP_FILE, SWEPT, TRAINING_KIND, TRIAL, knob_params, quote,
+                     tag_filter)
 from .source import source_tags
 
 # Re-exported: callers import the schema's names from here as well.
@@ -143,7 +144,7 @@ class Tracker:
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
             # The kind tag marks it as model training for the UI (the link's workflowType does the rest).
-            tags = {"mlflow.experimentKind": "custom_model_development", NAME: sweep_name}
+            tags = {EXPERIMENT_KIND: TRAINING_KIND, NAME: sweep_name}
             try:
                 return self.client.create_experiment(name, artifact_location=self.artifact_location(), tags=tags)
             except MlflowException:  # another submission created it a moment ago
@@ -183,8 +184,8 @@ class Tracker:
         """Every run matching ``filter_string``, all pages.
 
         On a database store the rows are read directly (:mod:`ledger.sqlread`: MLflow's search
-        took ~10 s per 1000 runs here; ``params=False`` skips the params there); elsewhere
-        MLflow's search, 5000 runs a page.
+        builds an object per param, tag and metric of every run, seconds per thousand runs;
+        ``params=False`` skips the params there); elsewhere MLflow's search, 5000 runs a page.
         """
         from ledger import sqlread
 
@@ -250,7 +251,7 @@ class Tracker:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            return Path(self.client.download_artifacts(parent_run_id, "sweep.yaml", tmp)).read_text()
+            return Path(self.client.download_artifacts(parent_run_id, SWEEP_FILE, tmp)).read_text()
 
     # -- child runs ----------------------------------------------------------------------------
 
@@ -270,7 +271,7 @@ class Tracker:
                               MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=chunk)
         if dataset is not None:
-            self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", "train")])])
+            self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag(DATASET_CONTEXT, "train")])])
         self.client.update_run(run_id, status="SCHEDULED")
         return run_id
 

@@ -1,4 +1,4 @@
-"""The ``sweeper`` command: a thin argparse layer over :mod:`sweeper.config` and :mod:`sweeper.plan`.
+"""The ``sweeper`` command: a thin argparse layer over the Python API (:mod:`sweeper.api`) and :mod:`sweeper.spec`.
 
 Each subcommand is one function registered with :func:`command`, taking the parsed arguments and
 returning the exit status. A new one (``run``, ``resume``, ``status``, ``train``) is added as::

@@ -97,7 +97,7 @@ def prepare_data(data: dict, seed: int, classes: Optional[int] = None) -> Prepar
     # The split uses the sweep seed, not the trial's: every point is judged on the same images.
     total = len(train)
     train, val = cnn.split(train, d.val_fraction, seed) if d.val_fraction else (train, None)
-    if len(train) == 0:  # found by the fuzz test: val_fraction 0.999999 crashed the normaliser
+    if len(train) == 0:  # val_fraction 0.999999 of a small set: nothing left to fit the normalisation on
         raise cnn.DataError(f"{where}: data.val_fraction {d.val_fraction} leaves no training images of the {total}")
     return PreparedData(train, val, test, cnn.Normalizer.fit(train.x))
 

@@ -1,4 +1,4 @@
-"""Expand a :class:`~sweeper.config.SweepConfig` into the points and trials to train, and cost them.
+"""Expand a :class:`~sweeper.spec.config.SweepConfig` into the points and trials to train, and cost them.
 
 A *point* is one combination of grid values resolved into a full configuration; a *trial* is
 one training run of a point with its own seed (``repeats`` trials per point). :func:`make_plan`
@@ -6,7 +6,7 @@ is deterministic: the same file gives the same points, in the same order, with t
 and seeds on every machine, so a sweep can be resumed by matching ``(hash, repeat)`` against the
 runs already logged.
 
-Order of operations: the cartesian product of the grid axes (in :data:`~sweeper.config.GRID_ORDER`)
+Order of operations: the cartesian product of the grid axes (in :data:`~sweeper.spec.config.GRID_ORDER`)
 -> drop points matching an ``exclude`` entry -> drop infeasible points (shapes that collapse, or
 inputs left unseen when ``feasibility.unseen_inputs`` is ``skip``) -> for ``method: random``, draw
 ``samples`` of the remaining points -> ``repeats`` trials each -> split into done and pending.

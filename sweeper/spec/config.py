@@ -13,7 +13,7 @@ the rest of the package (planning, running) trusts a :class:`SweepConfig` it is 
 * Checks that relate two settings (``samples`` and ``method``, ``exclude`` and ``grid`` ...)
   are field validators reading the fields declared before them (``info.data``), so they still run
   when some other section is broken and a file's problems all come out in one go. They raise
-  :func:`~sweeper.yamlsource.located_error`, which carries locations *below* the validator's own,
+  :func:`~sweeper.spec.yamlsource.located_error`, which carries locations *below* the validator's own,
   so that a duplicate in ``grid.kernel_size`` is reported at the line of the duplicate.
 """
 from __future__ import annotations

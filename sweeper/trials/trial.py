@@ -1,6 +1,6 @@
 """One trial: train one point with one seed, pinned to its CPUs, recording as it goes.
 
-:func:`execute` is what a Ray worker runs (through :mod:`sweeper.relay`, which streams what it
+:func:`execute` is what a Ray worker runs (through :mod:`sweeper.trials.relay`, which streams what it
 records to the driver) and what ``sweeper train`` runs in-process. It never raises for an error
 of the trial's own (a diverging loss, a shape that slipped through): it records the run as FAILED
 with the reason and returns an outcome, so the sweep goes on. A worker that *dies* (killed, out

@@ -56,7 +56,7 @@ def test_quick_sweep_section_measures_efficiency_and_overhead(tmp_path, ray_loca
     # The parts add up to the overhead: W x CPUs = N x T1 + what went elsewhere.
     assert b["total_per_trial"] == pytest.approx(sw["overhead_per_trial"], abs=0.1)
     assert 1 <= b["worker_processes"] <= sw["trials"]
-    # The driver wrote every trial's epochs, checkpoints and end to MLflow (sweeper/relay.py).
+    # The driver wrote every trial's epochs, checkpoints and end to MLflow (sweeper/trials/stream.py).
     assert all(b["driver_seconds"].get(f"record_{k}", 0) > 0 for k in ("Started", "EpochDone", "Checkpoint", "Ended"))
     targets = {"sweep_efficiency", "sweep_efficiency_ok", "sweep_overhead_per_trial", "sweep_overhead_ok"}
     assert targets <= set(res["targets"])

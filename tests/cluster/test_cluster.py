@@ -293,7 +293,7 @@ def test_sweep_survives_the_death_of_the_worker_node(cluster, tmp_path):
         # every trial down with it ("ActorUnavailableError ... the same error on 3 points").
         assert worker["node_id"] not in killed["coordinator"], (
             "the sweep's coordinator actor ran on the worker node that was killed: the driver must pin it "
-            "to its own node (sweeper/executor.py, Runner.run: NodeAffinitySchedulingStrategy)")
+            "to its own node (sweeper/trials/executor.py, Runner._coordinator: NodeAffinitySchedulingStrategy)")
         out = finish(proc)
         print(f"sweep with the worker node killed at {killed['at']:.1f}s: {time.monotonic() - started:.1f}s")
         assert "sweep complete" in out, out
