@@ -82,6 +82,10 @@ def connect(address: Optional[str] = None) -> bool:
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         probe(address)
+    else:
+        # Token authentication, Ray's default for a local cluster, named: Ray then prints no notice
+        # about having chosen it. A cluster joined by address keeps its own mode.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              configure_logging=False)
     return True
