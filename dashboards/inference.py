@@ -18,6 +18,8 @@ trained; they say nothing about points the grid left out.
   of ``d_ck`` over repeats (``df = sum_c (n_c - 1)``), a t-interval. Unmatched points drop out,
   so excluded or infeasible points do not bias it.
 * :func:`level_means`: each value's mean over its points, with the same pooled seed-noise interval.
+* :func:`versus`: every point against one (the chosen point), ``d_pk = y(p, k) - y(chosen, k)``
+  paired by repeat, the variance of ``d`` pooled over the points compared (as for contexts above).
 * :func:`anova`: type II sums of squares of main effects and two-way interactions (plus the
   repeat as a block), by nested least-squares fits (statsmodels OLS) so that designs with empty
   cells (unbalanced grids) keep the right degrees of freedom; F tests against the full model's
@@ -139,6 +141,28 @@ def level_differences(table: pd.DataFrame, field: str, fields: Sequence[str], le
         rows.append({"field": field, "a": a, "b": b, "contexts": len(n_c), "pairs": len(d), "diff": diff,
                      "se": se, "lo": diff - half, "hi": diff + half, "df": df})
     return pd.DataFrame(rows, columns=["field", "a", "b", "contexts", "pairs", "diff", "se", "lo", "hi", "df"])
+
+
+def versus(table: pd.DataFrame, point: str, level: float = LEVEL) -> pd.DataFrame:
+    """Every other point against ``point``, paired by repeat (see the module docstring).
+
+    Indexed by ``point``: ``pairs`` (repeats both have), ``diff`` (mean of ``y(p) - y(point)``
+    over them), ``lo``, ``hi`` (t-interval; NaN with one repeat). ``point`` itself is left out.
+    """
+    wide = table.pivot_table(index="repeat", columns="point", values="y", aggfunc="mean")
+    columns = ["pairs", "diff", "lo", "hi"]
+    if point not in wide.columns:
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="point"))
+    d = wide.drop(columns=point).sub(wide[point], axis=0)
+    n = d.notna().sum()
+    mean = d.mean()
+    df = int((n[n > 0] - 1).sum())
+    ss = float(((d - mean) ** 2).sum().sum())
+    s = math.sqrt(ss / df) if df > 0 else math.nan
+    half = s / np.sqrt(n.where(n > 0)) * _t(df, level)
+    out = pd.DataFrame({"pairs": n, "diff": mean, "lo": mean - half, "hi": mean + half})
+    out.index.name = "point"
+    return out[out["pairs"] > 0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,4 +290,4 @@ def importance(points: pd.DataFrame, fields: Sequence[str], metric: str, bins: i
 
 
 __all__ = ["LEVEL", "anova", "importance", "level_differences", "level_means", "point_intervals", "pooled_noise",
-           "trials"]
+           "trials", "versus"]
