@@ -4,7 +4,9 @@ For each swept knob, from the *Means by value* table (:func:`dashboards.inferenc
 the *Differences between values* table (:func:`dashboards.inference.level_differences`) and the
 ANOVA (:func:`dashboards.inference.anova`):
 
-* its best value: the best mean in the means table (by the sweep's :class:`ledger.Selection`);
+* its best value: the one that beats the most others over matched points in the differences
+  table, then by the best mean in the means table (by the sweep's :class:`ledger.Selection`); on
+  a full grid both say the same, on a grid with skipped points the matched comparison decides;
 * the values that **tie** with it: those whose paired difference to it has a 95% interval that
   holds 0 (known only with repeats);
 * what to do with it (:class:`Knob` ``action``):
@@ -116,6 +118,23 @@ class _Tables:
         shown = interval(row.lo, row.hi, "signed")
         return f"{row.a} -> {row.b}: {number(row.diff, 'signed')}" + ("" if shown == "–" else f" {shown}")
 
+    def gain(self, field: str, a: str, b: str) -> Optional[float]:
+        """How much better ``a`` is than ``b`` (the selection's direction) over matched points, from
+        the differences table; None when no point was trained at both."""
+        row = self.pairs.get((field, a, b)) or self.pairs.get((field, b, a))
+        if row is None or not row.contexts or not math.isfinite(row.diff):
+            return None
+        diff = row.diff if row.a == b else -row.diff  # the row's diff is b - a
+        return diff if self.selection.mode == "max" else -diff
+
+    def ranking(self, field: str, labels: list[str], scores) -> list[str]:
+        """The values best first: by how many others each beats over matched points (the
+        differences table compares like with like, where plain means on a grid with skipped
+        points mix in other knobs' effects), then by mean."""
+        wins = {a: sum(1 for b in labels if b != a and (self.gain(field, a, b) or 0) > 0) for a in labels}
+        sign = -1 if self.selection.mode == "max" else 1
+        return sorted(labels, key=lambda a: (-wins[a], sign * scores[labels.index(a)]))
+
     def worse(self, field: str, best: str, other: str) -> Optional[bool]:
         """True when ``other`` is worse than ``best`` beyond the noise (interval clear of 0); False
         when they tie; None when the noise is unknown (then the means decide, untested)."""
@@ -143,8 +162,8 @@ def _knob(t: _Tables, field: str, raw: Mapping[str, object], chosen: str, binned
     means = t.means[field]
     labels = list(means[field])
     scores = means["mean"].to_numpy(float)
-    order = np.argsort(-scores if t.selection.mode == "max" else scores, kind="stable")
-    best, worst = labels[order[0]], labels[order[-1]]
+    ranked = t.ranking(field, labels, scores)
+    best, worst = ranked[0], ranked[-1]
     strength, p, tested = t.tested(field)
     if math.isnan(strength):
         strength = float(np.nanmax(scores) - np.nanmin(scores))
@@ -188,7 +207,7 @@ def _knob(t: _Tables, field: str, raw: Mapping[str, object], chosen: str, binned
             return make("plateau", [raw[v] for v in labels if v in tied],
                         f"{best} is the best on average and the {edge} value tried, but {inner} ties with it "
                         f"({step}): no gain past {best} is in sight.")
-        if t.noise_known is False and _ahead(t, scores, labels, best, inner) is False:
+        if not t.noise_known and not (t.gain(field, best, inner) or 0) > 0:
             return make("keep", None, f"{best} is the best on average ({effect}); untested: one repeat.")
         new = steps.beyond(field, values, up)
         if new is None:
@@ -211,12 +230,6 @@ def _knob(t: _Tables, field: str, raw: Mapping[str, object], chosen: str, binned
     return make("bracketed", [raw[v] for v in labels if v in tied or v in neighbours],
                 f"{best} is the best on average, inside the grid ({quotes}), with no untried value between it "
                 f"and a worse neighbour.")
-
-
-def _ahead(t: _Tables, scores, labels, best: str, other: str) -> bool:
-    """Whether ``best``'s mean is strictly better than ``other``'s (the means table, untested)."""
-    a, b = scores[labels.index(best)], scores[labels.index(other)]
-    return bool(a > b) if t.selection.mode == "max" else bool(a < b)
 
 
 def advise(selection: Selection, fields: Sequence[str], means: Mapping[str, pd.DataFrame], differences: pd.DataFrame,

@@ -112,8 +112,8 @@ def _next_sweep(facts: Facts, advice: Optional[Advice]) -> tuple[Optional[str], 
 
 
 def analyse(facts: Facts) -> Findings:
-    """Every table of the report, once. On one BLAS thread: the fits are small, and on a loaded
-    machine several OpenBLAS threads spinning against each other made them ten times slower."""
+    """Every table of the report, once. On one BLAS thread: the least-squares fits are small,
+    and BLAS threads only contend for the cores with each other and with whatever else runs."""
     with threadpool_limits(1):
         return _analyse(facts)
 
@@ -149,8 +149,9 @@ def _analyse(facts: Facts) -> Findings:
     chosen_runs = done[done["point"] == chosen]
     curve = stats.learning_curves(facts.history, runs, metric)
     curve = curve[curve["point"] == chosen] if len(curve) else None
-    advice = advise(selection, swept, means, differences, anova, not math.isnan(noise[0]), raw,
-                    {s: mine[s].iloc[0] for s in swept}, sorted(binned), int(points["repeats"].max())) if swept else None
+    chosen_labels = {s: mine[s].iloc[0] for s in swept}
+    advice = advise(selection, swept, means, differences, anova, not math.isnan(noise[0]), raw, chosen_labels,
+                    sorted(binned), int(points["repeats"].max())) if swept else None
     warnings = (*checks.noise(noise[0], ranked, differences, metric),
                 *checks.overfitting(chosen_runs, curve, noise[0], selection))
     return Findings(points, swept, ranked, chosen, table, inference.point_intervals(table), noise, differences,

@@ -20,8 +20,8 @@ from .stats import label
 
 @dataclass
 class Section:
-    """A titled part of the report: blocks of ``("text", str)``, ``("items", [str, ...])`` (a
-    bulleted list), ``("table", DataFrame of text, positions of text columns)`` or ``("image",
+    """A titled part of the report: blocks of ``("text", str)``, ``("items", [str or (head, str), ...])``
+    (a bulleted list; a head is set in bold), ``("table", DataFrame of text, positions of text columns)`` or ``("image",
     file name, caption)``, rendered alike in both formats. A ``lead`` section (the conclusion) is
     drawn as a box above the table of contents."""
 
@@ -34,7 +34,7 @@ class Section:
         return self
 
     def items(self, items) -> "Section":
-        self.blocks.append(("items", list(items)))
+        self.blocks.append(("items", [tuple(i) if isinstance(i, (tuple, list)) else ("", i) for i in items]))
         return self
 
     def table(self, frame: pd.DataFrame, kind: Optional[str] = None) -> "Section":
@@ -136,6 +136,10 @@ def _cells(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, [[str(v) for v in row] for row in frame.itertuples(index=False)]
 
 
+def markdown_item(head: str, text: str) -> str:
+    return f"**{head}** {text}" if head else text
+
+
 def to_markdown(sections: list[Section], title: str) -> str:
     lines = [f"# {title}", ""]
     for section in sections:
@@ -144,7 +148,7 @@ def to_markdown(sections: list[Section], title: str) -> str:
             if block[0] == "text":
                 lines += [block[1], ""]
             elif block[0] == "items":
-                lines += [f"- {item}" for item in block[1]] + [""]
+                lines += [f"- {markdown_item(head, item)}" for head, item in block[1]] + [""]
             elif block[0] == "table":
                 header, rows = _cells(block[1])
                 escape = lambda cell: cell.replace("|", "\\|")  # noqa: E731 - a pipe would split the cell
@@ -183,7 +187,8 @@ def _html_block(block, table_id: str, images: dict[str, bytes]) -> str:
     if block[0] == "text":
         return f"<p>{html.escape(block[1])}</p>"
     if block[0] == "items":
-        return "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in block[1]) + "</ul>"
+        heads = [f"<strong>{html.escape(head)}</strong> " if head else "" for head, _ in block[1]]
+        return "<ul>" + "".join(f"<li>{h}{html.escape(item)}</li>" for h, (_, item) in zip(heads, block[1])) + "</ul>"
     if block[0] == "table":
         # to_html cannot class a column, so a rule per table left-aligns its text columns.
         left = ", ".join(f"#{table_id} td:nth-child({i + 1})" for i in block[2])

@@ -140,7 +140,8 @@ def heatmaps(table: pd.DataFrame, fields: Sequence[str], path: Path, metric: str
     return _save(figure, path)
 
 
-COSTS = (("forward_flops", "forward FLOPs per image"), ("n_params", "parameters"), ("train_seconds", "training seconds"))
+COSTS = (("forward_flops", "forward FLOPs per image"), ("n_params", "parameters"),
+         ("train_seconds", "training seconds"))
 
 
 def cost_fronts(points: pd.DataFrame, path: Path, selection: Selection, chosen: Optional[str] = None) -> Path:
@@ -173,7 +174,8 @@ def cost_fronts(points: pd.DataFrame, path: Path, selection: Selection, chosen: 
     return _save(figure, path)
 
 
-def parallel(points: pd.DataFrame, fields: Sequence[str], path: Path, metric: str, chosen: Optional[str] = None) -> Path:
+def parallel(points: pd.DataFrame, fields: Sequence[str], path: Path, metric: str,
+             chosen: Optional[str] = None) -> Path:
     """Every point as a line over the swept fields (values spread over [0, 1] in natural order)
     and the metric (scaled to [0, 1]); colour: the metric; black: the chosen point."""
     import matplotlib

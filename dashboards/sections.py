@@ -17,7 +17,7 @@ from . import figures, inference, stats
 from .analysis import TOP, Facts, Findings, analyse
 from .compare import matched
 from .conclusion import conclusion
-from .document import Section, interval, number
+from .document import Section, interval, markdown_item, number
 from .nextsweep import changes
 
 
@@ -37,8 +37,8 @@ def chosen_point(f: Facts, found: Findings) -> list[Section]:
     section = Section("Chosen point")
     section.text(f"{row['point_name']}: the best mean {f.selection.metric} over {int(row['repeats'])} repeat(s).")
     section.table(pd.DataFrame({"field": list(found.swept), "value": [stats.label(row[s]) for s in found.swept]}))
-    shown = found.chosen_metrics.assign(**{"95% interval": [interval(lo, hi) for lo, hi in
-                                                            zip(found.chosen_metrics["lo"], found.chosen_metrics["hi"])]})
+    metrics = found.chosen_metrics
+    shown = metrics.assign(**{"95% interval": [interval(lo, hi) for lo, hi in zip(metrics["lo"], metrics["hi"])]})
     section.table(shown[["metric", "mean", "95% interval", "repeats"]])
     section.text("test_accuracy is shown for this point only, measured once after it was chosen on validation"
                  + ("." if row["repeats"] > 1 else "; with one repeat there is no interval (– above)."))
@@ -58,7 +58,8 @@ def knobs(f: Facts, found: Findings) -> list[Section]:
         return [section.text(found.anova_notes[0] if found.anova_notes else "Nothing to analyse.")]
     section.text(f"Factorial ANOVA of {f.selection.metric} per trial (type II sums of squares, statsmodels OLS; "
                  f"valid on unbalanced grids): main effects, two-way interactions and the repeat as a block. "
-                 f"partial_eta2 = SS / (SS + SS_residual); partial_omega2 corrects it for chance; share = SS / total SS.")
+                 f"partial_eta2 = SS / (SS + SS_residual); partial_omega2 corrects it for chance; "
+                 f"share = SS / total SS.")
     section.table(table.sort_values("sum_sq", ascending=False, key=lambda s: s.where(table["term"] != "residual", -1)))
     for note in found.anova_notes:
         section.text(note)
@@ -94,8 +95,10 @@ def values(f: Facts, found: Findings) -> list[Section]:
     means = Section("Means by value")
     means.text(f"Mean {metric} over the points at each value of each knob, with a 95% interval for the seed noise "
                + ("(pooled over points; none with one repeat). " if not found.noise_known else "(pooled over points). ")
-               + "vs best: the value with the best mean, and whether each other value ties with it (its paired "
-                 "difference in the next table holds 0) or is worse beyond the noise.")
+               + "vs best: the value that beats the most others over matched points in the next table, and whether "
+                 "each other value ties with it (their paired difference holds 0) or is worse beyond the noise. Where "
+                 "the grid skipped points (excluded or infeasible) the plain means here mix in the other knobs' "
+                 "effects and may rank values differently; the matched differences compare like with like.")
     if rows:
         means.table(pd.DataFrame(rows))
     if f.with_plots and found.swept:
@@ -250,11 +253,12 @@ def note(f: Facts, found: Findings, lead: Section) -> str:
     metric = f.selection.metric
     lines = [f"**Sweep report** (chosen by mean {metric} over repeats; full report: artifacts `report/report.html`)",
              ""]
-    lines += [f"- {item}" for block in lead.blocks if block[0] == "items" for item in block[1]]
+    lines += [f"- {markdown_item(*item)}" for block in lead.blocks if block[0] == "items" for item in block[1]]
     lines += ["", f"| # | point | {metric} | 95% interval | repeats |", "|---|---|---|---|---|"]
     for i, (point, r) in enumerate(found.ranked.head(5).iterrows(), 1):
         iv = found.intervals.loc[point]
-        lines.append(f"| {i} | {r['point_name']} | {r['score']:.4f} | {interval(iv['lo'], iv['hi'])} | {r['repeats']} |")
+        shown = interval(iv["lo"], iv["hi"])
+        lines.append(f"| {i} | {r['point_name']} | {r['score']:.4f} | {shown} | {r['repeats']} |")
     if found.chosen is not None:
         test = found.chosen_metrics.set_index("metric")["mean"].get("test_accuracy", math.nan)
         lines += ["", f"Chosen: **{found.chosen_row['point_name']}**, test accuracy {test:.4f} "

@@ -81,3 +81,15 @@ def test_one_repeat_widens_untested_and_asks_for_repeats():
 def test_one_repeat_and_nothing_at_an_edge_still_asks_for_repeats():
     result, _ = advice(simulated.runs(0, repeats=1, strong=PEAKED))
     assert result.verdict == "refine" and result.repeats == 3
+
+
+def test_on_a_grid_with_skipped_points_the_matched_differences_decide():
+    """Kernel 7 was never trained at depth 16 (infeasible), and depth 16 adds 0.06: the plain
+    mean of kernel 5 gains from it and passes kernel 7's, yet at every depth both were trained
+    at, 7 beats 5. The advice follows the matched comparison, as the differences table does."""
+    runs = simulated.runs(0, strong=RISING, bonus={(k, 16, p): 0.06 for k in (3, 5) for p in ("max", "avg")})
+    found = analyse(Facts("sim", "x", runs, Selection(), Path("unused")))
+    means = found.means["kernel_size"].set_index("kernel_size")["mean"]
+    assert means["5"] > means["7"]
+    kernel = {k.field: k for k in found.advice.knobs}["kernel_size"]
+    assert kernel.best == "7" and kernel.action == "widen" and kernel.values == (5, 7, 9)

@@ -37,7 +37,7 @@ def parse(md: str) -> dict:
     sections = {}
     for chunk in md.split("\n## ")[1:]:
         title, _, body = chunk.partition("\n")
-        items = [line[2:] for line in body.splitlines() if line.startswith("- ")]
+        items = [line[2:].replace("**", "") for line in body.splitlines() if line.startswith("- ")]
         tables, rows = [], []
         for line in body.splitlines() + [""]:
             if line.startswith("|"):
@@ -58,8 +58,8 @@ def check_against_tables(s: dict, tmp_path: Path, metric: str = "val_accuracy") 
     means = s["Means by value"]["tables"][0]
     differences = s["Differences between values"]["tables"][0]
     # 1. The chosen point is the leaderboard's first; its numbers are the Chosen point table's.
-    chosen = next(i for i in items if i.startswith("Chosen on"))
-    assert f": {leaderboard[0]['point']} (" in chosen and leaderboard[0]["tie"] == "chosen"
+    chosen = next(i for i in items if i.startswith("Chosen:"))
+    assert chosen.startswith(f"Chosen: {leaderboard[0]['point']} (") and leaderboard[0]["tie"] == "chosen"
     for name in (metric, "test_accuracy"):
         row = chosen_table[name]
         quoted = f"{name} {row['mean']}" + ("" if row["95% interval"] == "–" else f" {row['95% interval']}")
@@ -67,10 +67,10 @@ def check_against_tables(s: dict, tmp_path: Path, metric: str = "val_accuracy") 
     checked.append("chosen")
     # 2. Every point named as a tie is marked "tie" in the leaderboard, with the same difference.
     ties = items[1]  # ties with the chosen point, or that there are none, or that they cannot be named
-    if ties.startswith("No other point ties"):
+    if ties.startswith("Ties: none"):
         assert not [r for r in leaderboard if r["tie"] == "tie"]
         assert f"{leaderboard[1]['point']} {leaderboard[1]['vs chosen']}" in ties  # the runner-up, as listed
-    elif ties.startswith("Ties within"):
+    elif ties.startswith("Ties: within"):
         marked = [r for r in leaderboard if r["tie"] == "tie"]
         assert marked and all(f"{r['point']} {r['vs chosen']}" in ties for r in marked[:3])
     checked.append("ties")
@@ -88,8 +88,9 @@ def check_against_tables(s: dict, tmp_path: Path, metric: str = "val_accuracy") 
         assert quoted in " ".join(items)
         if diff["interval"] != "–":
             lo, hi = map(float, diff["interval"].strip("[]").split(", "))
-            better_up = (lo > 0) if metric != "val_loss" else (hi < 0)
-            assert better_up if direction == "upwards" else not better_up and (hi < 0 if metric != "val_loss" else lo > 0)
+            higher = (lo > 0) if direction == "upwards" else (hi < 0)  # the edge's value is higher
+            lower = (hi < 0) if direction == "upwards" else (lo > 0)
+            assert lower if metric == "val_loss" else higher, (field, direction, diff)
         checked.append(f"widen {field} {direction}")
     # 4. Knobs named as ties: every value of theirs is the best or ties with it in the means table.
     for line in [i for i in items if i.startswith("Ties within noise:")]:
@@ -124,7 +125,7 @@ def test_the_past_contradiction_cannot_come_back(tmp_path):
     report must not advise widening it downwards (it did, beside a table that said otherwise)."""
     runs = simulated.runs(0, strong={3: 0.0, 5: 0.015, 7: 0.006}, bonus={(3, 4, "max"): 0.04})
     s, md = report(tmp_path, runs)
-    assert "kernel_size 3" in s["Conclusion"]["items"][0]  # the chosen point, at the edge
+    assert "kernel_size 3," in s["Conclusion"]["items"][0]  # the chosen point, at the edge
     checked = check_against_tables(s, tmp_path)
     assert not any(c.startswith("widen kernel_size") for c in checked)
     assert "kernel_size downwards" not in md and "kernel_size: widen" not in md
@@ -140,8 +141,17 @@ def test_one_repeat_says_intervals_need_repeats_and_shows_none(tmp_path):
     s, md = report(tmp_path, simulated.runs(2, repeats=1, strong={3: 0.0, 5: 0.01, 7: 0.02}))
     items = s["Conclusion"]["items"]
     assert "intervals need repeats" in items[0] and "[" not in items[0]
-    assert items[1].startswith("Ties cannot be named")
+    assert items[1].startswith("Ties: cannot be named")
     check_against_tables(s, tmp_path)
     zero_width = [m for m in re.findall(r"\[([-+]?[\d.]+), ([-+]?[\d.]+)\]", md) if m[0] == m[1]]
     assert zero_width == []
     assert "repeats: 3" in (tmp_path / "next.yaml").read_text()
+
+
+def test_on_a_grid_with_skipped_points_the_words_follow_the_matched_table(tmp_path):
+    runs = simulated.runs(0, strong={3: 0.0, 5: 0.01, 7: 0.02},
+                          bonus={(k, 16, p): 0.06 for k in (3, 5) for p in ("max", "avg")})
+    s, _ = report(tmp_path, runs)
+    assert "widen kernel_size upwards" in check_against_tables(s, tmp_path)
+    kernel = {r["value"]: r for r in s["Means by value"]["tables"][0] if r["field"] == "kernel_size"}
+    assert kernel["7"]["vs best"] == "best" and float(kernel["5"]["mean"]) > float(kernel["7"]["mean"])

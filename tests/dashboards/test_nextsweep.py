@@ -77,7 +77,8 @@ def test_a_random_search_draws_no_more_points_than_its_grid_has(tmp_path):
 
 
 def test_nothing_to_write_when_the_advice_is_to_stop_or_changes_nothing():
-    assert next_sweep(SweepFile(SWEEP), advice(knob("kernel_size", "widen", (3, 5, 7)), verdict="stop"), "m", "r") is None
+    stop = advice(knob("kernel_size", "widen", (3, 5, 7)), verdict="stop")
+    assert next_sweep(SweepFile(SWEEP), stop, "m", "r") is None
     assert next_sweep(SweepFile(SWEEP), advice(knob("kernel_size", "widen", (3, 5))), "m", "r") is None
 
 

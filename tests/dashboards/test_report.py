@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -135,10 +136,10 @@ def test_the_report_of_a_known_effect_finds_it_and_chooses_on_validation(known, 
     runs = load_runs(uri, "known")
     best = runs.groupby("point_name")["val_accuracy"].mean().idxmax()
     trap = runs.groupby("point_name")["test_accuracy"].mean().idxmax()  # best on test, poor on validation
-    assert trap != best and f"Chosen on val_accuracy (higher is better): {best} (" in md
+    assert trap != best and f"**Chosen:** {best} (" in md and "the best on val_accuracy (higher is better)" in md
     assert trap not in md.split("## Chosen point")[1].split("## ")[0]
     assert md.index("| depth | 4 | 8 |") < md.index("| depth | 8 | 16 |")  # numeric order
-    assert "Next: stop." in md and not (tmp_path / "next.yaml").exists()  # kernel 5 is bracketed by 3 and 7
+    assert "**Next: stop.**" in md and not (tmp_path / "next.yaml").exists()  # kernel 5 is bracketed by 3 and 7
 
 
 def test_where_the_advice_is_to_widen_next_yaml_validates_and_the_conclusion_names_it(known, tmp_path, capsys):
@@ -148,7 +149,7 @@ def test_where_the_advice_is_to_widen_next_yaml_validates_and_the_conclusion_nam
     uri, _, _ = known
     md = build_report(uri, "rising", tmp_path).with_suffix(".md").read_text()
     conclusion = md.split("## Conclusion")[1].split("## ")[0]
-    assert "Next: widen. kernel_size: widen upwards, to 9" in conclusion
+    assert "**Next: widen.** kernel_size: widen upwards, to 9" in conclusion
     assert f"The next sweep file, {tmp_path / 'next.yaml'}" in conclusion
     assert main(["validate", str(tmp_path / "next.yaml")]) == 0, capsys.readouterr().err
     doc = yaml.safe_load((tmp_path / "next.yaml").read_text())
@@ -214,8 +215,9 @@ def test_the_quickstarts_report_starts_with_the_conclusion(tmp_path, ray_local, 
     body = dom.split("<body>", 1)[1]
     headings = re.findall(r"<h[12][^>]*>([^<]+)</h[12]>", body)
     assert headings[:2] == ["Sweep report: quickstart", "Conclusion"], headings[:4]
-    conclusion = re.sub(r"<[^>]+>", " ", body.split("</section>", 1)[0])
-    assert "Chosen on val_accuracy" in conclusion and "Next:" in conclusion
+    lead = body[body.index('<section id="conclusion"'):].split("</section>", 1)[0]
+    conclusion = html.unescape(" ".join(re.sub(r"<[^>]+>", " ", lead).split()))
+    assert conclusion.startswith("Conclusion Chosen: ") and "Next:" in conclusion
     assert "intervals need repeats" in conclusion  # the quickstart has repeats: 1
     assert not re.search(r"\[(\d\.\d+), \1\]", dom)  # no zero-width interval anywhere
     if (out / "next.yaml").exists():
@@ -223,4 +225,4 @@ def test_the_quickstarts_report_starts_with_the_conclusion(tmp_path, ray_local, 
     kernels = Image.open(out / "kernels.png")
     _, _, cell = kernel_layout((8, 1, 3, 3))
     assert cell >= MIN_CELL and kernels.width >= 8 * 4 * MIN_CELL  # 8 filters of 3 or 5 cells, 1-cell gaps
-    record_figure("quickstart report, conclusion: " + " ".join(conclusion.split())[:1500])
+    record_figure("quickstart report, " + conclusion[:1500])
