@@ -17,7 +17,8 @@ ANOVA (:func:`dashboards.inference.anova`):
   ``refine``    numeric, best inside the grid with a worse neighbour and a value between them
                 that the grid has not tried: the next grid adds it
   ``plateau``   numeric, best at an edge but its neighbour ties with it: no gain is in sight
-  ``bracketed`` numeric, best inside the grid, worse on both sides, nothing finer to try
+  ``bracketed`` numeric, best inside the grid, nothing finer to try next to a worse neighbour
+  ``bound``     numeric, best at an edge that is the field's bound (stride 1): nothing beyond
   ``tie``       no value differs from the best beyond the noise: the knob is fixed at the chosen
                 point's value
   ``narrow``    categorical: the values that tie with the best are kept, the worse ones dropped
@@ -194,7 +195,8 @@ def _knob(t: _Tables, field: str, raw: Mapping[str, object], chosen: str, binned
         dropped = [v for v in labels if v not in tied]
         others = [v for v in tied if v != best]
         return make("narrow", [raw[v] for v in tied],
-                    f"{best} is the best on average" + (f"; {', '.join(others)} tie with it" if others else "")
+                    f"{best} is the best on average"
+                    + (f"; {', '.join(others)} tie{'s' if len(others) == 1 else ''} with it" if others else "")
                     + f"; worse beyond the noise: {', '.join(dropped)} ({effect})", f"keep {', '.join(tied)}")
     i = labels.index(best)
     untested = "" if t.noise_known else "; untested: one repeat"
@@ -211,7 +213,7 @@ def _knob(t: _Tables, field: str, raw: Mapping[str, object], chosen: str, binned
             return make("keep", None, f"{best} is the best on average ({effect}); untested: one repeat.")
         new = steps.beyond(field, values, up)
         if new is None:
-            return make("bracketed", None, f"{best} is the best on average and the {edge} value a sweep file "
+            return make("bound", None, f"{best} is the best on average and the {edge} value a sweep file "
                                            f"accepts ({step}{untested}).")
         direction = "upwards" if up else "downwards"
         return make("widen", sorted([raw[inner], raw[best], new]),

@@ -96,13 +96,23 @@ def knobs(found: Findings) -> list[tuple[str, str]]:
     return lines
 
 
+def _state(knob) -> str:
+    """Where a knob stands, in a few words (its full reason is in the Next sweep section)."""
+    others = [v for v in knob.tied if v != knob.best]
+    return {"bracketed": f"best at {knob.best}, inside the grid",
+            "bound": f"best at {knob.best}, the bound of what a sweep file accepts",
+            "plateau": f"best at {knob.best}, level with {', '.join(others)}",
+            "tie": "its values tie",
+            "narrow": f"best {knob.best}" + (f", {', '.join(others)} level with it" if others else ""),
+            }.get(knob.action, f"best {knob.best}, untested")
+
+
 def next_step(facts: Facts, found: Findings) -> tuple[str, str]:
     advice = found.advice
     if advice is None:
         return ("Next:", "sweep a knob: this sweep varied nothing.")
     if advice.verdict == "stop":
-        states = "; ".join(f"{k.field} {k.action}" + (f" at {k.best}" if k.action != "tie" else "")
-                           for k in advice.knobs)
+        states = "; ".join(f"{k.field}: {_state(k)}" for k in advice.knobs)
         return ("Next: stop.", "No knob has its best value at an edge of the grid ahead of its neighbour beyond the "
                                f"noise, nor an untried value between its best and a worse neighbour ({states}; see "
                                f"Next sweep): this grid has found what it can.")

@@ -93,3 +93,10 @@ def test_on_a_grid_with_skipped_points_the_matched_differences_decide():
     assert means["5"] > means["7"]
     kernel = {k.field: k for k in found.advice.knobs}["kernel_size"]
     assert kernel.best == "7" and kernel.action == "widen" and kernel.values == (5, 7, 9)
+
+
+def test_a_best_value_at_the_bound_of_the_field_is_not_widened():
+    """Kernel size 1 is best and the smallest a sweep file accepts: nothing lies beyond it."""
+    result, knobs = advice(simulated.runs(0, strong={1: 0.02, 2: 0.01, 3: 0.0}))
+    assert knobs["kernel_size"].action == "bound" and knobs["kernel_size"].best == "1"
+    assert "smallest value a sweep file accepts" in knobs["kernel_size"].reason and result.verdict != "widen"
