@@ -93,7 +93,8 @@ def _chosen_metrics(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
         if name in runs.columns and runs[name].notna().any():
             values = runs[name].dropna()
             n = len(values)
-            half = values.std(ddof=1) / math.sqrt(n) * inference._t(n - 1, inference.LEVEL) if n > 1 else math.nan
+            t = inference.t_quantile(n - 1, inference.LEVEL)
+            half = values.std(ddof=1) / math.sqrt(n) * t if n > 1 else math.nan
             rows.append({"metric": name, "mean": values.mean(), "lo": values.mean() - half,
                          "hi": values.mean() + half, "repeats": n})
     return pd.DataFrame(rows, columns=["metric", "mean", "lo", "hi", "repeats"])

@@ -76,7 +76,8 @@ def trials(runs: pd.DataFrame, fields: Sequence[str], metric: str) -> pd.DataFra
     return table
 
 
-def _t(df: float, level: float) -> float:
+def t_quantile(df: float, level: float) -> float:
+    """The two-sided Student-t quantile of a ``level`` interval with ``df`` degrees of freedom (NaN for df <= 0)."""
     from scipy import stats
 
     return float(stats.t.ppf(0.5 + level / 2, df)) if df > 0 else math.nan
@@ -87,7 +88,7 @@ def point_intervals(table: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
     groups = table.groupby("point", sort=False)["y"]
     out = pd.DataFrame({"point_name": table.groupby("point", sort=False)["point_name"].first(),
                         "mean": groups.mean(), "n": groups.size(), "std": groups.std(ddof=1)})
-    half = out["std"] / np.sqrt(out["n"]) * out["n"].map(lambda n: _t(n - 1, level))
+    half = out["std"] / np.sqrt(out["n"]) * out["n"].map(lambda n: t_quantile(n - 1, level))
     out["lo"], out["hi"] = out["mean"] - half, out["mean"] + half
     return out
 
@@ -107,7 +108,7 @@ def level_means(table: pd.DataFrame, field: str, level: float = LEVEL) -> pd.Dat
     for value in [v for v in table.attrs["order"][field] if v in set(means["value"])]:
         mine = means[means["value"] == value]
         se = s * math.sqrt(float((1 / mine["n"]).sum())) / len(mine)
-        half = se * _t(df, level)
+        half = se * t_quantile(df, level)
         rows.append({field: value, "points": len(mine), "mean": mine["y"].mean(), "lo": mine["y"].mean() - half,
                      "hi": mine["y"].mean() + half})
     return pd.DataFrame(rows, columns=[field, "points", "mean", "lo", "hi"])
@@ -137,7 +138,7 @@ def level_differences(table: pd.DataFrame, field: str, fields: Sequence[str], le
         s2 = ss / df if df > 0 else math.nan
         se = math.sqrt(s2 * float((1 / n_c).sum())) / len(n_c) if df > 0 else math.nan
         diff = float(mean_c.mean())
-        half = se * _t(df, level)
+        half = se * t_quantile(df, level)
         rows.append({"field": field, "a": a, "b": b, "contexts": len(n_c), "pairs": len(d), "diff": diff,
                      "se": se, "lo": diff - half, "hi": diff + half, "df": df})
     return pd.DataFrame(rows, columns=["field", "a", "b", "contexts", "pairs", "diff", "se", "lo", "hi", "df"])
@@ -159,7 +160,7 @@ def versus(table: pd.DataFrame, point: str, level: float = LEVEL) -> pd.DataFram
     df = int((n[n > 0] - 1).sum())
     ss = float(((d - mean) ** 2).sum().sum())
     s = math.sqrt(ss / df) if df > 0 else math.nan
-    half = s / np.sqrt(n.where(n > 0)) * _t(df, level)
+    half = s / np.sqrt(n.where(n > 0)) * t_quantile(df, level)
     out = pd.DataFrame({"pairs": n, "diff": mean, "lo": mean - half, "hi": mean + half})
     out.index.name = "point"
     return out[out["pairs"] > 0]
@@ -290,4 +291,4 @@ def importance(points: pd.DataFrame, fields: Sequence[str], metric: str, bins: i
 
 
 __all__ = ["LEVEL", "anova", "importance", "level_differences", "level_means", "point_intervals", "pooled_noise",
-           "trials", "versus"]
+           "t_quantile", "trials", "versus"]
