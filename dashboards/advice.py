@@ -22,7 +22,8 @@ ANOVA (:func:`dashboards.inference.anova`):
   ``tie``       no value differs from the best beyond the noise: the knob is fixed at the chosen
                 point's value
   ``narrow``    categorical: the values that tie with the best are kept, the worse ones dropped
-  ``keep``      not decided: one repeat (noise unknown), or a knob analysed in quantile bins
+  ``keep``      not decided: one repeat (noise unknown), a knob analysed in quantile bins, or an
+                effect the ANOVA finds while no two values are told apart
   ============  ===================================================================================
 
 With one repeat nothing can be told from noise: a knob whose best mean sits at an edge above its
@@ -186,6 +187,9 @@ def _knob(t: _Tables, field: str, raw: Mapping[str, object], chosen: str, binned
         return make("keep", None, f"analysed in {len(labels)} quantile bins; the grid is left as it is.")
     if len(labels) < 2:
         return make("keep", None, "one value tried.")
+    if t.noise_known and len(tied) == len(labels) and p < 0.05:
+        return make("keep", None, f"the ANOVA finds an effect ({tested}) but no two values are told apart beyond "
+                                  f"the noise ({effect}); the grid is left as it is")
     if t.noise_known and len(tied) == len(labels):
         return make("tie", [raw[chosen]], f"no value differs from the best on average ({best}) beyond the noise "
                                           f"({effect}): a tie", f"fix it at {chosen}, the chosen point's value")

@@ -104,7 +104,7 @@ def _state(knob) -> str:
             "plateau": f"best at {knob.best}, level with {', '.join(others)}",
             "tie": "its values tie",
             "narrow": f"best {knob.best}" + (f", {', '.join(others)} level with it" if others else ""),
-            }.get(knob.action, f"best {knob.best}, untested")
+            }.get(knob.action, f"best {knob.best}, left as it is")
 
 
 def next_step(facts: Facts, found: Findings) -> tuple[str, str]:

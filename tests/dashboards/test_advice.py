@@ -100,3 +100,13 @@ def test_a_best_value_at_the_bound_of_the_field_is_not_widened():
     result, knobs = advice(simulated.runs(0, strong={1: 0.02, 2: 0.01, 3: 0.0}))
     assert knobs["kernel_size"].action == "bound" and knobs["kernel_size"].best == "1"
     assert "smallest value a sweep file accepts" in knobs["kernel_size"].reason and result.verdict != "widen"
+
+
+def test_an_effect_the_anova_finds_is_not_called_a_tie_when_no_pair_is_told_apart():
+    """One knob, three points: the ANOVA pools the noise over every point, each pairwise
+    difference has two degrees of freedom of its own; the knob is kept, neither fixed nor moved."""
+    runs = simulated.runs(0)
+    runs = runs[(runs["depth"] == 4) & (runs["pooling"] == "max")]
+    result, knobs = advice(runs)
+    kernel = knobs["kernel_size"]
+    assert kernel.p < 0.05 and len(kernel.tied) == 3 and kernel.action == "keep" and kernel.values is None
