@@ -53,32 +53,52 @@ class Facts:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """The chosen point and how the others compare with it."""
+
+    ranked: pd.DataFrame  # ledger.rank_points: best first
+    chosen: str  # the chosen point's hash
+    intervals: pd.DataFrame  # inference.point_intervals
+    versus: pd.DataFrame  # inference.versus the chosen point
+    metrics: pd.DataFrame  # the chosen point's metrics: metric, mean, lo, hi, repeats
+    curve: Optional[pd.DataFrame] = None  # its mean learning curve
+
+
+@dataclass(frozen=True)
+class Effects:
+    """What each swept knob does to the selection metric."""
+
+    table: pd.DataFrame  # inference.trials
+    noise: tuple[float, int]  # pooled seed std of one trial, its df (NaN, 0 with one repeat)
+    differences: pd.DataFrame  # inference.level_differences of every swept knob
+    anova: pd.DataFrame
+    notes: tuple[str, ...]  # what the ANOVA could not estimate
+    means: Mapping[str, pd.DataFrame]  # per knob, inference.level_means
+    numeric: frozenset  # knobs whose values are numbers (ordered, joined in plots)
+
+
+@dataclass(frozen=True)
 class Findings:
-    """Every table the report shows, computed once (empty frames when nothing finished)."""
+    """Every table the report shows, computed once; ``choice`` and ``effects`` are None when no
+    finished trial has the selection metric."""
 
     points: pd.DataFrame  # stats.per_point
     swept: tuple[str, ...]  # swept fields with two values or more among finished trials
-    ranked: pd.DataFrame  # ledger.rank_points: best first
-    chosen: Optional[str] = None  # the chosen point's hash
-    table: pd.DataFrame = field(default_factory=pd.DataFrame)  # inference.trials
-    intervals: pd.DataFrame = field(default_factory=pd.DataFrame)  # inference.point_intervals
-    noise: tuple[float, int] = (math.nan, 0)  # pooled seed std of one trial, its df
-    differences: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DIFFERENCE_COLUMNS))
-    anova: pd.DataFrame = field(default_factory=pd.DataFrame)
-    anova_notes: tuple[str, ...] = ()
-    means: Mapping[str, pd.DataFrame] = field(default_factory=dict)  # per field, inference.level_means
-    numeric: frozenset = frozenset()  # swept fields whose values are numbers (ordered, joined in plots)
-    versus: pd.DataFrame = field(default_factory=pd.DataFrame)  # inference.versus the chosen point
-    chosen_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)  # metric, mean, lo, hi, repeats
-    curve: Optional[pd.DataFrame] = None  # the chosen point's mean learning curve
+    ranked: pd.DataFrame  # ledger.rank_points: best first (empty when nothing can be chosen)
+    choice: Optional[Choice] = None
+    effects: Optional[Effects] = None
     advice: Optional[Advice] = None
     warnings: tuple[str, ...] = ()
     next_yaml: Optional[str] = None  # the next sweep file's text (None: the advice is to stop, or see next_problem)
     next_problem: Optional[str] = None  # why no next sweep file was written although the advice moves the grid
 
     @property
+    def chosen(self) -> Optional[str]:
+        return self.choice.chosen if self.choice else None
+
+    @property
     def noise_known(self) -> bool:
-        return not math.isnan(self.noise[0])
+        return self.effects is not None and not math.isnan(self.effects.noise[0])
 
     @property
     def chosen_row(self) -> pd.Series:
@@ -155,9 +175,10 @@ def _analyse(facts: Facts) -> Findings:
                     sorted(binned), int(points["repeats"].max())) if swept else None
     warnings = (*checks.noise(noise[0], ranked, differences, metric),
                 *checks.overfitting(chosen_runs, curve, noise[0], selection))
-    return Findings(points, swept, ranked, chosen, table, inference.point_intervals(table), noise, differences,
-                    anova, tuple(notes), means, numeric, inference.versus(table, chosen),
-                    _chosen_metrics(chosen_runs, metric), curve, advice, tuple(warnings), *_next_sweep(facts, advice))
+    choice = Choice(ranked, chosen, inference.point_intervals(table), inference.versus(table, chosen),
+                    _chosen_metrics(chosen_runs, metric), curve)
+    effects = Effects(table, noise, differences, anova, tuple(notes), means, numeric)
+    return Findings(points, swept, ranked, choice, effects, advice, tuple(warnings), *_next_sweep(facts, advice))
 
 
 __all__ = ["Facts", "Findings", "TOP", "analyse"]

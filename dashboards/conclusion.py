@@ -29,7 +29,7 @@ def _finite(value) -> bool:
 
 
 def _shown(found: Findings, metric: str) -> Optional[str]:
-    rows = found.chosen_metrics.set_index("metric")
+    rows = found.choice.metrics.set_index("metric")
     if metric not in rows.index:
         return None
     row = rows.loc[metric]
@@ -55,7 +55,7 @@ def ties(found: Findings) -> tuple[str, str]:
         return ("Ties:", "cannot be named with one repeat per point: how much a run varies with its seed is unknown"
                 + (f"; {', '.join(same)} scored exactly the same as the chosen point (the tie-break, fewer FLOPs "
                    f"then the earlier start, chose)." if same else "."))
-    versus = found.versus
+    versus = found.choice.versus
     compared = [p for p in found.ranked.index[1:TOP] if p in versus.index and _finite(versus.loc[p, "lo"])]
     tied = [p for p in compared if versus.loc[p, "lo"] <= 0 <= versus.loc[p, "hi"]]
 

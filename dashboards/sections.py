@@ -37,7 +37,7 @@ def chosen_point(f: Facts, found: Findings) -> list[Section]:
     section = Section("Chosen point")
     section.text(f"{row['point_name']}: the best mean {f.selection.metric} over {int(row['repeats'])} repeat(s).")
     section.table(pd.DataFrame({"field": list(found.swept), "value": [stats.label(row[s]) for s in found.swept]}))
-    metrics = found.chosen_metrics
+    metrics = found.choice.metrics
     shown = metrics.assign(**{"95% interval": [interval(lo, hi) for lo, hi in zip(metrics["lo"], metrics["hi"])]})
     section.table(shown[["metric", "mean", "95% interval", "repeats"]])
     section.text("test_accuracy is shown for this point only, measured once after it was chosen on validation"
@@ -53,15 +53,15 @@ def chosen_point(f: Facts, found: Findings) -> list[Section]:
 
 def knobs(f: Facts, found: Findings) -> list[Section]:
     section = Section("Which knobs matter")
-    table = found.anova
+    table = found.effects.anova
     if table.empty:
-        return [section.text(found.anova_notes[0] if found.anova_notes else "Nothing to analyse.")]
+        return [section.text(found.effects.notes[0] if found.effects.notes else "Nothing to analyse.")]
     section.text(f"Factorial ANOVA of {f.selection.metric} per trial (type II sums of squares, statsmodels OLS; "
                  f"valid on unbalanced grids): main effects, two-way interactions and the repeat as a block. "
                  f"partial_eta2 = SS / (SS + SS_residual); partial_omega2 corrects it for chance; "
                  f"share = SS / total SS.")
     section.table(table.sort_values("sum_sq", ascending=False, key=lambda s: s.where(table["term"] != "residual", -1)))
-    for note in found.anova_notes:
+    for note in found.effects.notes:
         section.text(note)
     significant = table.dropna(subset=["p"])
     significant = significant[(significant["p"] < 0.05) & (significant["term"] != "repeat (block)")]
@@ -71,7 +71,7 @@ def knobs(f: Facts, found: Findings) -> list[Section]:
             for r in significant.sort_values("eta2_partial", ascending=False).itertuples()) + ".")
     elif table["p"].notna().any():
         section.text("No term is significant at 5%.")
-    grid = math.prod(found.table[s].nunique() for s in found.swept)
+    grid = math.prod(found.effects.table[s].nunique() for s in found.swept)
     if (f.parent or {}).get("method") == "random" or len(found.points) < grid:
         section.text("Variance-based importance over points (a main-effects ANOVA of the per-point means, numeric "
                      "fields with many values binned into quartiles): the share of the variance each field explains "
@@ -81,10 +81,10 @@ def knobs(f: Facts, found: Findings) -> list[Section]:
 
 
 def values(f: Facts, found: Findings) -> list[Section]:
-    metric, noise = f.selection.metric, found.noise
+    metric, noise = f.selection.metric, found.effects.noise
     verdicts = {k.field: k for k in found.advice.knobs} if found.advice else {}
     rows = []
-    for field, means in found.means.items():
+    for field, means in found.effects.means.items():
         knob = verdicts.get(field)
         for r in means.to_dict("records"):
             value = r[field]
@@ -102,7 +102,7 @@ def values(f: Facts, found: Findings) -> list[Section]:
     if rows:
         means.table(pd.DataFrame(rows))
     if f.with_plots and found.swept:
-        figures.level_intervals(dict(found.means), f.out / "levels.png", metric, found.numeric)
+        figures.level_intervals(dict(found.effects.means), f.out / "levels.png", metric, found.effects.numeric)
         means.image("levels.png", f"Mean {metric} at each value; numeric knobs joined in order, categorical knobs as "
                                   f"separate points" + (", each with its 95% interval." if found.noise_known else
                                                         " (no intervals: one repeat per point)."))
@@ -112,7 +112,7 @@ def values(f: Facts, found: Findings) -> list[Section]:
                  f"the 95% t-interval comes from the pooled repeat-to-repeat spread of those differences "
                  f"(– with one repeat; per comparison, not adjusted for how many there are). Seed noise of one run: "
                  + ("unknown (one repeat)." if math.isnan(noise[0]) else f"{noise[0]:.4f} std ({noise[1]} df)."))
-    d = found.differences
+    d = found.effects.differences
     if len(d):
         shown = d.assign(interval=[interval(lo, hi, "signed") for lo, hi in zip(d["lo"], d["hi"])])
         section.table(shown[["field", "a", "b", "contexts", "pairs", "diff", "interval"]])
@@ -121,9 +121,9 @@ def values(f: Facts, found: Findings) -> list[Section]:
 
 def leaderboard(f: Facts, found: Findings) -> list[Section]:
     metric = f.selection.metric
-    top = found.ranked.head(TOP).join(found.intervals[["lo", "hi"]])
+    top = found.ranked.head(TOP).join(found.choice.intervals[["lo", "hi"]])
     extra = found.points.set_index("point")
-    versus = found.versus.reindex(top.index)
+    versus = found.choice.versus.reindex(top.index)
     tie = ["chosen" if p == found.chosen else "tie" if lo <= 0 <= hi else ""
            for p, lo, hi in zip(top.index, versus["lo"], versus["hi"])]
     table = pd.DataFrame({
@@ -165,7 +165,7 @@ def pictures(f: Facts, found: Findings) -> list[Section]:
         return []
     metric, out, swept, points = f.selection.metric, [], list(found.swept), found.points
     if len(swept) >= 2:
-        figures.heatmaps(found.table, swept, f.out / "heatmaps.png", metric)
+        figures.heatmaps(found.effects.table, swept, f.out / "heatmaps.png", metric)
         out.append(Section("Pairs of knobs").image("heatmaps.png", f"Mean {metric} for every pair of swept fields, "
                                                                    f"averaged over the other fields."))
     figures.cost_fronts(points, f.out / "cost.png", f.selection, found.chosen)
@@ -225,9 +225,10 @@ def about(f: Facts, found: Findings) -> list[Section]:
                  "order, initial weights), so differences between points are paired by repeat."
                  + ("" if found.noise_known else " This sweep has one repeat per point: intervals need repeats, so "
                                                  "none is shown."))
-    if len(found.table) and found.table.attrs["binned"]:
+    binned = found.effects.table.attrs["binned"] if found.effects else []
+    if binned:
         section.text(f"Fields with more than {inference.MAX_LEVELS} numeric values are analysed in "
-                     f"{inference.BINS} quantile bins: {', '.join(found.table.attrs['binned'])}.")
+                     f"{inference.BINS} quantile bins: {', '.join(binned)}.")
     if not f.with_plots:
         section.text("matplotlib is not installed: this report has tables only.")
     return [section]
@@ -256,11 +257,11 @@ def note(f: Facts, found: Findings, lead: Section) -> str:
     lines += [f"- {markdown_item(*item)}" for block in lead.blocks if block[0] == "items" for item in block[1]]
     lines += ["", f"| # | point | {metric} | 95% interval | repeats |", "|---|---|---|---|---|"]
     for i, (point, r) in enumerate(found.ranked.head(5).iterrows(), 1):
-        iv = found.intervals.loc[point]
+        iv = found.choice.intervals.loc[point]  # ranked is empty when there is no choice
         shown = interval(iv["lo"], iv["hi"])
         lines.append(f"| {i} | {r['point_name']} | {r['score']:.4f} | {shown} | {r['repeats']} |")
     if found.chosen is not None:
-        test = found.chosen_metrics.set_index("metric")["mean"].get("test_accuracy", math.nan)
+        test = found.choice.metrics.set_index("metric")["mean"].get("test_accuracy", math.nan)
         lines += ["", f"Chosen: **{found.chosen_row['point_name']}**, test accuracy {test:.4f} "
                       f"(test looked at for this point only)."]
     return "\n".join(lines)

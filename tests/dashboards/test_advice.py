@@ -53,7 +53,7 @@ def test_a_chosen_point_at_the_edge_does_not_widen_where_the_averages_fall():
     assert found.chosen_row["kernel_size"] == 3  # the chosen point sits at the edge
     kernel = {k.field: k for k in found.advice.knobs}["kernel_size"]
     assert kernel.action != "widen" and "downwards" not in kernel.reason and kernel.best == "5"
-    means = found.means["kernel_size"].set_index("kernel_size")["mean"]
+    means = found.effects.means["kernel_size"].set_index("kernel_size")["mean"]
     assert means["3"] < means["5"]
 
 
@@ -89,7 +89,7 @@ def test_on_a_grid_with_skipped_points_the_matched_differences_decide():
     at, 7 beats 5. The advice follows the matched comparison, as the differences table does."""
     runs = simulated.runs(0, strong=RISING, bonus={(k, 16, p): 0.06 for k in (3, 5) for p in ("max", "avg")})
     found = analyse(Facts("sim", "x", runs, Selection(), Path("unused")))
-    means = found.means["kernel_size"].set_index("kernel_size")["mean"]
+    means = found.effects.means["kernel_size"].set_index("kernel_size")["mean"]
     assert means["5"] > means["7"]
     kernel = {k.field: k for k in found.advice.knobs}["kernel_size"]
     assert kernel.best == "7" and kernel.action == "widen" and kernel.values == (5, 7, 9)

@@ -21,7 +21,7 @@ def test_the_chosen_point_and_its_numbers_come_from_validation_where_test_disagr
     assert runs.groupby("point")["test_accuracy"].mean().idxmax() == trap != found.chosen
     assert found.chosen == runs.groupby("point")["val_accuracy"].mean().idxmax()
     mine = runs[runs["point"] == found.chosen]
-    metrics = found.chosen_metrics.set_index("metric")
+    metrics = found.choice.metrics.set_index("metric")
     assert metrics.loc["val_accuracy", "mean"] == mine["val_accuracy"].mean()
     assert metrics.loc["test_accuracy", "repeats"] == 3 and metrics.loc["test_accuracy", "lo"] < mine[
         "test_accuracy"].mean() < metrics.loc["test_accuracy", "hi"]
@@ -31,8 +31,8 @@ def test_the_chosen_point_and_its_numbers_come_from_validation_where_test_disagr
 
 def test_one_repeat_has_no_noise_and_no_intervals():
     found = analyse(Facts("sim", "x", simulated.runs(0, repeats=1), Selection(), Path("unused")))
-    assert not found.noise_known and math.isnan(found.noise[0])
-    assert found.chosen_metrics["lo"].isna().all() and found.versus["lo"].isna().all()
+    assert not found.noise_known and math.isnan(found.effects.noise[0])
+    assert found.choice.metrics["lo"].isna().all() and found.choice.versus["lo"].isna().all()
 
 
 def test_facts_and_findings_cannot_be_changed(tmp_path):
