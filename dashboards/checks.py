@@ -1,7 +1,7 @@
 """Warnings in the spirit of the deep-learning tuning playbook, about the point the sweep chose.
 
-* **Edge of the grid**: the chosen value of a numeric field is the smallest or largest the grid
-  tried, so the best value may lie beyond it: widen the grid that way.
+(Which way to move the grid is :mod:`dashboards.advice`'s, read off the same tables as the report.)
+
 * **Noise against claims**: the repeats of one point disagree (pooled seed std of a trial) by
   more than the gap between the chosen point and the runner-up, or more than a difference the
   report calls significant (then it holds on average over many points, not for one run).
@@ -9,48 +9,19 @@
   more than ``gap`` (absolute), or its validation curve peaked before the last epoch by more
   than the seed noise.
 
-:func:`playbook` returns plain sentences; an empty list means nothing to warn about.
+Each function returns plain sentences; an empty list means nothing to warn about.
 """
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Optional, Sequence
+from typing import Optional
 
-import numpy as np
 import pandas as pd
 
-from .stats import label, ordered_labels
+from ledger import Selection
 
 #: Train minus validation accuracy above which the chosen point is said to overfit.
 GAP = 0.02
-
-
-def edges(runs: pd.DataFrame, chosen: pd.Series, fields: Sequence[str], p_values: Optional[dict] = None) -> list[str]:
-    """Numeric fields whose chosen value is the grid's smallest or largest; ``p_values`` (ANOVA,
-    by field) add whether the field matters at all, so a null knob's edge reads as the noise it is."""
-    out = []
-    p_values = p_values or {}
-    for field in fields:
-        values = runs[field].dropna()
-        numeric = [v for v in values if isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))]
-        if len(numeric) != len(values) or len(set(numeric)) < 2:
-            continue
-        order = ordered_labels(values)
-        value = label(chosen[field])
-        p = p_values.get(field)
-        weight = ("" if p is None or math.isnan(p) else
-                  f" ({field} matters: ANOVA p {p:.3g})" if p < 0.05 else
-                  f" ({field} shows no significant effect, ANOVA p {p:.2f}: the edge may be chance)")
-        lowest = min(numeric)
-        # Integer knobs (stride, kernel size, depth) have nothing below 1 to try.
-        if value == order[0] and not (isinstance(lowest, numbers.Integral) and lowest <= 1):
-            out.append(f"{field}: the chosen value {value} is the smallest the grid tried ({', '.join(order)}); "
-                       f"the best may lie lower: widen the grid downwards{weight}.")
-        elif value == order[-1]:
-            out.append(f"{field}: the chosen value {value} is the largest the grid tried ({', '.join(order)}); "
-                       f"the best may lie higher: widen the grid upwards{weight}.")
-    return out
 
 
 def noise(noise_std: float, ranked: pd.DataFrame, differences: pd.DataFrame, metric: str) -> list[str]:
@@ -75,11 +46,12 @@ def noise(noise_std: float, ranked: pd.DataFrame, differences: pd.DataFrame, met
     return out
 
 
-def overfitting(chosen_runs: pd.DataFrame, curve: Optional[pd.DataFrame], noise_std: float, gap: float = GAP) -> list[str]:
+def overfitting(chosen_runs: pd.DataFrame, curve: Optional[pd.DataFrame], noise_std: float, selection: Selection,
+                gap: float = GAP) -> list[str]:
     """The chosen point's train/validation gap and a validation curve that peaked early.
 
     ``chosen_runs``: its finished runs (``train_accuracy``, ``val_accuracy``); ``curve``: its
-    mean validation accuracy per epoch (``epoch``, ``mean``), or None."""
+    mean selection metric per epoch (``epoch``, ``mean``), or None."""
     out = []
     if {"train_accuracy", "val_accuracy"} <= set(chosen_runs.columns):
         diff = float((chosen_runs["train_accuracy"] - chosen_runs["val_accuracy"]).mean())
@@ -88,13 +60,13 @@ def overfitting(chosen_runs: pd.DataFrame, curve: Optional[pd.DataFrame], noise_
                        f"(more than {gap}); more data, augmentation, weight decay or fewer epochs may help.")
     if curve is not None and len(curve) > 1:
         curve = curve.sort_values("epoch")
-        peak = curve.loc[curve["mean"].idxmax()]
+        peak = curve.loc[curve["mean"].idxmax() if selection.mode == "max" else curve["mean"].idxmin()]
         last = curve.iloc[-1]
         tolerance = 0.0 if math.isnan(noise_std) else noise_std
-        if peak["epoch"] < last["epoch"] and peak["mean"] - last["mean"] > tolerance:
-            out.append(f"the chosen point's validation accuracy peaked at epoch {int(peak['epoch'])} "
+        if peak["epoch"] < last["epoch"] and abs(peak["mean"] - last["mean"]) > tolerance:
+            out.append(f"the chosen point's {selection.metric} was best at epoch {int(peak['epoch'])} "
                        f"({peak['mean']:.4f}) and ended at {last['mean']:.4f}: it trains past its best epoch.")
     return out
 
 
-__all__ = ["GAP", "edges", "noise", "overfitting"]
+__all__ = ["GAP", "noise", "overfitting"]

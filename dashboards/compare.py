@@ -13,10 +13,9 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
-from .inference import LEVEL, _t
+from .inference import LEVEL, t_quantile
 from .stats import finished_trials, label
 
 
@@ -48,7 +47,7 @@ def matched(runs_a: pd.DataFrame, runs_b: pd.DataFrame, fields: Sequence[str], m
         diff = yb["y"].mean() - ya["y"].mean()
         if paired:
             d = pairs["y_b"] - pairs["y_a"]
-            half = d.std(ddof=1) / math.sqrt(len(d)) * _t(len(d) - 1, level)
+            half = d.std(ddof=1) / math.sqrt(len(d)) * t_quantile(len(d) - 1, level)
             lo, hi = diff - half, diff + half
         elif len(ya) >= 2 and len(yb) >= 2:
             interval = stats.ttest_ind(yb["y"], ya["y"], equal_var=False).confidence_interval(level)
@@ -68,7 +67,7 @@ def matched(runs_a: pd.DataFrame, runs_b: pd.DataFrame, fields: Sequence[str], m
         both = a[a["key"].isin(table_keys)].merge(b, on=["key", "repeat"], suffixes=("_a", "_b"))
         per_repeat = (both["y_b"] - both["y_a"]).groupby(both["repeat"]).mean()
         if len(per_repeat) > 1:
-            half = per_repeat.std(ddof=1) / math.sqrt(len(per_repeat)) * _t(len(per_repeat) - 1, level)
+            half = per_repeat.std(ddof=1) / math.sqrt(len(per_repeat)) * t_quantile(len(per_repeat) - 1, level)
     overall = {"points": len(table), "diff": mean, "lo": mean - half, "hi": mean + half,
                "only_a": int(a["key"].nunique() - len(table)), "only_b": int(len(set(b["key"]) - set(a["key"])))}
     return table, overall

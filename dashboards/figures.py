@@ -1,25 +1,119 @@
-"""The report's statistical pictures (matplotlib, Agg canvas, no pyplot; see :mod:`dashboards.plots`).
+"""The report's pictures, drawn with matplotlib (when it is installed; it usually comes with mlflow).
 
-* :func:`heatmaps`: the mean selection metric for every pair of swept fields;
-* :func:`level_intervals`: per field, each value's mean over points with its interval;
+* :func:`learning_curves`: the selection metric per epoch of the best points;
+* :func:`level_intervals`: per knob, each value's mean over points with its interval, numeric
+  knobs joined by a line, categorical ones (pooling, padding, activation) as separate points;
+* :func:`heatmaps`: the mean selection metric for every pair of swept knobs;
 * :func:`cost_fronts`: the metric against forward FLOPs, parameters and training time, each with
   its Pareto front;
-* :func:`parallel`: every point as a line across the swept fields, coloured by the metric.
+* :func:`parallel`: every point as a line across the swept knobs, coloured by the metric;
+* :func:`kernels`: the chosen network's first-layer kernels on one colour scale.
 
-Value axes follow the natural order of :func:`dashboards.stats.ordered_labels` (4 < 8 < 16).
+Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas directly, never
+through ``pyplot``: pyplot keeps global state and may pick an interactive backend, and a report
+built inside a notebook or a Ray driver must not change either. Value axes follow the natural
+order of :func:`dashboards.stats.ordered_labels` (4 < 8 < 16).
 """
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Collection, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .plots import _figure, _panels, _save
+from ledger import Selection
+
 from .stats import label, ordered_labels, pareto_front
+
+#: Curves drawn in colour with a legend entry; the others are thin grey lines behind them.
+HIGHLIGHT = 10
+#: Kernel pictures: screen pixels per kernel cell (at least), and the widest picture drawn.
+MIN_CELL, MAX_WIDTH = 8, 1000
+
+
+def available() -> bool:
+    """True when matplotlib can be imported (checked without importing it)."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _figure(width: float, height: float, layout: Optional[str] = "constrained"):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100, layout=layout)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _panels(count: int, width: float, height: float, **share):
+    """A figure of ``count`` panels of ``width`` x ``height`` inches, at most 3 a row, the spare
+    ones of the last row hidden: the figure and its 2-D array of axes."""
+    columns = min(3, count)
+    rows = math.ceil(count / columns)
+    figure = _figure(width * columns, height * rows)
+    axes = figure.subplots(rows, columns, squeeze=False, **share)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return figure, axes
+
+
+def _save(figure, path: Path) -> Path:
+    figure.savefig(path, format="png")
+    return path
+
+
+def learning_curves(curves: pd.DataFrame, path: Path, selection: Selection) -> Path:
+    """Mean selection metric per epoch, one line per point (``stats.learning_curves`` rows); the
+    best :data:`HIGHLIGHT` points by last-epoch value in colour, the rest grey."""
+    metric = selection.metric
+    figure = _figure(9, 4.8)
+    ax = figure.add_subplot()
+    last = curves.sort_values("epoch").groupby("point", sort=False).last()["mean"]
+    last = last.sort_values(ascending=selection.mode == "min")
+    top = list(last.index[:HIGHLIGHT])
+    for point, curve in curves.groupby("point", sort=False):
+        if point not in top:
+            curve = curve.sort_values("epoch")
+            ax.plot(curve["epoch"], curve["mean"], color="0.75", linewidth=0.8, zorder=1)
+    for point in top:  # best first, so the legend reads as a ranking
+        curve = curves[curves["point"] == point].sort_values("epoch")
+        ax.plot(curve["epoch"], curve["mean"], marker="o", markersize=3, linewidth=1.6,
+                label=curve["point_name"].iloc[0], zorder=2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{metric} (mean over repeats)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    title = metric.replace("_", " ") + " per epoch"
+    ax.set_title(title + (f" (best {len(top)} of {len(last)} points in colour)" if len(last) > len(top) else ""))
+    if top:
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return _save(figure, path)
+
+
+def level_intervals(means: dict[str, pd.DataFrame], path: Path, metric: str, numeric: Collection[str]) -> Path:
+    """One panel per knob: ``means[knob]`` rows (:func:`dashboards.inference.level_means`), each
+    value a point with its interval (none drawn where there is none). Knobs in ``numeric`` are
+    joined by a line, in numeric order; the others are categories, and a line would invent an
+    order between them."""
+    fields = list(means)
+    figure, axes = _panels(len(fields), 4.0, 3.0, sharey=True)
+    for ax, field in zip(axes.flat, fields):
+        table = means[field]
+        x = np.arange(len(table))
+        err = np.vstack([table["mean"] - table["lo"], table["hi"] - table["mean"]]).astype(float)
+        ax.errorbar(x, table["mean"], yerr=None if np.isnan(err).all() else err, fmt="o", color="tab:blue",
+                    capsize=5, elinewidth=1.4, linestyle="-" if field in numeric else "none", alpha=0.9)
+        ax.set_xticks(x, table[field].astype(str))
+        ax.set_xlim(-0.5, len(table) - 0.5)
+        ax.set_title(field + ("" if field in numeric else " (categories)"))
+        ax.grid(axis="y", alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"mean {metric}")
+    return _save(figure, path)
 
 
 def heatmaps(table: pd.DataFrame, fields: Sequence[str], path: Path, metric: str) -> Path:
@@ -31,7 +125,8 @@ def heatmaps(table: pd.DataFrame, fields: Sequence[str], path: Path, metric: str
     low, high = points["y"].min(), points["y"].max()
     for ax, (a, b) in zip(axes.flat, pairs):
         grid = points.pivot_table(index=a, columns=b, values="y", aggfunc="mean")
-        grid = grid.reindex(index=[v for v in order[a] if v in grid.index], columns=[v for v in order[b] if v in grid.columns])
+        grid = grid.reindex(index=[v for v in order[a] if v in grid.index],
+                            columns=[v for v in order[b] if v in grid.columns])
         image = ax.imshow(grid.to_numpy(float), cmap="viridis", vmin=low, vmax=high, aspect="auto")
         for (i, j), value in np.ndenumerate(grid.to_numpy(float)):
             if not math.isnan(value):
@@ -45,31 +140,14 @@ def heatmaps(table: pd.DataFrame, fields: Sequence[str], path: Path, metric: str
     return _save(figure, path)
 
 
-def level_intervals(means: dict[str, pd.DataFrame], path: Path, metric: str) -> Path:
-    """One panel per field: ``means[field]`` rows (:func:`dashboards.inference.level_means`)."""
-    fields = list(means)
-    figure, axes = _panels(len(fields), 4.0, 3.0, sharey=True)
-    for ax, field in zip(axes.flat, fields):
-        table = means[field]
-        x = np.arange(len(table))
-        err = np.vstack([table["mean"] - table["lo"], table["hi"] - table["mean"]]).astype(float)
-        ax.errorbar(x, table["mean"], yerr=None if np.isnan(err).all() else err, fmt="o", color="tab:blue",
-                    capsize=5, elinewidth=1.4)
-        ax.plot(x, table["mean"], color="tab:blue", alpha=0.4)
-        ax.set_xticks(x, table[field].astype(str))
-        ax.set_xlim(-0.5, len(table) - 0.5)
-        ax.set_title(field)
-        ax.grid(axis="y", alpha=0.3)
-    for ax in axes[:, 0]:
-        ax.set_ylabel(f"mean {metric}")
-    return _save(figure, path)
+COSTS = (("forward_flops", "forward FLOPs per image"), ("n_params", "parameters"),
+         ("train_seconds", "training seconds"))
 
 
-COSTS = (("forward_flops", "forward FLOPs per image"), ("n_params", "parameters"), ("train_seconds", "training seconds"))
-
-
-def cost_fronts(points: pd.DataFrame, path: Path, metric: str, chosen: str | None = None) -> Path:
-    """``metric`` against each cost of :data:`COSTS` present, the Pareto front in red, the chosen point ringed."""
+def cost_fronts(points: pd.DataFrame, path: Path, selection: Selection, chosen: Optional[str] = None) -> Path:
+    """The selection metric against each cost of :data:`COSTS` present, the Pareto front in red,
+    the chosen point ringed."""
+    metric = selection.metric
     costs = [(c, t) for c, t in COSTS if c in points.columns and points[c].notna().any()]
     figure = _figure(4.2 * max(len(costs), 1), 3.6)
     axes = figure.subplots(1, max(len(costs), 1), squeeze=False)[0]
@@ -77,14 +155,14 @@ def cost_fronts(points: pd.DataFrame, path: Path, metric: str, chosen: str | Non
         data = points.dropna(subset=[cost, metric])
         x = data[cost].astype(float)
         ax.scatter(x, data[metric], s=14, color="tab:blue", alpha=0.6)
-        front = pareto_front(data, cost, metric)
+        front = pareto_front(data, cost, selection)
         ax.step(front[cost].astype(float), front[metric], where="post", color="tab:red", linewidth=1.2)
         ax.scatter(front[cost].astype(float), front[metric], s=28, color="tab:red", zorder=3)
         if chosen is not None and (data["point"] == chosen).any():
             row = data[data["point"] == chosen].iloc[0]
             ax.scatter([float(row[cost])], [row[metric]], s=120, facecolors="none", edgecolors="black", zorder=4,
                        label="chosen")
-            ax.legend(fontsize=8, loc="lower right")
+            ax.legend(fontsize=8, loc="best")
         if len(x) and x.min() > 0 and x.max() / x.min() > 10:
             from matplotlib.ticker import NullFormatter
 
@@ -96,7 +174,8 @@ def cost_fronts(points: pd.DataFrame, path: Path, metric: str, chosen: str | Non
     return _save(figure, path)
 
 
-def parallel(points: pd.DataFrame, fields: Sequence[str], path: Path, metric: str, chosen: str | None = None) -> Path:
+def parallel(points: pd.DataFrame, fields: Sequence[str], path: Path, metric: str,
+             chosen: Optional[str] = None) -> Path:
     """Every point as a line over the swept fields (values spread over [0, 1] in natural order)
     and the metric (scaled to [0, 1]); colour: the metric; black: the chosen point."""
     import matplotlib
@@ -121,8 +200,7 @@ def parallel(points: pd.DataFrame, fields: Sequence[str], path: Path, metric: st
     spread = pd.Series((np.arange(len(data)) % 9 - 4) * 0.008, index=data.index)
     for field in fields:
         scaled[field] = scaled[field] + spread
-    order = data[metric].sort_values().index  # best drawn last, on top
-    for index in order:
+    for index in data[metric].sort_values().index:  # highest drawn last, on top
         y = [scaled[name][index] for name in axes_names]
         is_chosen = chosen is not None and data.loc[index, "point"] == chosen
         ax.plot(x, y, color="black" if is_chosen else colormap(norm(data.loc[index, metric])),
@@ -143,4 +221,46 @@ def parallel(points: pd.DataFrame, fields: Sequence[str], path: Path, metric: st
     return _save(figure, path)
 
 
-__all__ = ["COSTS", "cost_fronts", "heatmaps", "level_intervals", "parallel"]
+def kernel_layout(shape: tuple[int, int, int, int]) -> tuple[int, int, int]:
+    """``(per_row, rows, cell)`` for weights of ``shape (F, C, kh, kw)``: filters per row, rows of
+    filters, and screen pixels per kernel cell (>= :data:`MIN_CELL`; the picture's width stays
+    under :data:`MAX_WIDTH` so the page does not shrink it)."""
+    f, _, _, kw = shape
+    per_row = max(1, min(f, 16, (MAX_WIDTH // MIN_CELL + 1) // (kw + 1)))
+    cell = max(MIN_CELL, min(32, MAX_WIDTH // (per_row * (kw + 1))))
+    return per_row, math.ceil(f / per_row), cell
+
+
+def kernels(weights: np.ndarray, path: Path, title: str, limit: int = 64) -> Path:
+    """The first ``limit`` filters of ``weights (F, C, kh, kw)``, each a tile of its ``C``
+    channels stacked, on one diverging colour scale centred at 0 (blue negative, red positive),
+    with the scale below: tiles can be compared with each other, unlike pictures scaled per tile."""
+    from matplotlib import colormaps
+
+    w = np.asarray(weights, dtype=float)[:limit]
+    f, c, kh, kw = w.shape
+    per_row, rows, cell = kernel_layout(w.shape)
+    grid = np.full((rows * c * (kh + 1) - 1, per_row * (kw + 1) - 1), np.nan)
+    for i in range(f):
+        row, column = divmod(i, per_row)
+        for j in range(c):
+            y, x = (row * c + j) * (kh + 1), column * (kw + 1)
+            grid[y:y + kh, x:x + kw] = w[i, j]
+    width, height = grid.shape[1] * cell, grid.shape[0] * cell
+    left, top, bottom = 12, 34, 62  # pixels around the image: title above, colour scale below
+    fig_w, fig_h = max(width + 2 * left, 360), height + top + bottom
+    figure = _figure(fig_w / 100, fig_h / 100, layout=None)
+    ax = figure.add_axes([left / fig_w, bottom / fig_h, width / fig_w, height / fig_h])
+    bound = float(np.nanmax(np.abs(grid))) or 1.0
+    image = ax.imshow(grid, cmap=colormaps["RdBu_r"].with_extremes(bad="white"), vmin=-bound, vmax=bound,
+                      interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    scale = figure.add_axes([left / fig_w, 22 / fig_h, min(width, 320) / fig_w, 10 / fig_h])
+    figure.colorbar(image, cax=scale, orientation="horizontal").ax.tick_params(labelsize=7)
+    figure.text(left / fig_w, 1 - 8 / fig_h, title, fontsize=9, va="top")
+    figure.savefig(path, format="png", dpi=100)
+    return path
+
+
+__all__ = ["COSTS", "available", "cost_fronts", "heatmaps", "kernel_layout", "kernels", "learning_curves",
+           "level_intervals", "parallel"]

@@ -18,6 +18,8 @@ trained; they say nothing about points the grid left out.
   of ``d_ck`` over repeats (``df = sum_c (n_c - 1)``), a t-interval. Unmatched points drop out,
   so excluded or infeasible points do not bias it.
 * :func:`level_means`: each value's mean over its points, with the same pooled seed-noise interval.
+* :func:`versus`: every point against one (the chosen point), ``d_pk = y(p, k) - y(chosen, k)``
+  paired by repeat, the variance of ``d`` pooled over the points compared (as for contexts above).
 * :func:`anova`: type II sums of squares of main effects and two-way interactions (plus the
   repeat as a block), by nested least-squares fits (statsmodels OLS) so that designs with empty
   cells (unbalanced grids) keep the right degrees of freedom; F tests against the full model's
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -74,7 +76,8 @@ def trials(runs: pd.DataFrame, fields: Sequence[str], metric: str) -> pd.DataFra
     return table
 
 
-def _t(df: float, level: float) -> float:
+def t_quantile(df: float, level: float) -> float:
+    """The two-sided Student-t quantile of a ``level`` interval with ``df`` degrees of freedom (NaN for df <= 0)."""
     from scipy import stats
 
     return float(stats.t.ppf(0.5 + level / 2, df)) if df > 0 else math.nan
@@ -85,7 +88,7 @@ def point_intervals(table: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
     groups = table.groupby("point", sort=False)["y"]
     out = pd.DataFrame({"point_name": table.groupby("point", sort=False)["point_name"].first(),
                         "mean": groups.mean(), "n": groups.size(), "std": groups.std(ddof=1)})
-    half = out["std"] / np.sqrt(out["n"]) * out["n"].map(lambda n: _t(n - 1, level))
+    half = out["std"] / np.sqrt(out["n"]) * out["n"].map(lambda n: t_quantile(n - 1, level))
     out["lo"], out["hi"] = out["mean"] - half, out["mean"] + half
     return out
 
@@ -105,7 +108,7 @@ def level_means(table: pd.DataFrame, field: str, level: float = LEVEL) -> pd.Dat
     for value in [v for v in table.attrs["order"][field] if v in set(means["value"])]:
         mine = means[means["value"] == value]
         se = s * math.sqrt(float((1 / mine["n"]).sum())) / len(mine)
-        half = se * _t(df, level)
+        half = se * t_quantile(df, level)
         rows.append({field: value, "points": len(mine), "mean": mine["y"].mean(), "lo": mine["y"].mean() - half,
                      "hi": mine["y"].mean() + half})
     return pd.DataFrame(rows, columns=[field, "points", "mean", "lo", "hi"])
@@ -135,10 +138,32 @@ def level_differences(table: pd.DataFrame, field: str, fields: Sequence[str], le
         s2 = ss / df if df > 0 else math.nan
         se = math.sqrt(s2 * float((1 / n_c).sum())) / len(n_c) if df > 0 else math.nan
         diff = float(mean_c.mean())
-        half = se * _t(df, level)
+        half = se * t_quantile(df, level)
         rows.append({"field": field, "a": a, "b": b, "contexts": len(n_c), "pairs": len(d), "diff": diff,
                      "se": se, "lo": diff - half, "hi": diff + half, "df": df})
     return pd.DataFrame(rows, columns=["field", "a", "b", "contexts", "pairs", "diff", "se", "lo", "hi", "df"])
+
+
+def versus(table: pd.DataFrame, point: str, level: float = LEVEL) -> pd.DataFrame:
+    """Every other point against ``point``, paired by repeat (see the module docstring).
+
+    Indexed by ``point``: ``pairs`` (repeats both have), ``diff`` (mean of ``y(p) - y(point)``
+    over them), ``lo``, ``hi`` (t-interval; NaN with one repeat). ``point`` itself is left out.
+    """
+    wide = table.pivot_table(index="repeat", columns="point", values="y", aggfunc="mean")
+    columns = ["pairs", "diff", "lo", "hi"]
+    if point not in wide.columns:
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="point"))
+    d = wide.drop(columns=point).sub(wide[point], axis=0)
+    n = d.notna().sum()
+    mean = d.mean()
+    df = int((n[n > 0] - 1).sum())
+    ss = float(((d - mean) ** 2).sum().sum())
+    s = math.sqrt(ss / df) if df > 0 else math.nan
+    half = s / np.sqrt(n.where(n > 0)) * t_quantile(df, level)
+    out = pd.DataFrame({"pairs": n, "diff": mean, "lo": mean - half, "hi": mean + half})
+    out.index.name = "point"
+    return out[out["pairs"] > 0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,4 +291,4 @@ def importance(points: pd.DataFrame, fields: Sequence[str], metric: str, bins: i
 
 
 __all__ = ["LEVEL", "anova", "importance", "level_differences", "level_means", "point_intervals", "pooled_noise",
-           "trials"]
+           "t_quantile", "trials", "versus"]

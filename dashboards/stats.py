@@ -1,10 +1,12 @@
 """Comparisons of a sweep's points: pure functions from DataFrames to DataFrames.
 
 Two stages, so that a point trained three times weighs as much as a point trained once:
-:func:`per_point` averages a point's FINISHED repeats, and every comparison after it
-(:func:`by_value`, :func:`marginal_effects`, :func:`pivot`, :func:`best_points`,
-:func:`pareto_front`) works on those per-point rows. :func:`state_counts` and :func:`failures`
-read the run frame itself, every status included.
+:func:`per_point` averages a point's FINISHED repeats, and comparisons after it (the Pareto
+front of :func:`pareto_front`, the report's statistics in :mod:`dashboards.inference`) work on
+those per-point rows. :func:`state_counts` and :func:`failures` read the run frame itself, every
+status included. Whatever is called "best" follows the sweep's :class:`ledger.Selection` (a
+validation metric and its direction), which every such function takes: there is no default
+metric, so nothing here can rank on the test set by accident.
 
 Input: a run frame as :func:`ledger.frame.load_runs` makes it (a hand-made frame needs
 ``run_id``, ``run_name``, ``status``, ``point``, ``repeat``, ``start_time``, the metrics and the
@@ -24,12 +26,9 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from ledger import rules
+from ledger import Selection, rules
 from ledger.frame import FINAL_METRICS, LECTURE_KNOBS, RUN_COLUMNS
 
-#: What the per-value tables summarise by default.
-SUMMARY_METRICS = ("test_accuracy", "val_accuracy", "train_seconds", "n_params")
-STATS = ("mean", "std", "min", "max", "count")
 #: Display order of run states; anything else follows.
 STATES = ("FINISHED", "RUNNING", "SCHEDULED", "FAILED", "KILLED", "DUPLICATE")
 
@@ -81,14 +80,15 @@ def finished_trials(runs: pd.DataFrame) -> pd.DataFrame:
     return rules.deciding_rows(runs)
 
 
-def per_point(runs: pd.DataFrame, metrics: Optional[Sequence[str]] = None) -> pd.DataFrame:
+def per_point(runs: pd.DataFrame, selection: Selection, metrics: Optional[Sequence[str]] = None) -> pd.DataFrame:
     """One row per point over its finished trials, in the order the points first started.
 
     Columns: ``point``, ``point_name``, every hyperparameter column and ``n_params``,
     ``forward_flops`` (a point's own: the first run's), ``repeats`` (finished trials), then for
     each metric (default: those of :data:`FINAL_METRICS` present) the mean over repeats under
     the metric's name and the std over repeats as ``<metric>_std`` (NaN with one repeat), and
-    ``best_run_id`` (the repeat with the highest test accuracy). ``attrs["swept"]`` is kept.
+    ``best_run_id``: the repeat that is best by ``selection`` (the first of equals; none when no
+    repeat has the selection metric). ``attrs["swept"]`` is kept.
     """
     done = finished_trials(runs)
     metrics = [m for m in (metrics or FINAL_METRICS) if m in done.columns]
@@ -101,101 +101,36 @@ def per_point(runs: pd.DataFrame, metrics: Optional[Sequence[str]] = None) -> pd
     for metric in metrics:
         out[metric] = means[metric]
         out[f"{metric}_std"] = stds[metric]
-    if "test_accuracy" in done.columns and len(done):
-        best = done.loc[done["test_accuracy"].fillna(-math.inf).groupby(done["point"], sort=False).idxmax()]
-        out["best_run_id"] = best.set_index("point")["run_id"]
-    else:
-        out["best_run_id"] = pd.Series(dtype="str")
+    out["best_run_id"] = best_runs(done, selection)
     out = out.reset_index().rename(columns={"index": "point"})
     out.attrs["swept"] = swept_fields(runs)
     return out
 
 
-def by_value(points: pd.DataFrame, field: str, metrics: Sequence[str] = SUMMARY_METRICS) -> pd.DataFrame:
-    """Per-point metrics grouped by the value of ``field``: mean, std, min, max, count over points.
-
-    Index: the value labels (named ``field``), in natural order. Columns: a MultiIndex
-    ``(metric, stat)`` with stats :data:`STATS` (``count`` = points with that metric).
-    """
-    metrics = [m for m in metrics if m in points.columns]
-    order = ordered_labels(points[field])
-    grouped = points[metrics].groupby(points[field].map(label).rename(field), sort=False)
-    table = grouped.agg(list(STATS)).reindex(order)
-    table.index.name = field
-    return table
+def best_runs(done: pd.DataFrame, selection: Selection) -> pd.Series:
+    """Per point (index), the ``run_id`` of its repeat that is best by ``selection``; ties go to
+    the run that started first. ``done``: finished trials (:func:`finished_trials`)."""
+    if selection.metric not in done.columns or done.empty:
+        return pd.Series(dtype="str")
+    scored = done.dropna(subset=[selection.metric]).sort_values(
+        [selection.metric, "start_time"], ascending=[selection.mode == "min", True], kind="stable")
+    return scored.drop_duplicates("point").set_index("point")["run_id"]
 
 
-def marginal_effects(points: pd.DataFrame, fields: Optional[Sequence[str]] = None,
-                     metric: str = "test_accuracy") -> pd.DataFrame:
-    """How far each field's value moves the mean ``metric``, largest first.
+def pareto_front(points: pd.DataFrame, cost: str, selection: Selection) -> pd.DataFrame:
+    """The points no other point beats on both ``cost`` (lower) and the selection metric (better
+    by ``selection``), cheapest first.
 
-    One row per field (default: the five lecture knobs, then any other swept field). Columns:
-    ``field``, ``levels`` (distinct values; 1: not swept, 0: not recorded), ``best`` and
-    ``best_mean``, ``worst`` and ``worst_mean`` (value labels and their mean over points),
-    ``effect`` = ``best_mean - worst_mean`` (NaN when fewer than two levels). Marginal means
-    over an unbalanced grid (excluded or infeasible points) mix in the other fields' effects.
-    """
-    fields = list(dict.fromkeys(fields or [*LECTURE_KNOBS, *swept_fields(points)]))
-    rows = []
-    for field in fields:
-        if field not in points.columns or points.empty:
-            rows.append({"field": field, "levels": 0})
-            continue
-        means = by_value(points, field, [metric])[(metric, "mean")].dropna()
-        if means.empty:
-            rows.append({"field": field, "levels": 0})
-            continue
-        best, worst = means.idxmax(), means.idxmin()
-        rows.append({"field": field, "levels": len(means), "best": best, "best_mean": means[best],
-                     "worst": worst, "worst_mean": means[worst],
-                     "effect": means[best] - means[worst] if len(means) > 1 else math.nan})
-    table = pd.DataFrame(rows, columns=["field", "levels", "best", "best_mean", "worst", "worst_mean", "effect"])
-    table = table.sort_values("effect", ascending=False, na_position="last", kind="stable")
-    return table.reset_index(drop=True)
-
-
-def pivot(points: pd.DataFrame, rows: str, columns: str, metric: str = "test_accuracy") -> pd.DataFrame:
-    """Mean ``metric`` over points for each pair of values: index ``rows`` labels, columns
-    ``columns`` labels, both in natural order; NaN where no point has that pair."""
-    labelled = pd.DataFrame({rows: points[rows].map(label), columns: points[columns].map(label),
-                             metric: points[metric]})
-    table = labelled.pivot_table(index=rows, columns=columns, values=metric, aggfunc="mean", dropna=False)
-    return table.reindex(index=ordered_labels(points[rows]), columns=ordered_labels(points[columns]))
-
-
-def best_points(points: pd.DataFrame, n: int = 10, metric: str = "test_accuracy") -> pd.DataFrame:
-    """The top ``n`` points by mean ``metric`` (ties: fewer FLOPs first), ranked from 1.
-
-    Columns: ``point_name``, the swept fields (labels), ``repeats``, ``metric`` and
-    ``<metric>_std``, ``val_accuracy``, ``train_seconds``, ``n_params``, ``forward_flops``,
-    ``point``, ``best_run_id`` (those present). Index ``rank``.
-    """
-    if "forward_flops" in points.columns:
-        keys, ascending = [metric, "forward_flops"], [False, True]
-    else:
-        keys, ascending = [metric], [False]
-    top = points.dropna(subset=[metric]).sort_values(keys, ascending=ascending, kind="stable").head(n)
-    fields = swept_fields(points)
-    wanted = ["point_name", *fields, "repeats", metric, f"{metric}_std", "val_accuracy", "train_seconds",
-              "n_params", "forward_flops", "point", "best_run_id"]
-    table = top[[c for c in dict.fromkeys(wanted) if c in top.columns]].copy()
-    for field in fields:
-        table[field] = table[field].map(label)
-    table.index = pd.RangeIndex(1, len(table) + 1, name="rank")
-    return table
-
-
-def pareto_front(points: pd.DataFrame, cost: str = "forward_flops", metric: str = "test_accuracy") -> pd.DataFrame:
-    """The points no other point beats on both ``cost`` (lower) and ``metric`` (higher), by cost.
-
-    Columns: ``point_name``, ``cost``, ``metric``, ``<metric>_std``, ``n_params``,
+    Columns: ``point_name``, ``cost``, the metric, ``<metric>_std``, ``n_params``,
     ``train_seconds``, ``point`` (those present). Of points with equal cost and metric only the
     first is kept; points missing either value are left out.
     """
-    ranked = points.dropna(subset=[cost, metric]).sort_values([cost, metric], ascending=[True, False], kind="stable")
-    keep, best = [], -math.inf
+    metric = selection.metric
+    ranked = points.dropna(subset=[cost, metric]).sort_values([cost, metric], ascending=[True, selection.mode == "min"],
+                                                              kind="stable")
+    keep, best = [], None
     for index, value in ranked[metric].items():  # cheapest first: on the front iff it beats all cheaper
-        if value > best:
+        if selection.better(value, best):
             keep.append(index)
             best = value
     wanted = ["point_name", cost, metric, f"{metric}_std", "n_params", "train_seconds", "point"]
@@ -256,7 +191,7 @@ def failures(runs: pd.DataFrame, examples: int = 3) -> pd.DataFrame:
     return table.astype({"runs": "int64", "unresolved": "int64"})[columns]
 
 
-def learning_curves(history: pd.DataFrame, runs: pd.DataFrame, metric: str = "val_accuracy") -> pd.DataFrame:
+def learning_curves(history: pd.DataFrame, runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Mean ``metric`` per point and epoch over the point's finished trials.
 
     ``history`` as :func:`ledger.frame.load_history` returns it. Columns: ``point``,
@@ -269,6 +204,5 @@ def learning_curves(history: pd.DataFrame, runs: pd.DataFrame, metric: str = "va
     return table.astype({"epoch": "int64", "repeats": "int64"})
 
 
-__all__ = ["STATES", "STATS", "SUMMARY_METRICS", "best_points", "by_value", "failures", "finished_trials", "label",
-           "learning_curves", "marginal_effects", "ordered_labels", "pareto_front", "per_point", "pivot",
-           "state_counts", "swept_fields"]
+__all__ = ["STATES", "best_runs", "failures", "finished_trials", "label", "learning_curves", "ordered_labels",
+           "pareto_front", "per_point", "state_counts", "swept_fields"]

@@ -6,7 +6,9 @@
   Markdown on the run's page;
 * :func:`set_tags`: plain tags (the selection rule the report used);
 * :func:`fetch_artifact`: one artifact of a run downloaded into a folder (a trial's
-  ``kernels.png``), or None when the run has none.
+  ``model.npz``), or None when the run has none;
+* :func:`submitted_sweep`: the sweep file a parent run was submitted with, and its ``--set``
+  overrides (the report writes the next sweep file from them).
 """
 from __future__ import annotations
 
@@ -53,4 +55,24 @@ def fetch_artifact(uri: str, run_id: str, path: str, dest) -> Optional[Path]:
     return Path(client.download_artifacts(run_id, path, str(dest)))
 
 
-__all__ = ["NOTE_LIMIT", "NOTE_TAG", "REPORT_PATH", "attach_report", "fetch_artifact", "set_note", "set_tags"]
+def submitted_sweep(uri: str, run_id: str) -> Optional[tuple[str, tuple[str, ...]]]:
+    """``(sweep file text, --set overrides)`` of parent run ``run_id``; None when it has no ``sweep.yaml``."""
+    import json
+    import tempfile
+
+    from ledger.schema import OVERRIDES
+
+    with tempfile.TemporaryDirectory() as tmp:
+        found = fetch_artifact(uri, run_id, "sweep.yaml", tmp)
+        if found is None:
+            return None
+        text = found.read_text(encoding="utf-8", errors="replace")
+    try:
+        overrides = json.loads(Tracker(uri).client.get_run(run_id).data.tags.get(OVERRIDES) or "[]")
+    except ValueError:
+        overrides = []
+    return text, tuple(str(o) for o in overrides) if isinstance(overrides, list) else ()
+
+
+__all__ = ["NOTE_LIMIT", "NOTE_TAG", "REPORT_PATH", "attach_report", "fetch_artifact", "set_note", "set_tags",
+           "submitted_sweep"]

@@ -35,6 +35,8 @@ def write_report(name: str, tracking_uri: Optional[str] = None, out_dir=None, at
     folder = Path(out_dir) if out_dir else DEFAULT_ROOT / name
     html = build_report(uri, name, folder, against=against)
     echo(f"report of sweep {name}: {html} (and {html.with_suffix('.md').name}, plots and CSVs beside it)")
+    if (html.parent / "next.yaml").exists():
+        echo(f"next sweep, as the report advises: sweeper run {html.parent / 'next.yaml'}")
     if attach:
         parent = load_parent(uri, name)
         if parent is None:

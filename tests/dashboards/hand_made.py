@@ -1,6 +1,6 @@
 """A run frame made by hand, for the dashboards' tests that need no store: four points of a kernel
 size x pooling grid, two repeats each, with a run interrupted then finished, a failed one and a
-duplicate (tests/dashboards/test_stats.py, tests/dashboards/test_dashboards.py).
+duplicate (tests/dashboards/test_stats.py, test_sections.py, test_analysis.py).
 """
 from __future__ import annotations
 

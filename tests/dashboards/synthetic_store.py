@@ -2,9 +2,10 @@
 
 :class:`ledger.Tracker` makes the experiment, the parent run (with the selection rule) and one
 child run per (point, repeat) exactly as ``sweeper run`` lays them out; the metrics are logged
-the way the driver logs them (per epoch, then the final ones at step 0). Truth:
-``val = 0.95 + KERNEL[k] + noise`` (every other field has no effect), with the seed effect of
-repeat r shared by every point; point (3, 4, max, ...) is the best on test and poor on validation.
+the way the driver logs them (per epoch, then the final ones at step 0), and the parent holds a
+sweep file of the grid that validates. Truth: ``val = 0.95 + kernel[k] + noise`` (every other
+field has no effect; ``kernel`` defaults to :data:`KERNEL`), with the seed effect of repeat r
+shared by every point; point (3, 4, max, ...) is the best on test and poor on validation.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 from types import SimpleNamespace
 
 import numpy as np
+import yaml
 
 KERNEL = {3: 0.0, 5: 0.012, 7: 0.004}
 GRID = {"kernel_size": [3, 5, 7], "depth": [4, 8, 16, 32], "pooling": ["max", "avg", "l2"], "stride": [1, 2],
@@ -30,7 +32,17 @@ def _trial(values: dict, repeat: int, seed: int) -> SimpleNamespace:
     return SimpleNamespace(point=point, repeat=repeat, seed=seed, run_name=f"{name} #{repeat + 1}")
 
 
-def write_store(uri: str, name: str, repeats: int, grid: dict = GRID, seed: int = 0, epochs: int = 3) -> dict:
+def sweep_text(name: str, grid: dict, repeats: int, epochs: int) -> str:
+    """A sweep file of ``grid`` on the bundled data, as ``sweeper validate`` accepts it."""
+    return yaml.safe_dump({"name": name, "seed": 0, "method": "grid", "repeats": repeats,
+                           "data": {"source": "bundled", "val_fraction": 0.1},
+                           "model": {"blocks": 2, "depth_rule": "constant", "activation": "relu", "dense": [64]},
+                           "train": {"epochs": epochs, "batch_size": 64, "optimizer": "adam", "learning_rate": 0.001},
+                           "grid": grid}, sort_keys=False, default_flow_style=None)
+
+
+def write_store(uri: str, name: str, repeats: int, grid: dict = GRID, seed: int = 0, epochs: int = 3,
+                kernel: dict = KERNEL) -> dict:
     """Write the sweep; returns ``{"runs": n, "seconds": writing time, "parent": run id}``."""
     from mlflow.entities import Metric, Param
 
@@ -44,14 +56,15 @@ def write_store(uri: str, name: str, repeats: int, grid: dict = GRID, seed: int 
     tracker = Tracker(uri)
     client = tracker.client
     exp = tracker.open_experiment(name, name)
-    submission = Submission.start(tracker, exp, name, sweep_text=f"name: {name}\n", plan_text="synthetic",
+    submission = Submission.start(tracker, exp, name, sweep_text=sweep_text(name, grid, repeats, epochs),
+                                  plan_text="synthetic",
                                   tags={**selection_tags(DEFAULT), METHOD: "grid"})
     parent = submission.parent_id
     shared = rng.normal(0, 0.002, repeats)
     count = 0
     for combo in itertools.product(*grid.values()):
         values = dict(zip(grid, combo))
-        val_mean = 0.95 + KERNEL[values["kernel_size"]]
+        val_mean = 0.95 + kernel[values["kernel_size"]]
         trap = values["kernel_size"] == 3 and values.get("depth") == 4 and values.get("pooling") == "max"
         for repeat in range(repeats):
             trial = _trial(values, repeat, 1000 + repeat)

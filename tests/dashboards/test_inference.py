@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboards import checks, compare, inference, stats
-from ledger import choose_point, rank_points
+from dashboards import checks, inference, stats
+from ledger import Selection, choose_point, rank_points
 from tests.dashboards import simulated
 
 FIELDS = ["kernel_size", "depth", "pooling"]
@@ -64,6 +64,27 @@ def test_intervals_cover_the_true_means(fifty, record_figure):
     assert np.mean(point_cover) >= 0.90 and np.mean(diff_cover) >= 0.90
 
 
+def test_differences_to_the_chosen_point_cover_the_truth(fifty, record_figure):
+    """inference.versus: every point against one, paired by repeat (the Leaderboard's "vs chosen")."""
+    cover = []
+    for runs, table, _, _ in fifty:
+        names = table.groupby("point")["point_name"].first()
+        truth = {p: simulated.true_mean(*_values(names[p])) for p in names.index}
+        reference = names.index[0]
+        v = inference.versus(table, reference)
+        assert reference not in v.index and (v["pairs"] == simulated.REPEATS).all()
+        cover += [lo <= truth[p] - truth[reference] <= hi for p, lo, hi in zip(v.index, v["lo"], v["hi"])]
+    record_figure(f"95% intervals of differences to one point cover the truth in {np.mean(cover):.1%} of {len(cover)}")
+    assert np.mean(cover) >= 0.90
+    one = inference.trials(simulated.runs(3, repeats=1), FIELDS, "val_accuracy")
+    assert inference.versus(one, one["point"].iloc[0])["lo"].isna().all()  # one repeat: no interval
+
+
+def _values(name: str) -> tuple:
+    k, d, pooling = name.split()
+    return int(k[1:]), int(d[1:]), pooling
+
+
 def test_anova_equals_statsmodels_type_ii_on_a_balanced_grid():
     import statsmodels.api as sm
     import statsmodels.formula.api as smf
@@ -95,39 +116,6 @@ def test_levels_in_numeric_order_and_importance():
     runs["depth"] = runs["depth"].astype("Int64")
     table = inference.trials(runs, FIELDS, "val_accuracy")
     assert list(inference.level_means(table, "depth")["depth"]) == ["4", "8", "16"]
-    assert list(stats.pivot(stats.per_point(runs), "depth", "pooling", "val_accuracy").index) == ["4", "8", "16"]
-    share = inference.importance(stats.per_point(runs), FIELDS, "val_accuracy").set_index("field")["share"]
+    assert table.attrs["order"]["depth"] == ["4", "8", "16"]  # numbers, not text ("16" < "4")
+    share = inference.importance(stats.per_point(runs, Selection()), FIELDS, "val_accuracy").set_index("field")["share"]
     assert share.idxmax() == "kernel_size" and share["depth"] < 0.1
-
-
-def test_playbook_checks():
-    runs = simulated.runs(2)
-    points = stats.per_point(runs).set_index("point")
-    chosen = points.loc[choose_point(runs)]
-    chosen = chosen.copy()
-    chosen["depth"] = 16
-    edge = checks.edges(runs, chosen, ["kernel_size", "depth", "pooling"])
-    assert any("depth" in w and "upwards" in w for w in edge) and not any("pooling" in w for w in edge)
-    strides = runs.assign(stride=[1, 2] * (len(runs) // 2))
-    chosen["stride"] = 1  # the smallest stride there is: nothing to widen
-    assert not [w for w in checks.edges(strides, chosen, ["stride"]) if "stride" in w]
-    chosen["stride"] = 2
-    assert "upwards" in checks.edges(strides, chosen, ["stride"])[0]
-    overfit = runs.assign(train_accuracy=runs["val_accuracy"] + 0.05)
-    assert "overfits" in checks.overfitting(overfit, None, 0.004)[0]
-    curve = pd.DataFrame({"epoch": [1, 2, 3], "mean": [0.9, 0.97, 0.95]})
-    assert "peaked at epoch 2" in checks.overfitting(runs, curve, 0.004)[0]
-    ranked = rank_points(runs)
-    close = ranked.assign(score=[0.99, 0.989, *ranked["score"].iloc[2:]])
-    assert "not settled" in " ".join(checks.noise(0.004, close, pd.DataFrame(columns=["lo", "hi", "diff"]), "v"))
-
-
-def test_compare_matches_points_and_pairs_shared_seeds():
-    a, b = simulated.runs(4), simulated.runs(5)
-    b["val_accuracy"] += 0.01
-    b = b[b["point_name"] != "k3 d4 max"]
-    table, overall = compare.matched(a, b, FIELDS, "val_accuracy")
-    assert overall["points"] == len(simulated.points()) - 1 and overall["only_a"] == 1
-    assert table["paired"].all() and overall["lo"] < 0.01 < overall["hi"]
-    with pytest.raises(ValueError):
-        compare.matched(a, b.drop(columns="depth"), FIELDS, "val_accuracy")

@@ -1,5 +1,5 @@
-"""The dashboards' statistics (:mod:`dashboards.stats`) and the typed run columns they read
-(:mod:`ledger.frame`), on a run frame made by hand."""
+"""The per-point tables (:mod:`dashboards.stats`) and the typed run columns they read
+(:mod:`ledger.frame`), on a run frame made by hand (hand_made.py)."""
 from __future__ import annotations
 
 import math
@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from dashboards import stats
+from ledger import Selection
 from ledger.frame import parse_value, typed_column
 from tests.dashboards.hand_made import hand_made_runs
 
@@ -33,57 +34,57 @@ def test_labels_order_numbers_then_text_then_lists():
 
 
 def test_per_point_averages_finished_repeats_only(runs):
-    points = stats.per_point(runs).set_index("point")
+    points = stats.per_point(runs, Selection()).set_index("point")
     assert list(points.index) == ["k3 max", "k3 avg", "k5 max", "k5 avg"]  # order of first start
     assert points.loc["k3 max", "test_accuracy"] == pytest.approx(0.91)
     assert points.loc["k3 max", "test_accuracy_std"] == pytest.approx(math.sqrt(2) * 0.01)
     assert points.loc["k5 avg", "test_accuracy"] == pytest.approx(0.86)  # the duplicate's 0.10 is left out
     assert points.loc["k5 max", "repeats"] == 1 and math.isnan(points.loc["k5 max", "test_accuracy_std"])
-    assert points.loc["k3 avg", "best_run_id"] == "r04"
     assert points.loc["k3 avg", "dense"] == [64]  # list values survive the grouping
 
 
-def test_by_value_aggregates_points_not_runs(runs):
-    points = stats.per_point(runs)
-    table = stats.by_value(points, "kernel_size")
-    assert list(table.index) == ["3", "5"]
-    row = table.loc["5"]
-    # Over points (0.95, 0.86), not over runs (0.95, 0.85, 0.87): 0.905, not 0.89.
-    assert row[("test_accuracy", "mean")] == pytest.approx(0.905)
-    assert row[("test_accuracy", "std")] == pytest.approx(math.sqrt(2) * 0.045)
-    assert (row[("test_accuracy", "min")], row[("test_accuracy", "max")]) == pytest.approx((0.86, 0.95))
-    assert row[("test_accuracy", "count")] == 2
-    assert row[("n_params", "mean")] == 5000 and row[("train_seconds", "mean")] == 50.0
-    assert table.loc["3", ("val_accuracy", "mean")] == pytest.approx(0.855)
+def test_the_best_repeat_is_chosen_on_validation_where_test_disagrees(runs):
+    """best_run_id (written into points.csv) follows the selection rule: k3 avg's repeat r04 is
+    best on test (0.84 against 0.80) but r03 is best on validation once validation disagrees."""
+    runs = runs.copy()
+    runs.loc[runs["run_id"] == "r03", "val_accuracy"] = 0.90  # r03: test 0.80, val 0.90; r04: test 0.84, val 0.83
+    points = stats.per_point(runs, Selection()).set_index("point")
+    assert points.loc["k3 avg", "best_run_id"] == "r03"
+    by_test = runs[runs["point"] == "k3 avg"].sort_values("test_accuracy")["run_id"].iloc[-1]
+    assert by_test == "r04" != points.loc["k3 avg", "best_run_id"]
+    on_loss = stats.per_point(runs.assign(val_loss=1 - runs["val_accuracy"]), Selection("val_loss", "min"))
+    assert on_loss.set_index("point").loc["k3 avg", "best_run_id"] == "r03"  # lowest loss = highest accuracy
 
 
-def test_marginal_effects_rank_fields_and_mark_unswept(runs):
-    effects = stats.marginal_effects(stats.per_point(runs)).set_index("field")
-    assert list(effects.index[:2]) == ["pooling", "kernel_size"]
-    assert effects.loc["pooling", "effect"] == pytest.approx(0.93 - 0.84)
-    assert (effects.loc["pooling", "best"], effects.loc["pooling", "worst"]) == ("max", "avg")
-    assert effects.loc["kernel_size", "effect"] == pytest.approx(0.905 - 0.865)
-    assert effects.loc["depth", "levels"] == 0  # not in the frame at all
-    one_value = stats.marginal_effects(stats.per_point(runs), ["learning_rate"]).iloc[0]
-    assert one_value["levels"] == 1 and one_value["best"] == "0.001" and math.isnan(one_value["effect"])
+def test_no_function_has_a_default_metric():
+    import inspect
+
+    import dashboards
+    from dashboards import (advice, analysis, checks, compare, conclusion, figures, inference, nextsweep, report,
+                            sections)
+
+    for module in (stats, advice, analysis, checks, compare, conclusion, figures, inference, nextsweep, report,
+                   sections, dashboards):
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            if function.__module__ != module.__name__:
+                continue
+            for parameter in inspect.signature(function).parameters.values():
+                default = parameter.default
+                # None is "the rule the sweep recorded" (build_report reads it from the parent run).
+                assert parameter.name not in ("metric", "selection") or default in (inspect.Parameter.empty, None), \
+                    f"{module.__name__}.{name}({parameter.name}={default!r})"
+                assert default not in ("test_accuracy", "val_accuracy", "val_loss"), f"{module.__name__}.{name}"
 
 
-def test_pivot_kernel_by_pooling(runs):
-    table = stats.pivot(stats.per_point(runs), "kernel_size", "pooling")
-    assert list(table.index) == ["3", "5"] and list(table.columns) == ["avg", "max"]
-    assert table.to_numpy().ravel().tolist() == pytest.approx([0.82, 0.91, 0.86, 0.95])
-
-
-def test_best_points_and_pareto_front(runs):
-    points = stats.per_point(runs)
-    best = stats.best_points(points, n=3)
-    assert list(best["point_name"]) == ["k5 max", "k3 max", "k5 avg"] and list(best.index) == [1, 2, 3]
-    assert best.loc[2, "test_accuracy_std"] == pytest.approx(math.sqrt(2) * 0.01)
-    assert best.loc[1, "kernel_size"] == "5"
-    front = stats.pareto_front(points)
-    # k3 avg costs as little as k3 max but is worse; k5 avg costs more than k3 max and is worse.
-    assert list(front["point_name"]) == ["k3 max", "k5 max"]
-    assert list(front["forward_flops"]) == [100, 300]
+def test_pareto_front_follows_the_selection(runs):
+    points = stats.per_point(runs, Selection())
+    front = stats.pareto_front(points, "forward_flops", Selection())
+    # val = test - 0.01: k3 avg costs as little as k3 max but is worse; k5 avg costs more than
+    # k3 max and is worse.
+    assert list(front["point_name"]) == ["k3 max", "k5 max"] and list(front["forward_flops"]) == [100, 300]
+    losses = points.assign(val_loss=1 - points["val_accuracy"])
+    assert list(stats.pareto_front(losses, "forward_flops", Selection("val_loss", "min"))["point_name"]) == \
+        ["k3 max", "k5 max"]
 
 
 def test_state_counts_and_failures(runs):
@@ -99,7 +100,7 @@ def test_state_counts_and_failures(runs):
 
 def test_empty_and_unfinished_frames(runs):
     nothing = runs[runs["status"] == "FAILED"]
-    points = stats.per_point(nothing)
+    points = stats.per_point(nothing, Selection())
     assert points.empty and "test_accuracy" in points.columns
     assert stats.state_counts(runs.iloc[:0])["runs"].tolist() == [0]
     assert stats.failures(runs[runs["status"] == "FINISHED"]).empty
