@@ -1,7 +1,7 @@
 """Weights and checkpoints as ``.npz`` files, never pickle.
 
 A model file holds ``spec`` (the ModelSpec as JSON text), ``dtype``, one array per parameter
-under ``param/<qualified name>`` and, for a model trained on raw pixels, its per-channel
+and buffer (batch norm's running statistics) under ``param/<qualified name>`` and, for a model trained on raw pixels, its per-channel
 normalisation under ``norm/mean`` and ``norm/std``. A checkpoint adds ``meta`` (JSON: epoch, history, optimizer
 settings) and the optimizer state under ``optim/``. Everything loads with ``allow_pickle=False``.
 
@@ -101,7 +101,8 @@ def _text(path, data, headers, name: str) -> str:
 
 
 def expected_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
-    """Shapes of the ``param/`` arrays of a model of ``spec``, by shape inference: nothing allocated."""
+    """Shapes of the ``param/`` arrays (parameters and buffers) of a model of ``spec``, by shape
+    inference: nothing allocated."""
     shapes: dict[str, tuple[int, ...]] = {}
     infos = infer_shapes(spec)
     for info in infos:
@@ -112,6 +113,9 @@ def expected_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
         elif info.kind == "dense":
             shapes[f"{info.name}.W"] = (info.out_shape[0], info.in_shape[0])
             shapes[f"{info.name}.b"] = (info.out_shape[0],)
+        elif info.kind == "batchnorm":  # its parameters, then its buffers (the running statistics)
+            for key in ("gamma", "beta", "running_mean", "running_var"):
+                shapes[f"{info.name}.{key}"] = (info.out_shape[0],)
     return shapes
 
 
