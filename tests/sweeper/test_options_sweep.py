@@ -42,3 +42,11 @@ def test_sweep_records_each_epochs_learning_rate_and_saves_batch_norm(tmp_path, 
         config = json.loads(Path(tracker.client.download_artifacts(run.info.run_id, "config.json",
                                                                    str(tmp_path / run.info.run_id))).read_text())
         assert config["train"]["warmup_epochs"] == 1
+    # The chosen point trained again (benchmarks.retrain): repeat 0 has the sweep's own seed, so it
+    # reproduces the sweep's trial of that point exactly.
+    from benchmarks import retrain
+
+    res = retrain.run(str(path), store=mlflow_uri, seeds=1, parallel=1, log=lambda *_: None)
+    chosen = [r for r in runs if r.data.tags["sweep.point"] in res["runs"][0]["seed_line"]]
+    assert len(chosen) == 1
+    assert res["runs"][0]["test_accuracy"] == pytest.approx(chosen[0].data.metrics["test_accuracy"], abs=1e-4)
