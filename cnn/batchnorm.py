@@ -15,12 +15,43 @@ after a convolution). With ``m`` values per channel (N, or N*H*W), ``eps = 1e-5`
 (saved with the model, not trained by gradients). A single value per channel in training (a last
 batch of one image after a dense layer) has no unbiased variance: it normalises to ``beta`` and
 updates the running variance with the biased 0, where PyTorch raises.
+
+The code keeps ``xc = x - mu`` (training) or ``x`` (evaluation) and folds every per-channel factor
+into one multiply-add, ``y = xc * (gamma / std) + beta`` and ``dx = dy * a + xc * b + c``, so that
+a step makes few passes over the activations; per-channel sums read each channel as one
+contiguous run when the memory allows (batch-last after a convolution, see :mod:`cnn.layout`).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .layer import Layer
+
+
+def _runs(a: np.ndarray):
+    """``a``'s values as a ``(C, M)`` view, one row per channel, when its memory allows; else None."""
+    if a.ndim == 2:
+        flat = a.T
+        return flat if flat.flags.c_contiguous else None
+    for axes in ((1, 2, 3, 0), (1, 0, 2, 3)):
+        view = a.transpose(axes)
+        if view.flags.c_contiguous:
+            return view.reshape(view.shape[0], -1)
+    return None
+
+
+def channel_sum(a: np.ndarray) -> np.ndarray:
+    """``sum(a)`` over every axis but 1."""
+    flat = _runs(a)
+    return flat.sum(axis=1) if flat is not None else a.sum(axis=(0,) if a.ndim == 2 else (0, 2, 3))
+
+
+def channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``sum(a * b)`` over every axis but 1, without the product's array."""
+    fa, fb = _runs(a), _runs(b)
+    if fa is not None and fb is not None and a.strides == b.strides:
+        return np.einsum("cm,cm->c", fa, fb)
+    return np.einsum("nc,nc->c" if a.ndim == 2 else "nchw,nchw->c", a, b)
 
 
 class BatchNorm(Layer):
@@ -34,48 +65,52 @@ class BatchNorm(Layer):
         self.buffers = {"running_mean": np.zeros(channels, dtype=dtype),
                         "running_var": np.ones(channels, dtype=dtype)}
 
-    def _axes(self, x: np.ndarray):
-        """The reduced axes and the shape that broadcasts a per-channel vector against ``x``."""
+    def _shape(self, x: np.ndarray) -> tuple:
+        """The shape that broadcasts a per-channel vector against ``x``."""
         if x.ndim not in (2, 4) or x.shape[1] != self.channels:
             raise ValueError(f"{self.name}: expected input (N, {self.channels}) or (N, {self.channels}, H, W), "
                              f"got {x.shape}")
-        return ((0,), (self.channels,)) if x.ndim == 2 else ((0, 2, 3), (self.channels, 1, 1))
+        return (self.channels,) if x.ndim == 2 else (self.channels, 1, 1)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        axes, shape = self._axes(x)
+        shape = self._shape(x)
         gamma, beta = self.params["gamma"], self.params["beta"]
+        m = x.size // self.channels
         if self.training:
-            m = x.size // self.channels
-            mean = x.mean(axis=axes)
-            xc = x - mean.reshape(shape)
-            var = np.square(xc).mean(axis=axes)
-            inv = 1 / np.sqrt(var + self.eps)
-            xh = np.multiply(xc, inv.reshape(shape), out=xc)
+            mean = channel_sum(x) / m
+            xc = x - mean.reshape(shape)  # keeps x's memory order
+            var = channel_dot(xc, xc) / m
             rm, rv, mom = self.buffers["running_mean"], self.buffers["running_var"], self.momentum
             rm *= 1 - mom
             rm += mom * mean
             rv *= 1 - mom
             rv += mom * var * (m / (m - 1) if m > 1 else 1.0)
+            inv = 1 / np.sqrt(var + self.eps)
+            y = xc * (gamma * inv).reshape(shape)
+            y += beta.reshape(shape)
         else:
             inv = 1 / np.sqrt(self.buffers["running_var"] + self.eps)
-            xh = (x - self.buffers["running_mean"].reshape(shape)) * inv.reshape(shape)
-        self.cache = (xh, inv, self.training)
-        y = xh * gamma.reshape(shape)
-        y += beta.reshape(shape)
+            scale = gamma * inv
+            xc = x
+            y = x * scale.reshape(shape)
+            y += (beta - self.buffers["running_mean"] * scale).reshape(shape)
+        self.cache = (xc, inv, self.training)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        (xh, inv, training), self.cache = self.cache, None
-        axes, shape = self._axes(dy)
-        dbeta = dy.sum(axis=axes)
-        dgamma = (dy * xh).sum(axis=axes)
+        (xc, inv, training), self.cache = self.cache, None
+        shape = self._shape(dy)
+        gamma = self.params["gamma"]
+        dbeta = channel_sum(dy)
+        if training:  # xh = xc * inv
+            dgamma = channel_dot(dy, xc) * inv
+        else:  # xh = (x - running_mean) * inv
+            dgamma = (channel_dot(dy, xc) - self.buffers["running_mean"] * dbeta) * inv
         self.grads = {"gamma": dgamma, "beta": dbeta}
-        scale = (self.params["gamma"] * inv).reshape(shape)
-        if not training:
-            return dy * scale
-        m = dy.size // self.channels
-        dx = xh * (dgamma / m).reshape(shape)
-        np.subtract(dy, dx, out=dx)
-        dx -= (dbeta / m).reshape(shape)
-        dx *= scale
+        a = gamma * inv
+        dx = dy * a.reshape(shape)
+        if training:
+            m = dy.size // self.channels
+            dx += xc * (-a * inv * dgamma / m).reshape(shape)
+            dx -= (a * dbeta / m).reshape(shape)
         return dx
