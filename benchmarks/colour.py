@@ -8,7 +8,9 @@ image padded by 4 pixels, horizontal flips), with Adam and the same cosine sched
 epochs, in float32 on one thread each. The core trains through :func:`cnn.fit`; PyTorch through
 a loop that draws its batches as ``cnn.fit`` documents (epoch ``e``: order
 ``default_rng([seed, e])``, augmentation ``default_rng([seed, e, 1])``) and steps
-``torch.optim.lr_scheduler.CosineAnnealingLR`` once per epoch. Seeds (initial weights, data
+``torch.optim.lr_scheduler.CosineAnnealingLR`` once per epoch. The two train their epochs in
+turn (core epoch 1, PyTorch epoch 1, core epoch 2, ...): the time ratio is the median over those
+pairs, which a machine's changing load hits alike. Seeds (initial weights, data
 order) are shared between the two and differ from seed to seed, so the spread over seeds is the
 noise the two means are compared with: the verdict says whether the difference of the mean test
 accuracies lies within two standard errors of a difference of means over that many seeds.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import colorsys
 import math
+import os
 import statistics
 import tempfile
 import time
@@ -82,52 +85,80 @@ def write_cifar_format(folder: Path, train: int, test: int, seed: int = 0) -> Pa
     return folder
 
 
-def _core(spec, data, cfg, seed, norm):
-    import cnn
+class _Core:
+    """The core's run of one seed, an epoch at a time: ``cnn.fit`` from epoch ``e`` to ``e`` trains
+    exactly the epoch an uninterrupted run would (order, augmentation and rate are closed forms)."""
 
-    model = cnn.Model(spec, seed=seed, normalizer=norm)
-    initial = {k: v.copy() for k, v in model.state_dict().items()}
-    schedule = cnn.Schedule(cfg["lr"], cfg["epochs"], "cosine")
-    result = cnn.fit(model, cnn.Adam(cfg["lr"]), data["train"], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                     seed=seed, augment=cnn.Augment(crop_padding=4, hflip=True), schedule=schedule)
-    _, accuracy = cnn.evaluate(model, data["test"], 500)
-    return {"test_accuracy": accuracy, "epoch_seconds": [h["seconds"] for h in result.history]}, initial
+    def __init__(self, spec, data, cfg, seed, norm):
+        import cnn
 
+        self.cnn, self.data, self.cfg, self.seed = cnn, data, cfg, seed
+        self.model = cnn.Model(spec, seed=seed, normalizer=norm)
+        self.initial = {k: v.copy() for k, v in self.model.state_dict().items()}
+        self.opt, self.schedule = cnn.Adam(cfg["lr"]), cnn.Schedule(cfg["lr"], cfg["epochs"], "cosine")
 
-def _torch(spec, data, cfg, seed, norm, initial):
-    """The same training in PyTorch: batches drawn as cnn.fit draws them, torch's own scheduler."""
-    import torch
-
-    import cnn
-    from .archs import torch_twin
-
-    twin = cnn.Model(spec, seed=seed)
-    twin.load_state_dict(initial)
-    net = torch_twin(twin)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg["epochs"])
-    augment, train = cnn.Augment(crop_padding=4, hflip=True), data["train"]
-    seconds = []
-    for epoch in range(1, cfg["epochs"] + 1):
+    def epoch(self, e: int) -> float:
         started = time.perf_counter()
-        net.train()
-        order = np.random.default_rng([seed, epoch]).permutation(len(train))
-        rng = np.random.default_rng([seed, epoch, 1])
-        for i in range(0, len(train), cfg["batch_size"]):
-            idx = order[i : i + cfg["batch_size"]]
-            xb = torch.from_numpy(norm(augment(train.x[idx], rng), np.float32))
-            opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(net(xb), torch.from_numpy(train.y[idx].astype(np.int64))).backward()
-            opt.step()
-        scheduler.step()
-        seconds.append(time.perf_counter() - started)
-    net.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(data["test"]), 500):
-            xb = torch.from_numpy(norm(data["test"].x[i : i + 500], np.float32))
-            correct += int((net(xb).argmax(1).numpy() == data["test"].y[i : i + 500]).sum())
-    return {"test_accuracy": correct / len(data["test"]), "epoch_seconds": seconds}
+        self.cnn.fit(self.model, self.opt, self.data["train"], epochs=e, start_epoch=e, batch_size=self.cfg["batch_size"],
+                     seed=self.seed, augment=self.cnn.Augment(crop_padding=4, hflip=True), schedule=self.schedule)
+        return time.perf_counter() - started
+
+    def accuracy(self) -> float:
+        return self.cnn.evaluate(self.model, self.data["test"], 500)[1]
+
+
+class _Torch:
+    """The same run in PyTorch: batches drawn as cnn.fit draws them, torch's own Adam and scheduler."""
+
+    def __init__(self, spec, data, cfg, seed, norm, initial):
+        import torch
+
+        import cnn
+        from .archs import torch_twin
+
+        twin = cnn.Model(spec, seed=seed)
+        twin.load_state_dict(initial)
+        self.torch, self.net, self.data, self.cfg, self.seed, self.norm = torch, torch_twin(twin), data, cfg, seed, norm
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg["lr"])
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, cfg["epochs"])
+        self.augment = cnn.Augment(crop_padding=4, hflip=True)
+
+    def epoch(self, e: int) -> float:
+        torch, train, size = self.torch, self.data["train"], self.cfg["batch_size"]
+        started = time.perf_counter()
+        self.net.train()
+        order = np.random.default_rng([self.seed, e]).permutation(len(train))
+        rng = np.random.default_rng([self.seed, e, 1])
+        for i in range(0, len(train), size):
+            idx = order[i : i + size]
+            xb = torch.from_numpy(self.norm(self.augment(train.x[idx], rng), np.float32))
+            self.opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(self.net(xb), torch.from_numpy(train.y[idx].astype(np.int64)))
+            loss.backward()
+            self.opt.step()
+        self.scheduler.step()
+        return time.perf_counter() - started
+
+    def accuracy(self) -> float:
+        test, correct = self.data["test"], 0
+        self.net.eval()
+        with self.torch.no_grad():
+            for i in range(0, len(test), 500):
+                xb = self.torch.from_numpy(self.norm(test.x[i : i + 500], np.float32))
+                correct += int((self.net(xb).argmax(1).numpy() == test.y[i : i + 500]).sum())
+        return correct / len(test)
+
+
+def _seed(spec, data, cfg, seed, norm) -> tuple[dict, dict]:
+    """Both frameworks' runs of one seed, their epochs alternated so that both see the same load."""
+    core = _Core(spec, data, cfg, seed, norm)
+    theirs = _Torch(spec, data, cfg, seed, norm, core.initial)
+    times = {"core": [], "torch": []}
+    for e in range(1, cfg["epochs"] + 1):
+        times["core"].append(core.epoch(e))
+        times["torch"].append(theirs.epoch(e))
+    return ({"test_accuracy": core.accuracy(), "epoch_seconds": times["core"]},
+            {"test_accuracy": theirs.accuracy(), "epoch_seconds": times["torch"]})
 
 
 def compare(core: list[float], torch: list[float]) -> dict:
@@ -175,8 +206,7 @@ def run(quick: bool = False, cifar: str | None = None, epochs: int | None = None
     try:
         with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
             for seed in range(cfg["seeds"]):
-                core, initial = _core(spec, data, cfg, seed, norm)
-                theirs = _torch(spec, data, cfg, seed, norm, initial)
+                core, theirs = _seed(spec, data, cfg, seed, norm)
                 runs["core"].append(core)
                 runs["torch"].append(theirs)
                 log(f"  seed {seed}: core {core['test_accuracy']:.4f} ({statistics.median(core['epoch_seconds']):.1f} "
@@ -190,7 +220,11 @@ def run(quick: bool = False, cifar: str | None = None, epochs: int | None = None
     out.update(compare([r["test_accuracy"] for r in runs["core"]], [r["test_accuracy"] for r in runs["torch"]]))
     for name in runs:
         out[f"{name}_epoch_seconds"] = statistics.median(s for r in runs[name] for s in r["epoch_seconds"])
-    out["time_ratio"] = out["core_epoch_seconds"] / out["torch_epoch_seconds"]
+    # The ratio of each pair of epochs trained one after the other: a load that changes over the
+    # run hits both alike.
+    out["time_ratio"] = statistics.median(a / b for c, t in zip(runs["core"], runs["torch"])
+                                          for a, b in zip(c["epoch_seconds"], t["epoch_seconds"]))
+    out["load_average"] = list(os.getloadavg())
     log(verdict(out))
     return out
 
@@ -200,7 +234,7 @@ def verdict(c: dict) -> str:
     return (f"test accuracy: core {c['core_mean']:.4f} (sd {c['core_sd']:.4f}), PyTorch {c['torch_mean']:.4f} "
             f"(sd {c['torch_sd']:.4f}) over {len(c['runs']['core'])} seeds; difference {c['difference']:+.4f}, "
             f"{within} seed noise (+-{c['noise_band']:.4f}); epoch {c['core_epoch_seconds']:.1f} s core, "
-            f"{c['torch_epoch_seconds']:.1f} s PyTorch (x{c['time_ratio']:.2f})")
+            f"{c['torch_epoch_seconds']:.1f} s PyTorch, core/PyTorch x{c['time_ratio']:.2f} (median of alternated epochs)")
 
 
 def markdown(c: dict) -> list[str]:
@@ -220,8 +254,9 @@ def markdown(c: dict) -> list[str]:
                 f"band of +-{c['noise_band']:.4f} (two standard errors of a difference of means): "
                 + ("**within seed noise**" if c["within_noise"] else "**not within seed noise**")
                 + f". Paired by seed, 95% interval of the difference [{lo:+.4f}, {hi:+.4f}]. Median epoch "
-                f"{c['core_epoch_seconds']:.1f} s in the core, {c['torch_epoch_seconds']:.1f} s in PyTorch "
-                f"(x{c['time_ratio']:.2f}).", ""]
+                f"{c['core_epoch_seconds']:.1f} s in the core, {c['torch_epoch_seconds']:.1f} s in PyTorch; the core "
+                f"takes x{c['time_ratio']:.2f} PyTorch's time (median over the pairs of epochs, each pair trained one "
+                f"after the other; load average {c['load_average'][0]:.1f} at the end).", ""]
     return out
 
 
