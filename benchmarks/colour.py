@@ -237,10 +237,17 @@ def verdict(c: dict) -> str:
             f"{c['torch_epoch_seconds']:.1f} s PyTorch, core/PyTorch x{c['time_ratio']:.2f} (median of alternated epochs)")
 
 
+def net_text(net: dict) -> str:
+    depths = [net["depth"] * (2 ** i if net["depth_rule"] == "double" else 1) for i in range(net["blocks"])]
+    return (f"{net['blocks']} conv blocks of {'/'.join(map(str, depths))} {net['kernel_size']}x{net['kernel_size']} "
+            f"kernels, {net['padding']} padding, {net['pooling']} pooling"
+            + (", batch norm" if net.get("batch_norm") else "") + f", dense {net['dense']}, 10 logits")
+
+
 def markdown(c: dict) -> list[str]:
     cfg = c["config"]
     out = ["## Colour images: the core against PyTorch", "",
-           f"Data: {c['source']}. Network: {cfg['net']}; {cfg['epochs']} epochs, batch {cfg['batch_size']}, Adam "
+           f"Data: {c['source']}. Network: {net_text(cfg['net'])}; {cfg['epochs']} epochs, batch {cfg['batch_size']}, Adam "
            f"{cfg['lr']} with a cosine schedule, {cfg['augment']}; the same initial weights, batches and augmentation "
            "in both, one thread each (benchmarks/colour.py).", "",
            "| seed | core test accuracy | PyTorch test accuracy | core s/epoch | PyTorch s/epoch |",
