@@ -112,7 +112,7 @@ class CostEstimate:
 
 
 def rung_epochs(grace: int, reduction_factor: int, epochs: int) -> list[int]:
-    """The epochs at which ASHA decides (:class:`sweeper.run.asha.Rungs`): ``grace * rf**k`` below ``epochs``."""
+    """The epochs at which ASHA decides (:class:`sweeper.trials.asha.Rungs`): ``grace * rf**k`` below ``epochs``."""
     rungs, m = [], grace
     while m < epochs:
         rungs.append(m)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from sweeper.plan.points import make_plan
-from sweeper.run.trial import schedule
+from sweeper.trials.trial import schedule
 from sweeper.spec.config import GRID_SECTIONS, load_sweep, parse_sweep
 from sweeper.spec.yamlsource import SweepFileError
 

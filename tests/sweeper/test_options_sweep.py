@@ -25,18 +25,18 @@ def test_sweep_records_each_epochs_learning_rate_and_saves_batch_norm(tmp_path, 
     path.write_text(yaml.safe_dump(spec))
     assert main(["run", str(path), "-q"]) == 0
     tracker = Tracker(mlflow_uri)
-    runs = tracker.trials(tracker.experiment_id(name, create=False))
+    runs = tracker.trials(tracker.find_experiment(name))
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
     for run in runs:
         params = run.data.params
         history = tracker.client.get_metric_history(run.info.run_id, "learning_rate")
         rates = [m.value for m in sorted(history, key=lambda m: m.step)]
-        want = cnn.Schedule(0.01, 3, params["train.schedule"], warmup_epochs=1).rates()
+        want = cnn.Schedule(0.01, 3, params["schedule"], warmup_epochs=1).rates()
         assert [m.step for m in sorted(history, key=lambda m: m.step)] == [1, 2, 3]
         np.testing.assert_allclose(rates, want, rtol=1e-12)
         local = Path(tracker.client.download_artifacts(run.info.run_id, "model.npz", str(tmp_path / run.info.run_id)))
         model = cnn.load_model(local)
-        assert model.spec.dropout == 0.2 and model.spec.batch_norm == (params["model.batch_norm"] == "True")
+        assert model.spec.dropout == 0.2 and model.spec.batch_norm == (params["batch_norm"] == "True")
         if model.spec.batch_norm:  # trained running statistics, not the initial ones
             assert not np.allclose(model.state_dict()["block1.bn.running_var"], 1.0)
         config = json.loads(Path(tracker.client.download_artifacts(run.info.run_id, "config.json",

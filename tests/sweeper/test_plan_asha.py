@@ -5,7 +5,7 @@ import pytest
 from sweeper.plan import cost as cost_module
 from sweeper.plan.cost import asha_share, calibrated_efficiency, rung_epochs
 from sweeper.plan.points import make_plan
-from sweeper.run.asha import Rungs
+from sweeper.trials.asha import Rungs
 from sweeper.spec.config import parse_sweep
 
 
