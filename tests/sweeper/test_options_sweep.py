@@ -42,6 +42,13 @@ def test_sweep_records_each_epochs_learning_rate_and_saves_batch_norm(tmp_path, 
         config = json.loads(Path(tracker.client.download_artifacts(run.info.run_id, "config.json",
                                                                    str(tmp_path / run.info.run_id))).read_text())
         assert config["train"]["warmup_epochs"] == 1
+    # The ledger's frames: the setting under its name, the per-epoch rates as a history.
+    from ledger import load_history, load_runs
+
+    frame = load_runs(mlflow_uri, name)
+    assert list(frame["learning_rate"]) == [0.01] * 4 and "learning_rate" not in frame.attrs["metrics"]
+    curves = load_history(mlflow_uri, name, metrics=["learning_rate"], runs=frame)
+    assert len(curves) == 12 and curves["value"].max() == pytest.approx(0.01)
     # The chosen point trained again (benchmarks.retrain): repeat 0 has the sweep's own seed, so it
     # reproduces the sweep's trial of that point exactly.
     from benchmarks import retrain
