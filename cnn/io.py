@@ -162,7 +162,7 @@ def _load_model(path, data, headers, max_params: int = MAX_PARAMS) -> Model:
             model.normalizer = Normalizer(tuple(data["norm/mean"]), tuple(data["norm/std"]))
     except Exception as exc:  # noqa: BLE001 -- a corrupt member (CRC, zlib), a zero std in norm/std
         raise ModelFileError(f"{path}: {str(exc)[:200]}") from None
-    return model
+    return model.eval()  # a file's model predicts; cnn.fit puts it back in training mode
 
 
 def save_model(path, model: Model) -> None:
@@ -195,7 +195,8 @@ class _Npz:
 
 
 def load_model(path, max_params: int = MAX_PARAMS) -> Model:
-    """The model saved at ``path``, with its spec, dtype and weights (checked first, see above)."""
+    """The model saved at ``path``, with its spec, dtype and weights (checked first, see above), in
+    evaluation mode (dropout off, batch norm with its running statistics)."""
     with _Npz(path) as npz:
         return _load_model(path, npz.data, npz.headers, max_params)
 
