@@ -68,7 +68,7 @@ def torch_twin(model: cnn.Model):
             s = F.avg_pool2d(x * x, self.size, self.stride) * (self.size[0] * self.size[1])
             return torch.sqrt(torch.clamp(s, min=1e-30))
 
-    layers = []
+    layers, pairs = [], []  # pairs: (our layer, its module) for every layer with state
     shapes = {info.name: info for info in model.shapes}
     for layer in model.layers:
         if isinstance(layer, cnn.Conv2D):
@@ -82,19 +82,25 @@ def torch_twin(model: cnn.Model):
             layers.append(conv)
         elif isinstance(layer, cnn.Dense):
             layers.append(nn.Linear(layer.in_features, layer.out_features))
+        elif isinstance(layer, cnn.BatchNorm):
+            image = len(shapes[layer.name].out_shape) == 3
+            layers.append((nn.BatchNorm2d if image else nn.BatchNorm1d)(layer.channels, layer.eps, layer.momentum))
         elif isinstance(layer, cnn.ReLU):
             layers.append(nn.ReLU())
+        elif isinstance(layer, cnn.Sigmoid):
+            layers.append(nn.Sigmoid())
         elif isinstance(layer, cnn.Pool2D):
             layers.append(Pool(layer.mode, layer.size, layer.stride))
         elif isinstance(layer, cnn.Flatten):
             layers.append(nn.Flatten())
-        else:
+        else:  # dropout among them: PyTorch draws its masks from its own generator
             raise TypeError(f"no PyTorch twin for {layer!r}")
+        if layer.params:
+            pairs.append((layer, layers[-1]))
     net = nn.Sequential(*layers)
-    ours = [layer for layer in model.layers if layer.params]
-    theirs = [m for m in net if isinstance(m, (nn.Conv2d, nn.Linear))]
+    names = {"W": "weight", "b": "bias", "gamma": "weight", "beta": "bias"}
     with torch.no_grad():
-        for a, b in zip(ours, theirs):
-            b.weight.copy_(torch.from_numpy(np.ascontiguousarray(a.params["W"])))
-            b.bias.copy_(torch.from_numpy(np.ascontiguousarray(a.params["b"])))
+        for ours, theirs in pairs:
+            for key, value in {**ours.params, **ours.buffers}.items():
+                getattr(theirs, names.get(key, key)).copy_(torch.from_numpy(np.ascontiguousarray(value)))
     return net.to(torch.float32)

@@ -55,7 +55,9 @@ def markdown(res: dict) -> str:
     sections = (("kernels2", kernels2_markdown), ("sweep", sweep_markdown), ("vs_tune", vs_tune_markdown),
                 ("bookkeeping", bookkeeping_markdown), ("ledger", ledger_markdown), ("calibrate", calibrate_markdown),
                 ("paging", paging_markdown))
-    for key, section in sections:
+    from .colour import markdown as colour_markdown  # here: colour imports this module
+
+    for key, section in (*sections, ("colour", colour_markdown)):
         if key in res:
             out += section(res[key])
     return "\n".join(out)

@@ -13,8 +13,11 @@ sweep service on all CPUs; see benchmarks/sweep.py), ``vs_tune`` (the same grid 
 and by Ray Tune + PyTorch + MLflow), ``bookkeeping`` (500 one-second trials with full logging),
 ``ledger`` (plan, status, resume, report on an experiment of 10,000 runs; ``--ledger-uri`` reuses a
 store that holds them), ``calibrate`` (the cost model's efficiency on this machine, written to
-``~/.cache/cnn-sweeper/calibration.json``, and plan's ETA against a measured grid) and ``paging``
-(a worker's epoch and peak RSS reading shared CIFAR-sized data directly and paged). The sections on
+``~/.cache/cnn-sweeper/calibration.json``, and plan's ETA against a measured grid), ``paging``
+(a worker's epoch and peak RSS reading shared CIFAR-sized data directly and paged) and ``colour``
+(the same network trained by the core and by PyTorch on colour images in CIFAR-10's format, 3 seeds
+each: test accuracies, the verdict, epoch times; ``--cifar FOLDER`` for real CIFAR-10 files, else a
+generated set; see benchmarks/colour.py). The sections on
 Ray start their own local Ray and fresh MLflow stores; ``--threads`` does not apply to them.
 """
 from __future__ import annotations
@@ -27,8 +30,8 @@ import numpy as np
 
 import cnn
 
-from . import (archs, bookkeeping, calibrate, convrate, layers, ledger_scale, machine, matmul, memory, paging, report,
-               sweep, vs_tune)
+from . import (archs, bookkeeping, calibrate, colour, convrate, layers, ledger_scale, machine, matmul, memory, paging,
+               report, sweep, vs_tune)
 from .steps import numpy_trainer, random_batch, torch_trainer
 from .timing import alternate, geomean, median
 
@@ -38,7 +41,7 @@ QUICK = dict(quick=True, archs=archs.QUICK, batches=(8,), reps=3, warmup=1, targ
              layer_batch=8, layer_reps=2, matmul_size=256)
 
 TARGET_RATIO, TARGET_MIN_RATIO, TARGET_CONV, TARGET_MEMORY = 0.5, 0.3, 0.6, 1.5
-SECTIONS = ("kernels", "kernels2", "sweep", "vs_tune", "bookkeeping", "ledger", "calibrate", "paging")
+SECTIONS = ("kernels", "kernels2", "sweep", "vs_tune", "bookkeeping", "ledger", "calibrate", "paging", "colour")
 LEDGER_RUNS = {False: 10000, True: 20}
 
 
@@ -204,7 +207,7 @@ def kernel_targets(res: dict) -> dict:
 
 def run(quick: bool = False, out: Path | str = "benchmarks/results", threads: int | None = None,
         log=print, sections=SECTIONS, tracking_uri: str | None = None, ledger_uri: str | None = None,
-        ledger_runs: int | None = None) -> dict:
+        ledger_runs: int | None = None, cifar: str | None = None) -> dict:
     """Run ``sections`` and write them (only them) to ``out``/latest.{json,md}.
 
     ``tracking_uri``: an existing MLflow store for the sweep section (tests pass theirs to skip
@@ -251,6 +254,10 @@ def run(quick: bool = False, out: Path | str = "benchmarks/results", threads: in
     if "paging" in sections:
         res["paging"] = paging.run(quick, log=log)
         res["targets"].update(paging_time_ratio=res["paging"]["time_ratio"])
+    if "colour" in sections:
+        res["colour"] = colour.run(quick, cifar=cifar, log=log)
+        res["targets"].update(colour_within_noise=res["colour"]["within_noise"],
+                              colour_time_ratio=res["colour"]["time_ratio"])
     res["machine"]["load_average_end"] = list(os.getloadavg())
     js, md = report.write(res, Path(out))
     log(f"wrote {js} and {md}")
@@ -266,6 +273,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ledger-uri", default=None,
                         help="a store that already holds the ledger section's runs (see benchmarks/ledger_scale.py)")
     parser.add_argument("--ledger-runs", type=int, default=None, help="runs in the ledger section (default 10000)")
+    parser.add_argument("--cifar", default=None,
+                        help="colour section: a folder of CIFAR-10 binary files (default: a generated set)")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated sections to run (default: all): {', '.join(SECTIONS)}")
     args = parser.parse_args(argv)
@@ -274,7 +283,8 @@ def main(argv=None) -> int:
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     if not sections or set(sections) - set(SECTIONS):
         parser.error(f"--sections: choose from {', '.join(SECTIONS)}")
-    run(args.quick, args.out, args.threads, sections=sections, ledger_uri=args.ledger_uri, ledger_runs=args.ledger_runs)
+    run(args.quick, args.out, args.threads, sections=sections, ledger_uri=args.ledger_uri, ledger_runs=args.ledger_runs,
+        cifar=args.cifar)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Weights and checkpoints as ``.npz`` files, never pickle.
 
 A model file holds ``spec`` (the ModelSpec as JSON text), ``dtype``, one array per parameter
-under ``param/<qualified name>`` and, for a model trained on raw pixels, its per-channel
+and buffer (batch norm's running statistics) under ``param/<qualified name>`` and, for a model trained on raw pixels, its per-channel
 normalisation under ``norm/mean`` and ``norm/std``. A checkpoint adds ``meta`` (JSON: epoch, history, optimizer
 settings) and the optimizer state under ``optim/``. Everything loads with ``allow_pickle=False``.
 
@@ -101,7 +101,8 @@ def _text(path, data, headers, name: str) -> str:
 
 
 def expected_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
-    """Shapes of the ``param/`` arrays of a model of ``spec``, by shape inference: nothing allocated."""
+    """Shapes of the ``param/`` arrays (parameters and buffers) of a model of ``spec``, by shape
+    inference: nothing allocated."""
     shapes: dict[str, tuple[int, ...]] = {}
     infos = infer_shapes(spec)
     for info in infos:
@@ -112,6 +113,9 @@ def expected_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
         elif info.kind == "dense":
             shapes[f"{info.name}.W"] = (info.out_shape[0], info.in_shape[0])
             shapes[f"{info.name}.b"] = (info.out_shape[0],)
+        elif info.kind == "batchnorm":  # its parameters, then its buffers (the running statistics)
+            for key in ("gamma", "beta", "running_mean", "running_var"):
+                shapes[f"{info.name}.{key}"] = (info.out_shape[0],)
     return shapes
 
 
@@ -158,7 +162,7 @@ def _load_model(path, data, headers, max_params: int = MAX_PARAMS) -> Model:
             model.normalizer = Normalizer(tuple(data["norm/mean"]), tuple(data["norm/std"]))
     except Exception as exc:  # noqa: BLE001 -- a corrupt member (CRC, zlib), a zero std in norm/std
         raise ModelFileError(f"{path}: {str(exc)[:200]}") from None
-    return model
+    return model.eval()  # a file's model predicts; cnn.fit puts it back in training mode
 
 
 def save_model(path, model: Model) -> None:
@@ -191,7 +195,8 @@ class _Npz:
 
 
 def load_model(path, max_params: int = MAX_PARAMS) -> Model:
-    """The model saved at ``path``, with its spec, dtype and weights (checked first, see above)."""
+    """The model saved at ``path``, with its spec, dtype and weights (checked first, see above), in
+    evaluation mode (dropout off, batch norm with its running statistics)."""
     with _Npz(path) as npz:
         return _load_model(path, npz.data, npz.headers, max_params)
 

@@ -3,19 +3,43 @@
 ``Model(spec, seed)`` validates the spec with shape inference (a spec that cannot work raises
 :class:`~cnn.spec.ShapeError` before any array is allocated), then draws every weight from one
 ``numpy.random.Generator`` seeded with ``seed``: the same seed gives bit-identical weights.
+
+Modes, as in PyTorch: a model is built in training mode; :meth:`Model.eval` switches dropout off
+and makes batch norm use its running statistics, :meth:`Model.train` switches back (and hands
+dropout the generator of its masks). :func:`cnn.fit` trains in training mode, :func:`cnn.evaluate`
+and :meth:`Model.predict` evaluate in evaluation mode and leave the mode as they found it.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterator
 
 import numpy as np
 
 from .activations import ACTIVATIONS
+from .batchnorm import BatchNorm
 from .conv import Conv2D
 from .dense import Dense, Flatten
+from .dropout import Dropout
 from .layer import Layer
 from .pool import Pool2D
 from .spec import ModelSpec, forward_flops, infer_shapes, param_count
+
+
+@contextmanager
+def evaluating(model):
+    """Evaluation mode inside the block, the mode the model had afterwards (any model: one
+    without modes is left alone)."""
+    if not hasattr(model, "eval") or not hasattr(model, "layers"):
+        yield model
+        return
+    modes = [layer.training for layer in model.layers]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for layer, mode in zip(model.layers, modes):
+            layer.training = mode
 
 
 class Model:
@@ -38,6 +62,8 @@ class Model:
         for i, block in enumerate(spec.blocks, start=1):
             layers.append(Conv2D(channels, block.depth, block.kernel_size, block.stride, block.padding,
                                  rng=rng, dtype=self.dtype, name=f"block{i}.conv"))
+            if spec.batch_norm:
+                layers.append(BatchNorm(block.depth, dtype=self.dtype, name=f"block{i}.bn"))
             layers.append(ACTIVATIONS[block.activation](name=f"block{i}.{block.activation}"))
             if block.pooling is not None:
                 layers.append(Pool2D(block.pooling, block.pool_size, block.pool_stride, name=f"block{i}.pool"))
@@ -47,7 +73,12 @@ class Model:
         sizes = list(spec.dense) + [spec.classes]
         for j, size in enumerate(sizes, start=1):
             last = j == len(sizes)
-            layers.append(Dense(features, size, rng=rng, dtype=self.dtype, name="logits" if last else f"dense{j}"))
+            name = "logits" if last else f"dense{j}"
+            if spec.dropout:
+                layers.append(Dropout(spec.dropout, name=f"{name}.dropout"))
+            layers.append(Dense(features, size, rng=rng, dtype=self.dtype, name=name))
+            if not last and spec.batch_norm:
+                layers.append(BatchNorm(size, dtype=self.dtype, name=f"{name}.bn"))
             if not last:
                 layers.append(ACTIVATIONS[spec.dense_activation](name=f"dense{j}.{spec.dense_activation}"))
             features = size
@@ -88,27 +119,54 @@ class Model:
             for key in layer.params:
                 yield f"{layer.name}.{key}", layer, key
 
+    def _named_state(self) -> Iterator[tuple[str, dict, str]]:
+        """Parameters, then buffers (batch norm's running statistics): ``(name, owning dict, key)``."""
+        for layer in self.layers:
+            for store in (layer.params, layer.buffers):
+                for key in store:
+                    yield f"{layer.name}.{key}", store, key
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {name: layer.params[key] for name, layer, key in self.named_parameters()}
+        """Every parameter and buffer by qualified name, e.g. ``block1.bn.running_mean`` (as PyTorch's)."""
+        return {name: store[key] for name, store, key in self._named_state()}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        expected = {name: layer.params[key].shape for name, layer, key in self.named_parameters()}
+        expected = {name: store[key].shape for name, store, key in self._named_state()}
         missing, unexpected = set(expected) - set(state), set(state) - set(expected)
         if missing or unexpected:
             raise ValueError(f"state does not match the model: missing {sorted(missing)}, "
                              f"unexpected {sorted(unexpected)}")
-        for name, layer, key in self.named_parameters():
+        for name, store, key in self._named_state():
             if state[name].shape != expected[name]:
                 raise ValueError(f"{name}: expected shape {expected[name]}, got {state[name].shape}")
-            layer.params[key] = np.array(state[name], dtype=self.dtype)
+            store[key] = np.array(state[name], dtype=self.dtype)
+
+    @property
+    def training(self) -> bool:
+        return all(layer.training for layer in self.layers)
+
+    def train(self, rng: np.random.Generator | None = None) -> "Model":
+        """Training mode; ``rng`` (when given) draws every dropout mask from now on."""
+        for layer in self.layers:
+            layer.training = True
+            if rng is not None and isinstance(layer, Dropout):
+                layer.rng = rng
+        return self
+
+    def eval(self) -> "Model":
+        """Evaluation mode: no dropout, batch norm with its running statistics."""
+        for layer in self.layers:
+            layer.training = False
+        return self
 
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Class indices for images ``x`` (N, C, H, W), raw when the model has a ``normalizer``.
 
-        Evaluated in batches to bound memory.
+        Evaluated in batches to bound memory, in evaluation mode.
         """
-        return np.concatenate([self.forward(self.prepare(x[i : i + batch_size])).argmax(axis=1)
-                               for i in range(0, len(x), batch_size)])
+        with evaluating(self):
+            return np.concatenate([self.forward(self.prepare(x[i : i + batch_size])).argmax(axis=1)
+                                   for i in range(0, len(x), batch_size)])
 
     @property
     def n_params(self) -> int:

@@ -2,6 +2,9 @@
 
 A :class:`ModelSpec` describes the lecture's network: an input of shape ``(C, H, W)``, conv blocks
 (convolution -> activation -> optional pooling), dense layers, and a softmax over ``classes``.
+Two options of the field, off by default: ``batch_norm`` puts a batch normalisation between every
+convolution or hidden dense layer and its activation; ``dropout`` drops that fraction of the
+inputs of every dense layer (the logits' included) in training.
 :func:`infer_shapes` walks it layer by layer with ``out = (H + 2P - K) // S + 1`` and raises
 :class:`ShapeError` naming the layer, the sizes and the formula when a shape collapses below 1x1.
 """
@@ -15,6 +18,10 @@ from .geometry import output_size, pair, positive_pair, resolve_padding, unseen
 
 ACTIVATIONS = ("relu", "sigmoid")
 POOLING_MODES = ("max", "avg", "l2")
+
+
+#: The options added to the lecture's network, with their defaults (off).
+OPTIONS = {"batch_norm": False, "dropout": 0.0}
 
 
 class ShapeError(ValueError):
@@ -51,6 +58,8 @@ class ModelSpec:
     dense: tuple[int, ...] = ()
     dense_activation: str = "relu"
     classes: int = 10
+    batch_norm: bool = False
+    dropout: float = 0.0
 
     def __post_init__(self):
         blocks = tuple(b if isinstance(b, ConvBlockSpec) else ConvBlockSpec(**b) for b in self.blocks)
@@ -59,7 +68,13 @@ class ModelSpec:
         object.__setattr__(self, "dense", tuple(self.dense))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as JSON types; the options at their defaults are left out, so that a model
+        without them is written as it was before they existed."""
+        data = dataclasses.asdict(self)
+        for name in OPTIONS:
+            if data[name] == OPTIONS[name]:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
@@ -113,12 +128,25 @@ def _window(name, kind, in_shape, kernel, stride, padding, *, fill_pool=False):
     return (oh, ow), k, s, pad, miss
 
 
+def _batch_norm(name: str, shape: tuple[int, ...]) -> LayerInfo:
+    """A batch norm over ``shape``'s channels: gamma and beta per channel (its running mean and
+    variance are buffers, not parameters); a multiply and an add per value at inference."""
+    count = 1
+    for size in shape:
+        count *= size
+    return LayerInfo(name, "batchnorm", shape, shape, 2 * shape[0], 2 * count)
+
+
 def infer_shapes(spec: ModelSpec) -> list[LayerInfo]:
     """Every layer of ``spec`` with its shapes, parameter count and forward FLOPs per image."""
     if len(spec.input_shape) != 3 or min(spec.input_shape) < 1:
         raise ShapeError(f"input_shape must be (C, H, W) with sizes >= 1, got {spec.input_shape}")
     if spec.classes < 2:
         raise ShapeError(f"classes must be >= 2, got {spec.classes}")
+    if not isinstance(spec.batch_norm, bool):
+        raise ShapeError(f"batch_norm must be true or false, got {spec.batch_norm!r}")
+    if isinstance(spec.dropout, bool) or not isinstance(spec.dropout, (int, float)) or not 0 <= spec.dropout < 1:
+        raise ShapeError(f"dropout must be a probability in [0, 1), got {spec.dropout!r}")
     layers: list[LayerInfo] = []
     shape = tuple(spec.input_shape)
     for i, block in enumerate(spec.blocks, start=1):
@@ -132,6 +160,8 @@ def infer_shapes(spec: ModelSpec) -> list[LayerInfo]:
         macs = oh * ow * block.depth * c * k[0] * k[1]
         layers.append(LayerInfo(name, "conv", shape, out, block.depth * (c * k[0] * k[1] + 1), 2 * macs, miss,
                                 {"kernel_size": k, "stride": s, "padding": pad}))
+        if spec.batch_norm:
+            layers.append(_batch_norm(f"block{i}.bn", out))
         layers.append(LayerInfo(f"block{i}.{block.activation}", block.activation, out, out, 0, oh * ow * block.depth))
         shape = out
         if block.pooling is not None:
@@ -150,7 +180,12 @@ def infer_shapes(spec: ModelSpec) -> list[LayerInfo]:
         if not isinstance(size, int) or size < 1:
             raise ShapeError(f"dense{j}: size must be an int >= 1, got {size!r}")
         name = f"dense{j}" if j < len(sizes) else "logits"
+        if spec.dropout:
+            layers.append(LayerInfo(f"{name}.dropout", "dropout", (features,), (features,), 0, features,
+                                    config={"p": spec.dropout}))
         layers.append(LayerInfo(name, "dense", (features,), (size,), features * size + size, 2 * features * size))
+        if j < len(sizes) and spec.batch_norm:
+            layers.append(_batch_norm(f"{name}.bn", (size,)))
         if j < len(sizes):
             _check_choice(spec.dense_activation, ACTIVATIONS, "dense_activation")
             layers.append(LayerInfo(f"{name}.{spec.dense_activation}", spec.dense_activation, (size,), (size,), 0, size))

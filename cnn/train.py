@@ -1,7 +1,9 @@
 """Mini-batch training with per-epoch metrics, callbacks, early stopping and divergence checks.
 
-Epochs are numbered from 1. Epoch ``e`` shuffles with ``default_rng([seed, e])``, so a run resumed
-at epoch ``e`` from a checkpoint sees exactly the batches an uninterrupted run would have seen.
+Epochs are numbered from 1. Epoch ``e`` shuffles with ``default_rng([seed, e])``, augments with
+``default_rng([seed, e, 1])`` and draws dropout masks from ``default_rng([seed, e, 2])``; its
+learning rate is ``schedule(e)``, a closed form. So a run resumed at epoch ``e`` from a checkpoint
+sees exactly the batches, masks and rates an uninterrupted run would have seen.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import numpy as np
 
 from .dataset import Dataset
 from .losses import log_softmax, softmax_cross_entropy
+from .model import evaluating
 
 
 class DivergenceError(FloatingPointError):
@@ -46,15 +49,16 @@ Callback = Callable[[EpochReport], Optional[bool]]
 
 
 def evaluate(model, data: Dataset, batch_size: int = 1000) -> tuple[float, float]:
-    """``(mean loss, accuracy)`` of ``model`` on ``data``."""
+    """``(mean loss, accuracy)`` of ``model`` on ``data``, in evaluation mode."""
     if len(data) == 0:
         return float("nan"), float("nan")
     total_loss, correct = 0.0, 0
-    for i in range(0, len(data), batch_size):
-        logits = model.forward(_prepare(model, data.x[i : i + batch_size]))
-        y = data.y[i : i + batch_size]
-        total_loss -= float(log_softmax(logits)[np.arange(len(y)), y].sum())
-        correct += int((logits.argmax(axis=1) == y).sum())
+    with evaluating(model):
+        for i in range(0, len(data), batch_size):
+            logits = model.forward(_prepare(model, data.x[i : i + batch_size]))
+            y = data.y[i : i + batch_size]
+            total_loss -= float(log_softmax(logits)[np.arange(len(y)), y].sum())
+            correct += int((logits.argmax(axis=1) == y).sum())
     return total_loss / len(data), correct / len(data)
 
 
@@ -66,11 +70,15 @@ def _prepare(model, x):
 
 def fit(model, optimizer, train: Dataset, val: Optional[Dataset] = None, *, epochs: int, batch_size: int,
         seed: int = 0, callbacks: Sequence[Callback] = (), start_epoch: int = 1,
-        history: Optional[list] = None, augment: Optional[Callable] = None) -> FitResult:
+        history: Optional[list] = None, augment: Optional[Callable] = None,
+        schedule: Optional[Callable[[int], float]] = None) -> FitResult:
     """Train ``model`` for epochs ``start_epoch .. epochs``; returns every epoch's metrics.
 
     Metrics per epoch: ``train_loss`` and ``train_accuracy`` (averaged over the epoch's batches as
-    they were trained), ``val_loss`` and ``val_accuracy`` (when ``val`` is given), ``seconds``.
+    they were trained, in training mode), ``val_loss`` and ``val_accuracy`` (when ``val`` is given;
+    evaluation mode), ``learning_rate`` and ``seconds``. ``schedule(e)`` (e.g.
+    :class:`cnn.schedules.Schedule`) sets the optimizer's learning rate for epoch ``e``; without
+    it the rate stays the optimizer's.
     Raises :class:`DivergenceError` as soon as a batch loss is not finite. ``augment(x, rng)``
     (e.g. :class:`cnn.augment.Augment`) transforms each raw training batch with epoch ``e``'s
     ``default_rng([seed, e, 1])`` before the model standardises it.
@@ -81,14 +89,20 @@ def fit(model, optimizer, train: Dataset, val: Optional[Dataset] = None, *, epoc
         raise ValueError("the training set is empty")
     result = FitResult(history=list(history or []), epochs_run=start_epoch - 1)
     with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss is reported below, once
-        _epochs(model, optimizer, train, val, epochs, batch_size, seed, callbacks, start_epoch, result, augment)
+        _epochs(model, optimizer, train, val, epochs, batch_size, seed, callbacks, start_epoch, result, augment,
+                schedule)
     return result
 
 
-def _epochs(model, optimizer, train, val, epochs, batch_size, seed, callbacks, start_epoch, result, augment):
+def _epochs(model, optimizer, train, val, epochs, batch_size, seed, callbacks, start_epoch, result, augment,
+            schedule):
     n = len(train)
     for epoch in range(start_epoch, epochs + 1):
         t0 = time.perf_counter()
+        if schedule is not None:
+            optimizer.lr = float(schedule(epoch))
+        if hasattr(model, "train"):
+            model.train(np.random.default_rng([seed, epoch, 2]))
         order = np.random.default_rng([seed, epoch]).permutation(n)
         rng = np.random.default_rng([seed, epoch, 1]) if augment else None
         loss_sum, correct = 0.0, 0
@@ -106,6 +120,8 @@ def _epochs(model, optimizer, train, val, epochs, batch_size, seed, callbacks, s
             loss_sum += loss * len(idx)
             correct += int((logits.argmax(axis=1) == yb).sum())
         metrics = {"train_loss": loss_sum / n, "train_accuracy": correct / n}
+        if hasattr(optimizer, "lr"):
+            metrics["learning_rate"] = float(optimizer.lr)
         if val is not None and len(val):
             # In training batches: evaluation then needs no more memory than a training step.
             metrics["val_loss"], metrics["val_accuracy"] = evaluate(model, val, batch_size)

@@ -158,7 +158,10 @@ def runs_frame(runs: Iterable) -> pd.DataFrame:
         frame[field] = typed_column(values)
     for name in EXTRA_PARAMS:
         frame[name] = typed_column([p.get(name) for p in params])
-    metric_names = list(dict.fromkeys([*FINAL_METRICS, *(k for m in metrics for k in m)]))
+    # A metric named like a setting (the per-epoch ``learning_rate`` of a schedule) leaves the
+    # column to the setting: its latest value is only the last epoch's (load_history has them all).
+    metric_names = [name for name in dict.fromkeys([*FINAL_METRICS, *(k for m in metrics for k in m)])
+                    if name not in frame.columns]
     for name in metric_names:
         frame[name] = pd.Series([m.get(name, math.nan) for m in metrics], dtype="float64")
     frame.attrs.update(hyperparameters=fields, swept=swept, metrics=metric_names)

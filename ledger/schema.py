@@ -89,7 +89,7 @@ DETERMINISTIC = "trial"
 #: Run states in which a run is still owned by a driver.
 ACTIVE = ("RUNNING", "SCHEDULED")
 
-EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_seconds")
+EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
 FINAL_METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_accuracy", "train_loss",
                  "train_seconds", "epochs_run", "peak_rss_mib")
 #: Params describing the trained network or its data rather than a config field.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -103,6 +104,52 @@ class CostEstimate:
     wall_seconds: float
     efficiency: float = EFFICIENCY
     efficiency_source: str = ""
+    #: With early stopping: the share of the pending trials' epochs ASHA is expected to train
+    #: (:func:`asha_share`), and the CPU and wall time that share takes; None without it.
+    asha_share: Optional[float] = None
+    asha_cpu_seconds: Optional[float] = None
+    asha_wall_seconds: Optional[float] = None
+
+
+def rung_epochs(grace: int, reduction_factor: int, epochs: int) -> list[int]:
+    """The epochs at which ASHA decides (:class:`sweeper.trials.asha.Rungs`): ``grace * rf**k`` below ``epochs``."""
+    rungs, m = [], grace
+    while m < epochs:
+        rungs.append(m)
+        m *= reduction_factor
+    return rungs
+
+
+def asha_share(trials: int, grace: int, reduction_factor: int, epochs: int, draws: int = 200_000) -> float:
+    """Expected share of ``trials x epochs`` epochs that ASHA's rule trains, trials arriving one by one.
+
+    The ``i``-th trial to reach a rung goes on when it is at or above the ``1 - 1/rf`` percentile
+    (linear interpolation) of the ``i`` values recorded there so far, that is when its rank among
+    them (0 the lowest) is at least ``ceil((1 - 1/rf)(i - 1))``: the first trials at a rung pass
+    more often than ``1/rf``. Averaged over random orders of scores (a fixed generator, so a plan
+    is reproducible; about ``draws`` rank insertions in all), trials of equal length.
+    """
+    import bisect
+
+    rungs = rung_epochs(grace, reduction_factor, epochs)
+    if trials < 1 or not rungs:
+        return 1.0
+    q = 1 - 1 / reduction_factor
+    rng = np.random.default_rng(0)
+    reps = max(5, min(2000, draws // (trials * len(rungs))))
+    total = 0
+    for _ in range(reps):
+        scores, previous = list(rng.random(trials)), 0
+        for rung in rungs:
+            total += len(scores) * (rung - previous)
+            seen, passing = [], []
+            for score in scores:
+                bisect.insort(seen, score)
+                if bisect.bisect_left(seen, score) >= math.ceil(q * (len(seen) - 1) - 1e-9):
+                    passing.append(score)
+            scores, previous = passing, rung
+        total += len(scores) * (epochs - previous)
+    return total / (reps * trials * epochs)
 
 
 def trial_flops(point: Point, config: SweepConfig, sizes: Optional[tuple[int, int, int]] = None) -> int:
@@ -136,9 +183,18 @@ def estimate_cost(plan: "Plan", flops_per_cpu: Optional[float] = None) -> CostEs
     if config.resources.max_concurrent:
         slots = min(slots, config.resources.max_concurrent)
     slots = max(1, min(slots, len(pending)))
+    asha = {}
+    rule = config.early_stopping
+    if rule is not None and pending:
+        epochs = max(t.point.config["train"]["epochs"] for t in plan.pending)
+        share = asha_share(len(pending), rule.grace_epochs, rule.reduction_factor, epochs)
+        cpu = sum(pending) * share
+        # Trials stop early, so the CPUs stay busy to the end; no shorter than one trial to the end.
+        asha = dict(asha_share=share, asha_cpu_seconds=cpu * cpus,
+                    asha_wall_seconds=max(cpu / slots, max(pending)))
     return CostEstimate(rate, flops, seconds, float(sum(flops[t.point.hash] for t in plan.pending)),
                         sum(pending) * cpus, slots, _makespan(pending, slots) if pending else 0.0,
-                        efficiency, source)
+                        efficiency, source, **asha)
 
 
 def duration(seconds: float) -> str:

@@ -48,7 +48,11 @@ def _sha256(text: str) -> str:
 #: the points of earlier sweeps keep their hashes (and their finished runs).
 LATER_DEFAULTS = {"data": {"test_path": None, "label_offset": 0, "resize": None, "test_fraction": None,
                            "input_shape": None},
-                  "train": {"crop_padding": 0, "hflip": False}}
+                  "model": {"batch_norm": False, "dropout": 0.0},
+                  "train": {"crop_padding": 0, "hflip": False, "schedule": "constant", "warmup_epochs": 0,
+                            "step_epochs": 5, "step_gamma": 0.1, "min_lr_factor": 0.0}}
+#: Train settings that only one schedule reads: left out of :func:`network_key` under the others.
+SCHEDULE_SETTINGS = {"step_epochs": "step", "step_gamma": "step", "min_lr_factor": "cosine"}
 
 
 def config_hash(config: dict) -> str:
@@ -148,13 +152,20 @@ class Merged:
                   canonical_json(self.into.values.get(k))]
         if differ and set(differ) <= {"pool_size", "pool_stride"} and self.point.config["model"]["pooling"] == "none":
             return f"{' and '.join(differ)} cannot change the network when pooling is none"
+        if differ and set(differ) <= set(SCHEDULE_SETTINGS):
+            return (f"{' and '.join(differ)} cannot change the training when the schedule is "
+                    f"{self.point.config['train']['schedule']}")
         return f"{', '.join(differ) or 'nothing'} differ(s), but the resolved network and training are the same"
 
 
 def network_key(point: Point) -> str:
     """Equal for two points that train the same network the same way (their resolved spec, train
-    settings, data and seed); the model section's own wording does not enter."""
-    return canonical_json({"spec": point.spec.to_dict(), **{k: v for k, v in point.config.items() if k != "model"}})
+    settings, data and seed); the model section's own wording does not enter, nor the settings of
+    a learning-rate schedule the point does not use."""
+    train = {k: v for k, v in point.config["train"].items()
+             if k not in SCHEDULE_SETTINGS or SCHEDULE_SETTINGS[k] == point.config["train"].get("schedule")}
+    rest = {k: v for k, v in point.config.items() if k not in ("model", "train")}
+    return canonical_json({"spec": point.spec.to_dict(), "train": train, **rest})
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sweeper.plan.cost import duration
+from sweeper.plan.cost import duration, rung_epochs
 from sweeper.spec.config import canonical_json
 
 if TYPE_CHECKING:
@@ -75,6 +75,7 @@ def format_summary(plan: Plan) -> str:
             lines += _table(("trial", "run id"), [(d.trial.run_name, d.run_id) for d in plan.done])
 
         cpus = config.resources.cpus_per_trial
+        max_epochs = max(t.point.config["train"]["epochs"] for t in plan.trials)
         lines += ["", "Estimated cost of the pending trials"
                   + (" (an upper bound: early stopping ends some trials sooner)" if config.early_stopping else "")
                   + ":"]
@@ -86,6 +87,13 @@ def format_summary(plan: Plan) -> str:
         lines.append(f"  CPU time {duration(cost.cpu_seconds)}; wall about {duration(cost.wall_seconds)} "
                      f"running {cost.concurrency} trial{'s' * (cost.concurrency > 1)} at a time on "
                      f"{plan.total_cpus} CPUs")
+        if cost.asha_share is not None:
+            rule = config.early_stopping
+            lines.append(f"  with early stopping, expected: CPU time {duration(cost.asha_cpu_seconds)}; wall about "
+                         f"{duration(cost.asha_wall_seconds)} ({100 * cost.asha_share:.0f}% of the epochs: ASHA keeps "
+                         f"the best 1/{rule.reduction_factor} at epochs "
+                         f"{', '.join(map(str, rung_epochs(rule.grace_epochs, rule.reduction_factor, max_epochs)))}"
+                         f"; more pass while a rung has few values)")
         if cpus > plan.total_cpus:
             lines.append(f"  warning: cpus_per_trial {cpus} exceeds the {plan.total_cpus} CPUs available")
     else:

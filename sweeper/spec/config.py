@@ -34,8 +34,8 @@ from sweeper.spec.data import (DATASET_SIZES, KNOWN_SHAPES, PATH_SOURCES, TEST_F
                                DataConfig)
 from sweeper.spec.fields import (MAX_BATCH, MAX_BLOCKS, MAX_CLASSES, MAX_CPUS, MAX_DENSE, MAX_DEPTH, MAX_EPOCHS,
                                  MAX_REPEATS, MAX_RETRIES, MAX_SEED, Activation, ExperimentName, Fraction, MemorySize,
-                                 NonNegFloat, NonNegInt, Padding, Pooling, PositiveFloat, PositiveInt, Size,
-                                 SweepName, Section, at_most)
+                                 NonNegFloat, NonNegInt, Padding, Pooling, PositiveFloat, PositiveInt, Schedule,
+                                 ShrinkFactor, Size, SweepName, UnitInterval, Section, at_most)
 from sweeper.spec.overrides import apply_overrides
 from sweeper.spec.yamlsource import LineMap, SweepFileError, load_yaml, located_error, problems_from
 
@@ -52,7 +52,12 @@ MAX_COUNT = at_most(MAX_TRIALS, f"a sweep has at most {MAX_TRIALS} trials")
 
 
 class ModelConfig(Section):
-    """The network: ``blocks`` conv blocks sharing every setting but their depth, then dense layers."""
+    """The network: ``blocks`` conv blocks sharing every setting but their depth, then dense layers.
+
+    Options beyond the lecture's network (off by default): ``batch_norm`` normalises every
+    convolution's and hidden dense layer's output before its activation; ``dropout`` drops that
+    fraction of every dense layer's inputs in training.
+    """
 
     blocks: Annotated[PositiveInt, MAX_BLOCKS] = 2
     depth: Annotated[PositiveInt, MAX_DEPTH] = 8
@@ -67,6 +72,8 @@ class ModelConfig(Section):
     dense: Annotated[list[Annotated[PositiveInt, MAX_DENSE]], Field(max_length=16)] = [64]
     dense_activation: Activation = "relu"
     classes: Annotated[int, Strict(), Ge(2), MAX_CLASSES] = 10
+    batch_norm: Annotated[bool, Strict()] = False
+    dropout: Fraction = 0.0
 
     def depths(self) -> list[int]:
         """Kernels per block: block ``i`` has ``depth``, ``depth * 2**i`` or ``max(1, depth // 2**i)``."""
@@ -93,11 +100,17 @@ class ModelConfig(Section):
                      activation=self.activation, pooling=pooling, pool_size=pool_size, pool_stride=pool_stride)
         return ModelSpec(blocks=tuple(ConvBlockSpec(depth=d, **block) for d in self.depths()),
                          input_shape=tuple(input_shape), dense=tuple(self.dense),
-                         dense_activation=self.dense_activation, classes=self.classes)
+                         dense_activation=self.dense_activation, classes=self.classes,
+                         batch_norm=self.batch_norm, dropout=self.dropout)
 
 
 class TrainConfig(Section):
-    """Optimisation. ``momentum`` is used by sgd only."""
+    """Optimisation. ``momentum`` is used by sgd only.
+
+    The learning rate of each epoch (see :mod:`cnn.schedules`): ``warmup_epochs`` rising linearly
+    to ``learning_rate``, then ``schedule`` over the remaining epochs: ``constant``; ``step``
+    (times ``step_gamma`` every ``step_epochs``); ``cosine`` (down to ``min_lr_factor`` times the rate).
+    """
 
     epochs: Annotated[PositiveInt, MAX_EPOCHS] = 2
     batch_size: Annotated[PositiveInt, MAX_BATCH] = 64
@@ -110,6 +123,11 @@ class TrainConfig(Section):
     #: pixels and crop a random window of the original size (0: none); mirror half the images.
     crop_padding: NonNegInt = 0
     hflip: Annotated[bool, Strict()] = False
+    schedule: Schedule = "constant"
+    warmup_epochs: Annotated[NonNegInt, MAX_EPOCHS] = 0
+    step_epochs: Annotated[PositiveInt, MAX_EPOCHS] = 5
+    step_gamma: ShrinkFactor = 0.1
+    min_lr_factor: UnitInterval = 0.0
 
 
 class _MetricChoice(Section):

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from annotated_types import Ge, Gt, Lt
+from annotated_types import Ge, Gt, Le, Lt
 from pydantic import AfterValidator, AllowInfNan, BaseModel, ConfigDict, Field, PlainValidator, Strict
 from pydantic_core import PydanticCustomError
 
+from cnn.schedules import KINDS
 from cnn.spec import ACTIVATIONS, POOLING_MODES
 
 from sweeper.spec.names import SWEEP_NAME_PATTERN, check_name
@@ -23,6 +24,9 @@ NonNegInt = Annotated[int, Strict(), Ge(0)]
 PositiveFloat = Annotated[float, Strict(), AllowInfNan(False), Gt(0)]
 NonNegFloat = Annotated[float, Strict(), AllowInfNan(False), Ge(0)]
 Fraction = Annotated[float, Strict(), AllowInfNan(False), Ge(0), Lt(1)]
+#: A factor that shrinks a value or keeps it: a learning-rate decay, a floor relative to the rate.
+ShrinkFactor = Annotated[float, Strict(), AllowInfNan(False), Gt(0), Le(1)]
+UnitInterval = Annotated[float, Strict(), AllowInfNan(False), Ge(0), Le(1)]
 
 
 _UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
@@ -80,6 +84,7 @@ MAX_REPEATS = at_most(1000, "trials of one point, each with its own seed")
 MAX_SEED = at_most(2 ** 63 - 1, "seeds are stored as 64-bit integers")
 MAX_CPUS = at_most(1024, "CPUs one trial can use")
 MAX_RETRIES = at_most(100, "retries of a trial whose worker died")
+Schedule = Literal[KINDS]
 Activation = Literal[ACTIVATIONS]
 Pooling = Literal[POOLING_MODES + ("none",)]
 

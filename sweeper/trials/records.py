@@ -59,7 +59,8 @@ class NullRecorder:
         self.echo(f"images: {n_train} train, {n_val} validation, {n_test} test")
 
     def log_epoch(self, epoch, metrics):
-        self.echo(f"epoch {epoch}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        self.echo(f"epoch {epoch}: " + "  ".join(f"{k} {v:.4g}" if k == "learning_rate" else f"{k} {v:.4f}"
+                                                  for k, v in metrics.items()))
 
     def save_checkpoint(self, path, epoch):
         pass

@@ -96,6 +96,14 @@ def build(config: dict, seed: int, spec, normalizer=None):
     return model, optimizer
 
 
+def schedule(train: dict) -> cnn.Schedule:
+    """The learning rate of each epoch from a point's ``train`` settings (absent ones: the defaults
+    of runs recorded before schedules existed, a constant rate)."""
+    return cnn.Schedule(train["learning_rate"], train["epochs"], train.get("schedule", "constant"),
+                        train.get("warmup_epochs", 0), train.get("step_epochs", 5), train.get("step_gamma", 0.1),
+                        train.get("min_lr_factor", 0.0))
+
+
 class _Timed:
     """Proxies a recorder (or coordinator), adding the seconds spent in each method to ``profile``.
 
@@ -230,7 +238,8 @@ def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome, data) 
     fit_started = time.perf_counter()
     augment = cnn.Augment(t.get("crop_padding", 0), t.get("hflip", False))
     result = cnn.fit(model, optimizer, train, val, epochs=t["epochs"], batch_size=t["batch_size"], seed=task.seed,
-                     callbacks=[on_epoch], start_epoch=start_epoch, history=history, augment=augment or None)
+                     callbacks=[on_epoch], start_epoch=start_epoch, history=history, augment=augment or None,
+                     schedule=schedule(t))
     profile["fit"] = time.perf_counter() - fit_started  # the epochs, with the callbacks' recording
     profile["max_rss_fit"] = _memory()["max_rss"]
     train_seconds = profile["fit"] + sum(e["seconds"] for e in history)

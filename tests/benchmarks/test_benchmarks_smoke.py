@@ -73,3 +73,36 @@ def test_quick_paging_section_compares_plain_and_paged_reads(tmp_path, ray_local
         assert _positive(p[mode]["epoch_seconds"]) and _positive(p[mode]["max_rss_mib"])
     assert res["targets"]["paging_time_ratio"] == p["time_ratio"]
     assert "Reading the shared data paged" in (tmp_path / "latest.md").read_text()
+
+
+def test_quick_colour_section_trains_both_frameworks_on_generated_cifar_files(tmp_path):
+    """The colour section on a generated CIFAR-10-format set: both frameworks, 3 seeds, a verdict."""
+    res = run.run(quick=True, out=tmp_path, log=lambda *_: None, sections=["colour"])
+    c = json.loads((tmp_path / "latest.json").read_text())["colour"]
+    assert c["generated"] and "generated set in CIFAR-10's binary format" in c["source"]
+    assert len(c["runs"]["core"]) == len(c["runs"]["torch"]) == 3
+    for r in c["runs"]["core"] + c["runs"]["torch"]:
+        assert 0 <= r["test_accuracy"] <= 1 and all(_positive(s) for s in r["epoch_seconds"])
+    assert _positive(c["time_ratio"]) and isinstance(c["within_noise"], bool)
+    assert res["targets"]["colour_within_noise"] == c["within_noise"]
+    md = (tmp_path / "latest.md").read_text()
+    assert "Colour images: the core against PyTorch" in md and "seed-noise" in md
+
+
+def test_colour_section_reads_real_cifar_files_when_pointed_at_them(tmp_path):
+    from benchmarks import colour
+
+    folder = colour.write_cifar_format(tmp_path / "cifar", train=100, test=40, seed=3)
+    res = colour.run(quick=True, cifar=str(folder), epochs=1, seeds=2, log=lambda *_: None)
+    assert not res["generated"] and str(folder) in res["source"] and res["train_images"] == 100
+    assert len(res["runs"]["core"]) == 2
+
+
+def test_colour_verdict_compares_the_difference_with_seed_noise():
+    from benchmarks.colour import compare
+
+    close = compare([0.80, 0.82, 0.78], [0.81, 0.80, 0.79])
+    assert close["within_noise"] and close["difference"] == pytest.approx(0.0)
+    assert close["noise_band"] == pytest.approx(2 * ((0.02 ** 2 + 0.01 ** 2) / 3) ** 0.5)
+    far = compare([0.90, 0.91, 0.90], [0.80, 0.81, 0.80])
+    assert not far["within_noise"] and far["paired_interval"][0] > 0

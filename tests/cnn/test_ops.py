@@ -33,11 +33,12 @@ def _batch_last(a):
     return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2) if a.ndim == 4 else a
 
 
-def helper_test_op(layer, torch_fn, x, dtype, params=(), seed=0):
+def helper_test_op(layer, torch_fn, x, dtype, params=(), seed=0, before=None):
     """Compare ``layer`` with ``torch_fn(x_t, *params_t)``: output, dx and each named param grad.
 
     4-D inputs run twice, C-contiguous and batch-last (see cnn.layout): the kernels take strided
     slices whose shapes depend on the memory order, and both orders reach every layer in a model.
+    ``before()`` runs before each forward of ``layer`` (a layer with state resets it there).
     """
     x = x.astype(dtype)
     rng = np.random.default_rng(seed)
@@ -47,6 +48,8 @@ def helper_test_op(layer, torch_fn, x, dtype, params=(), seed=0):
     dy = rng.standard_normal(tuple(yt.shape)).astype(dtype)
     yt.backward(torch.from_numpy(dy))
     for order, to in (("C", np.ascontiguousarray), ("batch-last", _batch_last)):
+        if before is not None:
+            before()
         y = layer.forward(to(x))
         assert y.dtype == dtype, f"{type(layer).__name__} returned {y.dtype} for {dtype} input"
         np.testing.assert_allclose(y, yt.detach().numpy(), **TOL[dtype], err_msg=f"forward ({order})")
@@ -201,3 +204,116 @@ def test_batch_last_memory_passes_through_a_block(mode):
     for layer in reversed(layers[1:]):
         d = layer.backward(d)
         assert memory_order(d) == BATCH_LAST, f"{layer!r} input gradient"
+
+
+def _torch_batch_norm(layer, training):
+    """``F.batch_norm`` with the layer's own running statistics (as copies: torch updates them)."""
+    rm = torch.from_numpy(layer.buffers["running_mean"].copy())
+    rv = torch.from_numpy(layer.buffers["running_var"].copy())
+    return lambda x, g, b: F.batch_norm(x, rm, rv, g, b, training=training, momentum=layer.momentum, eps=layer.eps)
+
+
+BN_SHAPES = [(6, 5), (2, 3, 4, 5), (7, 2, 1, 1), (1, 3, 3, 2)]
+
+
+def _batch_norm_layer(shape, dtype, seed=13):
+    rng = np.random.default_rng(seed)
+    layer = cnn.BatchNorm(shape[1], dtype=dtype)
+    layer.params = {"gamma": rng.uniform(0.5, 2, shape[1]).astype(dtype), "beta": rng.standard_normal(shape[1]).astype(dtype)}
+    layer.buffers = {"running_mean": rng.standard_normal(shape[1]).astype(dtype),
+                     "running_var": rng.uniform(0.2, 3, shape[1]).astype(dtype)}
+    return layer
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("shape", BN_SHAPES, ids=str)
+def test_batch_norm_matches_torch(shape, training, dtype):
+    """Training mode normalises with the batch's statistics, evaluation with the running ones."""
+    layer = _batch_norm_layer(shape, dtype)
+    layer.training = training
+    x = np.random.default_rng(14).standard_normal(shape) * 3 + 1
+    saved = {k: v.copy() for k, v in layer.buffers.items()}
+
+    def restore():  # each forward in training mode moves the running statistics
+        layer.buffers = {k: v.copy() for k, v in saved.items()}
+
+    helper_test_op(layer, _torch_batch_norm(layer, training), x, dtype, ("gamma", "beta"), before=restore)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", BN_SHAPES, ids=str)
+def test_batch_norm_running_statistics_match_torch(shape, dtype):
+    """Five training batches, then the running mean and (unbiased) variance and an eval forward."""
+    if shape[0] * (shape[2] * shape[3] if len(shape) == 4 else 1) == 1:
+        pytest.skip("one value per channel: PyTorch refuses to train on it")
+    layer = _batch_norm_layer(shape, dtype)
+    module = torch.nn.BatchNorm1d(shape[1]) if len(shape) == 2 else torch.nn.BatchNorm2d(shape[1])
+    module = module.to(torch.float64 if dtype == np.float64 else torch.float32)
+    with torch.no_grad():
+        module.weight.copy_(torch.from_numpy(layer.params["gamma"]))
+        module.bias.copy_(torch.from_numpy(layer.params["beta"]))
+        module.running_mean.copy_(torch.from_numpy(layer.buffers["running_mean"]))
+        module.running_var.copy_(torch.from_numpy(layer.buffers["running_var"]))
+    rng = np.random.default_rng(15)
+    for step in range(5):
+        x = (rng.standard_normal(shape) * (step + 1) + step).astype(dtype)
+        y = layer.forward(_batch_last(x) if step % 2 else x)
+        with torch.no_grad():
+            yt = module(torch.from_numpy(x))
+        np.testing.assert_allclose(y, yt.numpy(), **TOL[dtype], err_msg=f"forward, step {step}")
+        for key in ("running_mean", "running_var"):
+            want = getattr(module, key).numpy()
+            np.testing.assert_allclose(layer.buffers[key], want, **TOL[dtype], err_msg=f"{key}, step {step}")
+            _record(dtype, key, layer.buffers[key], want)
+    layer.training = False
+    module.eval()
+    x = rng.standard_normal(shape).astype(dtype)
+    with torch.no_grad():
+        np.testing.assert_allclose(layer.forward(x), module(torch.from_numpy(x)).numpy(), **TOL[dtype])
+
+
+def test_batch_norm_keeps_batch_last_memory():
+    from cnn.layout import BATCH_LAST, memory_order
+
+    layer = cnn.BatchNorm(3)
+    x = _batch_last(np.random.default_rng(16).standard_normal((4, 3, 5, 6)).astype(np.float32))
+    for training in (True, False):
+        layer.training = training
+        y = layer.forward(x)
+        assert memory_order(y) == BATCH_LAST
+        assert memory_order(layer.backward(_batch_last(np.ones_like(y)))) == BATCH_LAST
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("p", [0.0, 0.25, 0.5, 0.9])
+@pytest.mark.parametrize("shape", [(8, 20), (3, 2, 4, 5)], ids=str)
+def test_dropout_matches_torch_with_the_same_mask(shape, p, dtype):
+    """PyTorch's dropout draws its mask from its own generator: the reference applies ours,
+    ``x * (u >= p) / (1 - p)``, with the same ``u``; the survivors' scaling and the gradient are checked."""
+    layer = cnn.Dropout(p)
+    u = np.random.default_rng(17).random(shape, dtype=dtype)
+    mask = torch.from_numpy(((u >= p) / (1 - p)).astype(dtype))
+
+    def reseed():
+        layer.rng = np.random.default_rng(17)
+
+    x = np.random.default_rng(18).standard_normal(shape)
+    helper_test_op(layer, lambda xt: xt * mask, x, dtype, before=reseed)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_dropout_in_eval_mode_is_the_identity_as_in_torch(p):
+    layer = cnn.Dropout(p)
+    layer.training = False
+    x = np.random.default_rng(19).standard_normal((4, 6))
+    helper_test_op(layer, lambda xt: F.dropout(xt, p, training=False), x, np.float64)
+
+
+def test_dropout_drops_p_and_keeps_the_mean():
+    layer = cnn.Dropout(0.3, rng=np.random.default_rng(20))
+    y = layer.forward(np.ones((400, 500)))
+    assert abs((y == 0).mean() - 0.3) < 0.005
+    assert np.allclose(y[y != 0], 1 / 0.7) and abs(y.mean() - 1) < 0.01
+    t = F.dropout(torch.ones(400, 500, dtype=torch.float64), 0.3, training=True).numpy()
+    assert abs((t == 0).mean() - 0.3) < 0.005 and np.allclose(t[t != 0], 1 / 0.7)
