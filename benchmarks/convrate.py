@@ -61,6 +61,7 @@ def alternated_fractions(names, n: int, reps: int = 7, size: int = 512, target_s
                 t = {k: time_calls(step if k == "layer" else mm, calls[k]) for k in order}
                 ratios.append((flops / t["layer"]) / (mm_flops / t["mm"]))
             rows.append({"arch": name, "layer": layer.name, "in_channels": layer.in_channels,
+                         "algorithms": f"{layer.chosen.get('forward')}/{layer.chosen.get('backward')}",
                          "out_channels": layer.out_channels, "fraction": float(np.median(ratios)),
                          "fraction_min": float(min(ratios)), "fraction_max": float(max(ratios)),
                          "target_applies": layer.in_channels >= 8})

@@ -6,6 +6,31 @@ import os
 import platform
 
 
+#: The CPU flags that decide which SIMD kernels NumPy, OpenBLAS, pocketfft and oneDNN run.
+SIMD_PREFIXES = ("sse4", "avx", "fma", "amx", "f16c")
+
+
+def cpu_flags() -> list[str]:
+    """Every flag ``/proc/cpuinfo`` lists for the first CPU (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    return []
+
+
+def simd_flags(flags=None) -> list[str]:
+    return [f for f in (cpu_flags() if flags is None else flags) if f.startswith(SIMD_PREFIXES)]
+
+
+def cpu_line(info: dict) -> str:
+    """The CPU model and its SIMD flags, as printed beside every table of kernel figures."""
+    return f"CPU: {info['cpu']}; SIMD flags: {' '.join(info.get('simd_flags') or ['unknown'])}"
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
@@ -28,6 +53,8 @@ def machine_info(threads: int) -> dict:
     ]
     return {
         "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "simd_flags": simd_flags(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "threads": threads,

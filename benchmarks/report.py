@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import kernels_report
+from .kernels_report import verdict as _verdict
 from .sweep import TARGET_EFFICIENCY, TARGET_OVERHEAD_S
 
 BREAKDOWN_LABELS = {
@@ -25,18 +27,15 @@ BREAKDOWN_LABELS = {
 }
 
 
-def _mb(b) -> str:
-    return f"{b / 2**20:.1f}"
-
-
 def markdown(res: dict) -> str:
     m = res["machine"]
     blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} threads)"
                      for b in m["numpy_blas"])
     out = [
-        "# NumPy CNN against PyTorch on the CPU" if "throughput" in res else "# cnn-sweeper benchmarks",
+        "# NumPy CNN against PyTorch on the CPU" if ("throughput" in res or "kernels2" in res)
+        else "# cnn-sweeper benchmarks",
         "",
-        f"Machine: {m['cpu']}, {m['usable_cpus']} usable of {m['logical_cpus']} logical CPUs, "
+        f"Machine: {m['cpu']} (CPU flags: {' '.join(m.get('cpu_flags') or ['unknown'])}), {m['usable_cpus']} usable of {m['logical_cpus']} logical CPUs, "
         f"{m['threads']} thread(s) for both frameworks; Python {m['python']}, NumPy {m['numpy']} "
         f"(BLAS: {blas}), PyTorch {m['torch']} ({m['torch_backend']}); {m['date']}."
         + (f" Environment: {m['env']}." if m["env"] else "")
@@ -51,8 +50,10 @@ def markdown(res: dict) -> str:
         "",
     ]
     if "throughput" in res:
-        out += kernels_markdown(res)
-    sections = (("kernels2", kernels2_markdown), ("sweep", sweep_markdown), ("vs_tune", vs_tune_markdown),
+        out += kernels_report.markdown(res, m)
+    if "kernels2" in res:
+        out += kernels_report.markdown(res["kernels2"], m)
+    sections = (("sweep", sweep_markdown), ("vs_tune", vs_tune_markdown),
                 ("bookkeeping", bookkeeping_markdown), ("ledger", ledger_markdown), ("calibrate", calibrate_markdown),
                 ("paging", paging_markdown))
     from .colour import markdown as colour_markdown  # here: colour imports this module
@@ -61,61 +62,6 @@ def markdown(res: dict) -> str:
         if key in res:
             out += section(res[key])
     return "\n".join(out)
-
-
-def _verdict(ok: bool, by: str) -> str:
-    return f"**met** (by {by})" if ok else f"**missed** (by {by})"
-
-
-def step_rows(layers: dict) -> list[str]:
-    out = ["| architecture | step ms | FLOP limit ms | fraction of the limit |", "|---|---:|---:|---:|"]
-    for arch, prof in layers["archs"].items():
-        if "step_fraction_of_limit" in prof:
-            out.append(f"| {arch} | {1e3 * prof['step_s']:.2f} | {1e3 * prof['step_limit_s']:.2f} | "
-                       f"{100 * prof['step_fraction_of_limit']:.0f}% |")
-    return out
-
-
-def conv_summary(rows: list[dict], target: float) -> str:
-    applies = [r for r in rows if r["target_applies"]]
-    if not applies:
-        return "No layer with >= 8 input channels."
-    low = min(applies, key=lambda r: r["fraction_of_peak"])
-    met = sum(r["fraction_of_peak"] >= target for r in applies)
-    return (f"Target (>= {100 * target:.0f}% of the matmul rate, layers with >= 8 input channels): {met} of "
-            f"{len(applies)} layers; lowest {100 * low['fraction_of_peak']:.0f}% ({low['arch']} {low['layer']}, "
-            f"{low['in_channels']} -> {low['out_channels']}): "
-            + _verdict(low["fraction_of_peak"] >= target, f"{100 * (low['fraction_of_peak'] - target):+.0f} points") + ".")
-
-
-def conv_table(rows: list[dict]) -> list[str]:
-    """The rate of each convolution and why: its products alone at the same shapes, and its copies."""
-    out = ["| architecture | layer | C -> F | GFLOP/s | % of matmul rate | same-shape products alone | "
-           "layer ms | products ms | im2col ms | col2im ms | copies' share | target applies |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"]
-    for r in rows:
-        out.append(f"| {r['arch']} | {r['layer']} | {r['in_channels']} -> {r['out_channels']} | {r['gflops']:.1f} | "
-                   f"{100 * r['fraction_of_peak']:.0f}% | {100 * r.get('matched_fraction_of_peak', float('nan')):.0f}% | "
-                   f"{r.get('layer_ms', float('nan')):.2f} | {r.get('matmul_ms', float('nan')):.2f} | "
-                   f"{r.get('im2col_ms', float('nan')):.2f} | {r.get('col2im_ms', 0.0):.2f} | "
-                   f"{100 * r.get('copies_share', float('nan')):.0f}% | {'yes' if r['target_applies'] else 'no'} |")
-    out += ["", "% of matmul rate: the layer's forward + backward and a square float32 matmul timed in turn, the "
-                "median of the pairs' ratios (benchmarks/convrate.py), so the neighbours' load hits both alike. "
-                "Same-shape products alone: the forward, dW and dx matrix products of the layer on contiguous "
-                "operands, as a share of the square matmul's rate: the ceiling an im2col convolution has at these "
-                "sizes. The copies' share is the time of the im2col copy and the col2im scatter, timed alone, "
-                "over the layer's forward + backward time."]
-    return out
-
-
-def kernels2_markdown(k: dict) -> list[str]:
-    from .run import TARGET_CONV
-
-    out = [f"## Convolutions and the step at {k['threads']} threads", "",
-           f"Matmul rate: {k['matmul']['peak_gflops']:.1f} GFLOP/s.", "",
-           *conv_table(k["conv_rate"]["rows"])]
-    out += ["", conv_summary(k["conv_rate"]["rows"], TARGET_CONV), "", *step_rows(k["layers"]), ""]
-    return out
 
 
 def vs_tune_markdown(v: dict) -> list[str]:
@@ -200,46 +146,6 @@ def calibrate_markdown(c: dict) -> list[str]:
                     f"phase {e['measured_wall_s']:.1f} s: **{100 * e['error_calibrated']:+.0f}%** calibrated "
                     f"({e['eta_calibrated_s']:.1f} s), {100 * e['error_default']:+.0f}% with the old fixed 0.05 "
                     f"({e['eta_default_s']:.1f} s). Trials are dispatched longest first (the plan's estimate)."]
-    out.append("")
-    return out
-
-
-def kernels_markdown(res: dict) -> list[str]:
-    t = res["targets"]
-    out = [
-        "## Training-step throughput (images/s, forward + backward + update)",
-        "",
-        "| architecture | batch | NumPy | PyTorch | ratio |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for row in res["throughput"]["rows"]:
-        out.append(f"| {row['arch']} | {row['batch']} | {row['numpy_images_per_s']:.0f} | "
-                   f"{row['torch_images_per_s']:.0f} | {row['ratio']:.2f} |")
-    s = res["throughput"]["summary"]
-    out += ["", f"Geometric mean of the ratio: **{s['geomean_ratio']:.2f}** (target >= 0.5); "
-                f"lowest: **{s['min_ratio']:.2f}** ({s['min_arch']}, target >= 0.3).", ""]
-    out += ["## Convolution arithmetic rate (forward + backward)", "",
-            f"Measured float32 matmul rate: {res['matmul']['peak_gflops']:.1f} GFLOP/s "
-            f"({res['matmul']['size']}x{res['matmul']['size']} square).", "",
-            *conv_table(res["conv_rate"]["rows"])]
-    from .run import TARGET_CONV
-
-    out += ["", conv_summary(res["conv_rate"]["rows"], TARGET_CONV), "",
-            f"The whole step against its FLOP limit (step FLOPs / matmul rate), batch {res['layers']['batch']}:", "",
-            *step_rows(res["layers"]), ""]
-    out += ["## Peak memory of a training step", "",
-            "| architecture | batch | traced peak MiB | buffers need MiB | ratio |", "|---|---:|---:|---:|---:|"]
-    for row in res["memory"]["rows"]:
-        out.append(f"| {row['arch']} | {row['batch']} | {_mb(row['peak_bytes'])} | {_mb(row['need_bytes'])} | "
-                   f"{row['ratio']:.2f} |")
-    out += ["", "Need = every im2col matrix + every layer's output + the largest input-gradient column "
-                f"buffer. Target ratio <= 1.5: {'met' if t['memory_ok'] else 'missed'}.", ""]
-    out += ["## Where a NumPy step goes (batch " + str(res["layers"]["batch"]) + ")", "",
-            "| architecture | layer | forward ms | backward ms | share |", "|---|---|---:|---:|---:|"]
-    for arch, prof in res["layers"]["archs"].items():
-        for row in prof["layers"]:
-            out.append(f"| {arch} | {row['layer']} | {1e3 * row['forward_s']:.2f} | {1e3 * row['backward_s']:.2f} | "
-                       f"{100 * row['share']:.0f}% |")
     out.append("")
     return out
 

@@ -12,17 +12,32 @@ from .layer import Layer
 
 
 class ReLU(Layer):
+    """``fused`` (set by :func:`cnn.fuse.fuse_activations`): None, a layer of its own; ``"mask"``,
+    the convolution before applied it (forward: identity, backward: the mask); ``"pool"``, the
+    pooling after applies the backward too (both ways: identity)."""
+
     def __init__(self, *, name: str = "relu"):
         super().__init__(name)
+        self.fused: str | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        mask = x > 0
-        self.cache = mask
-        return np.multiply(x, mask, dtype=x.dtype)
+        if self.fused:
+            self.cache = x if self.fused == "mask" else None
+            return x
+        y = np.maximum(x, 0)  # keeps x's memory order (ufuncs default to order "K")
+        self.cache = y
+        return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        mask, self.cache = self.cache, None
-        return np.multiply(dy, mask, dtype=dy.dtype)
+        y, self.cache = self.cache, None
+        if self.fused == "pool":
+            return dy
+        return relu_backward(dy, y)
+
+
+def relu_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``dy * (y > 0)`` for ReLU's output ``y``, in ``y``'s memory order."""
+    return np.multiply(dy, y > 0, dtype=dy.dtype)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

@@ -1,38 +1,71 @@
-"""2-D convolution (cross-correlation, as in PyTorch) as im2col plus one matrix product.
+"""2-D convolution (cross-correlation, as in PyTorch), computed by the fastest of several algorithms.
 
 Shapes: input ``x (N, C, H, W)``, weights ``W (F, C, kh, kw)``, bias ``b (F,)``, output
-``y (N, F, OH, OW)`` with ``OH = (H + 2P - kh) // S + 1``. With ``cols = im2col(x)`` of shape
-``(N*OH*OW, C*kh*kw)`` and ``Wm = W.reshape(F, -1)``:
+``y (N, F, OH, OW)`` with ``OH = (H + 2P - kh) // S + 1``:
 
-    forward:   y    = cols @ Wm.T + b              (reshaped to N, F, OH, OW)
-    backward:  dW   = dy2.T @ cols                  dy2 = dy as (N*OH*OW, F)
-               db   = dy2.sum(0)
-               dx   = col2im(dy2 @ Wm)             (the lecture's rotated-kernel convolution)
+    y[n, f, i, j] = b[f] + sum_{c, u, v} xp[n, c, i*S + u, j*S + v] W[f, c, u, v]     (xp: x padded)
 
-The code computes the same products transposed, on ``cols.T (C*kh*kw, OH*OW*N)`` with the batch
-innermost (see :mod:`cnn.im2col` and :mod:`cnn.layout` for why): ``y.T = Wm @ cols.T`` comes out
-as ``(F, OH, OW, N)``, which is returned as an ``(N, F, OH, OW)`` view rather than copied;
-element-wise layers and pooling downstream keep that memory order, so the next convolution's
-batch-last copy and ``dy.T`` here are plain reshapes.
+The lecture's algorithm is im2col plus one matrix product (:mod:`cnn.im2col`): with
+``cols = im2col(x)`` of shape ``(N*OH*OW, C*kh*kw)`` and ``Wm = W.reshape(F, -1)``,
+
+    forward:   y  = cols @ Wm.T + b
+    backward:  dW = dy2.T @ cols    db = dy2.sum(0)    dx = col2im(dy2 @ Wm)     (dy2: dy as N*OH*OW x F)
+
+Others compute the same numbers with less work for some shapes: the Fourier transform, by FFTs
+(:mod:`cnn.fftconv`) or by matrix products (:mod:`cnn.dftconv`) (stride 1; large kernels, many
+channels, small maps), Winograd's F(2x2, 3x3)
+(:mod:`cnn.winograd`, 3x3 stride 1), and, for the backward's ``dx``, one product per
+kernel offset added onto shifted slices (``shift`` in :mod:`cnn.im2col`). Each layer shape
+takes the fastest, measured on this machine (:mod:`cnn.autotune`); the forward and the backward
+choose separately. ``Conv2D(..., algorithm="fft")`` (or ``"im2col/shift"``: forward/backward)
+fixes the choice instead.
+
+Every algorithm takes and returns batch-last memory (see :mod:`cnn.layout`): ``y`` is an
+``(N, F, OH, OW)`` view of an ``(F, OH, OW, N)`` array, which element-wise layers and pooling
+downstream keep, so the next convolution's input and ``dy`` here need no copy.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+from dataclasses import replace
+from functools import partial
+
 import numpy as np
 
+from . import autotune, heap, threads
+from .convbase import ConvShape, as_nchw, batch_last
+from .blocked import BlockedConv
+from .dftconv import DFTConv
+from .fftconv import FFTConv
 from .geometry import PaddingArg, pair, positive_pair
-from .im2col import col2im_t, conv_geometry, im2col_t
+from .im2col import Im2colConv, ShiftConv, conv_geometry
 from .layer import Layer
+from .winograd import WinogradConv
+
+ALGORITHMS = {a.name: a for a in (Im2colConv, ShiftConv, BlockedConv, FFTConv, DFTConv, WinogradConv)}
+#: Candidates per phase (``shift`` differs from ``im2col`` only in the backward).
+PHASES = {"forward": ("im2col", "blocked", "fft", "dft", "winograd"),
+          "backward": ("im2col", "shift", "blocked", "fft", "dft", "winograd")}
+#: Algorithm instances (and their scratch buffers) a layer keeps, for its most recent shapes.
+KEEP = 6
+#: Candidates estimated (ConvAlgorithm.estimate) above this multiple of the best are not measured.
+PLAUSIBLE = 4.0
+#: Layers of fewer forward FLOPs run im2col unmeasured: a measurement would cost more than any
+#: gain, and the lecture's direct sums stay exact (integers in, integers out).
+SMALL_FLOPS = 2_000_000
 
 
 class Conv2D(Layer):
-    """``Conv2D(in_channels, out_channels, kernel_size, stride=1, padding=0)``.
+    """``Conv2D(in_channels, out_channels, kernel_size, stride=1, padding=0, algorithm=None)``.
 
     ``kernel_size`` and ``stride``: an int or a pair ``(h, w)``; ``padding``: an int, a pair or
     ``"same"`` (output ``ceil(H / S)``; for stride 1, PyTorch's ``padding="same"``).
+    ``algorithm``: None (measured per shape), a name of :data:`ALGORITHMS` for both phases, or
+    ``"FORWARD/BACKWARD"``; a named algorithm must support the layer's shape.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding: PaddingArg = 0,
-                 *, rng=None, dtype=np.float32, name: str = "conv"):
+                 *, rng=None, dtype=np.float32, name: str = "conv", algorithm: str | None = None):
         super().__init__(name)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = positive_pair(kernel_size, f"{name} kernel_size")
@@ -40,8 +73,14 @@ class Conv2D(Layer):
         if not isinstance(padding, str):
             pair(padding, f"{name} padding")
         self.padding = padding
+        self.algorithm = self._requested(algorithm)
         self.needs_input_grad = True  # the first layer of a model turns this off
-        self._scratch: dict[str, np.ndarray] = {}
+        #: "relu": apply max(y, 0) to the output (cnn.fuse links the ReLU layer after).
+        self.activation: str | None = None
+        self._algos: dict[tuple, object] = {}
+        self._chosen: dict[tuple, str] = {}
+        #: The algorithm of the latest forward and backward: ``{"forward": name, "backward": name}``.
+        self.chosen: dict[str, str] = {}
         kh, kw = self.kernel_size
         fan_in = in_channels * kh * kw
         rng = np.random.default_rng(0) if rng is None else rng
@@ -50,32 +89,149 @@ class Conv2D(Layer):
         w = rng.standard_normal((out_channels, in_channels, kh, kw)) * np.sqrt(2.0 / fan_in)
         self.params = {"W": w.astype(dtype), "b": np.zeros(out_channels, dtype=dtype)}
 
-    def _buffer(self, key: str, shape, dtype) -> np.ndarray:
-        """A scratch array kept from step to step. Allocating tens of megabytes anew every step
-        costs page faults and the kernel's zero-filling of fresh pages; reuse costs neither."""
-        buf = self._scratch.get(key)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = self._scratch[key] = np.empty(shape, dtype=dtype)
-        return buf
+    def __getstate__(self):
+        # Scratch buffers and the forward's context are working memory, not the layer: never copied.
+        state = self.__dict__.copy()
+        state.update(_algos={}, cache=None)
+        return state
+
+    def _requested(self, algorithm):
+        if algorithm is None:
+            return None
+        fwd, _, bwd = str(algorithm).partition("/")
+        bwd = bwd or fwd
+        fwd = "im2col" if fwd == "shift" else fwd  # shift's forward is im2col's
+        for phase, chosen in (("forward", fwd), ("backward", bwd)):
+            if chosen not in PHASES[phase]:
+                raise ValueError(f"{self.name}: {phase} algorithm must be one of {', '.join(PHASES[phase])}, "
+                                 f"got {chosen!r}")
+        return {"forward": fwd, "backward": bwd}
+
+    def shape_of(self, x_shape, dtype) -> ConvShape:
+        """The :class:`ConvShape` of this layer applied to an input of ``x_shape``."""
+        n, c = x_shape[:2]
+        if c != self.in_channels:
+            raise ValueError(f"{self.name}: expected {self.in_channels} input channels, got input of shape {x_shape}")
+        (kh, kw), (sh, sw), pad, (oh, ow) = conv_geometry(x_shape, self.kernel_size, self.stride, self.padding)
+        return ConvShape(n, c, x_shape[2], x_shape[3], self.out_channels, kh, kw, sh, sw, pad, oh, ow,
+                         np.dtype(dtype).name)
+
+    def _instance(self, shape: ConvShape, name: str, part: int = 0):
+        """The algorithm object (its scratch buffers) for ``shape``; one per batch part, as parts run at once."""
+        key = (shape, name, part)
+        algo = self._algos.pop(key, None) or ALGORITHMS[name](shape)
+        self._algos[key] = algo  # most recent last
+        while len(self._algos) > KEEP:
+            self._algos.pop(next(iter(self._algos)))
+        return algo
+
+    def _pick(self, phase: str, shape: ConvShape, trials) -> str:
+        """The algorithm for ``phase`` of ``shape``: requested, remembered, cached or measured.
+
+        ``trials(names, n)``: ``name -> callable`` running the phase on the first ``n`` images.
+        """
+        base = phase.split("-")[0]
+        names = [n for n in PHASES[base] if ALGORITHMS[n].supports(shape)]
+        if self.algorithm is not None:
+            wanted = self.algorithm[base]
+            if wanted not in names:
+                raise ValueError(f"{self.name}: algorithm {wanted!r} does not support kernel {self.kernel_size}, "
+                                 f"stride {self.stride} (supported here: {', '.join(names)})")
+            return wanted
+        env = autotune.forced(base)
+        if env in names:
+            return env
+        if phase == "backward-dw":  # without dx, shift's backward is im2col's: nothing to measure
+            names.remove("shift")
+        if shape.flops < SMALL_FLOPS:
+            return "im2col"
+        memo = (phase, shape, threads.kernel_threads())
+        if memo not in self._chosen:
+            cost = {n: ALGORITHMS[n].estimate(shape, phase) for n in names}
+            plausible = [n for n in names if cost[n] <= PLAUSIBLE * min(cost.values())]
+            self._chosen[memo] = autotune.choose(phase, shape, memo[2], plausible, trials)
+        return self._chosen[memo]
+
+    def _algorithm(self, shape: ConvShape, name: str, n: int):
+        """The layer's own instance at its real batch; a throwaway one for a trial on fewer images."""
+        return self._instance(shape, name) if n == shape.n else ALGORITHMS[name](replace(shape, n=n))
+
+    def _parts(self, shape: ConvShape):
+        """``[(start, stop, part shape)]``: the batch split over the kernel threads (see cnn.threads)."""
+        return [(a, b, replace(shape, n=b - a)) for a, b in threads.batch_parts(shape.n, threads.kernel_threads())]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        n = x.shape[0]
-        k, s, pad, (oh, ow) = conv_geometry(x.shape, self.kernel_size, self.stride, self.padding)
-        shape = (self.in_channels * k[0] * k[1], oh * ow * n)
-        cols_t = im2col_t(x, k, s, pad, (oh, ow), out=self._buffer("cols", shape, x.dtype))  # the lecture's A'^T
-        y = self.params["W"].reshape(self.out_channels, -1) @ cols_t
-        y += self.params["b"][:, None]
-        self.cache = (x.shape, cols_t, (k, s, pad, (oh, ow)))
-        return y.reshape(self.out_channels, oh, ow, n).transpose(3, 0, 1, 2)
+        heap.keep_freed_memory()
+        w, b = self.params["W"], self.params["b"]
+        shape = self.shape_of(x.shape, w.dtype)
+        xb = batch_last(x.astype(w.dtype, copy=False))
+        parts = self._parts(shape)
+        whole = len(parts) == 1
+        with nullcontext() if whole else threads.serial_blas():
+            names = [self._pick_forward(s, xb[..., a:z]) for a, z, s in parts]
+            y = None if whole else np.empty((shape.f, shape.oh, shape.ow, shape.n), dtype=w.dtype)
+
+            def run(i):
+                a, z, s = parts[i]
+                return self._instance(s, names[i], i).forward(xb[..., a:z], w, b, out=None if whole else y[..., a:z],
+                                                              relu=self.activation == "relu")
+
+            done = threads.run_all([partial(run, i) for i in range(len(parts))])
+        self.chosen["forward"] = names[0]
+        self.cache = (shape, xb, parts, names, [ctx for _, ctx in done])
+        return as_nchw(done[0][0] if whole else y)
+
+    def _pick_forward(self, shape: ConvShape, xb: np.ndarray) -> str:
+        w, b = self.params["W"], self.params["b"]
+
+        def trials(names, n):
+            xs = _first(xb, n)
+            return {name: partial(self._algorithm(shape, name, n).forward, xs, w, b) for name in names}
+
+        return self._pick("forward", shape, trials)
+
+    def _pick_backward(self, shape, xb, dyb, forward_name, ctx) -> str:
+        w, need = self.params["W"], self.needs_input_grad
+        family = ALGORITHMS[forward_name].family
+
+        def trials(names, n):
+            xs, dys, own = _first(xb, n), _first(dyb, n), ctx
+            if n != shape.n and any(ALGORITHMS[name].family == family for name in names):
+                own = self._algorithm(shape, forward_name, n).forward(xs, w, self.params["b"])[1]
+            return {name: partial(self._algorithm(shape, name, n).backward, dys, xs, w,
+                                  own if ALGORITHMS[name].family == family else None, need) for name in names}
+
+        return self._pick("backward" if need else "backward-dw", shape, trials)
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
-        x_shape, cols_t, geometry = self.cache
-        f = self.out_channels
-        dy_t = dy.transpose(1, 2, 3, 0).reshape(f, -1)  # (F, OH*OW*N); no copy when dy is batch-last
-        w = self.params["W"]
-        self.grads = {"W": (dy_t @ cols_t.T).reshape(w.shape), "b": dy_t.sum(axis=1)}
+        shape, xb, parts, forward_names, ctxs = self.cache
+        w, need = self.params["W"], self.needs_input_grad
+        dyb = batch_last(dy.astype(w.dtype, copy=False))
+        whole = len(parts) == 1
+        with nullcontext() if whole else threads.serial_blas():
+            names = [self._pick_backward(s, xb[..., a:z], dyb[..., a:z], forward_names[i], ctxs[i])
+                     for i, (a, z, s) in enumerate(parts)]
+            dx = None if whole or not need else np.empty((shape.c, shape.h, shape.w, shape.n), dtype=w.dtype)
+
+            def run(i):
+                a, z, s = parts[i]
+                algo = self._instance(s, names[i], i)
+                own = ctxs[i] if algo.family == ALGORITHMS[forward_names[i]].family else None
+                return algo.backward(dyb[..., a:z], xb[..., a:z], w, own, need,
+                                     dx_out=None if dx is None else dx[..., a:z])
+
+            done = threads.run_all([partial(run, i) for i in range(len(parts))])
+        self.chosen["backward"] = names[0]
+        dw, db = done[0][0], done[0][1]
+        for part in done[1:]:
+            dw = dw + part[0]
+            db = db + part[1]
+        self.grads = {"W": dw, "b": db}
         self.cache = None
-        if not self.needs_input_grad:
-            return None
-        dcols = np.matmul(w.reshape(f, -1).T, dy_t, out=self._buffer("dcols", cols_t.shape, cols_t.dtype))
-        return col2im_t(dcols, x_shape, *geometry)
+        dx = done[0][2] if whole else dx
+        return None if dx is None else as_nchw(dx)
+
+
+def _first(b: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` images of a batch-last array, contiguous."""
+    return b if n == b.shape[-1] else np.ascontiguousarray(b[..., :n])

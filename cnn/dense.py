@@ -2,11 +2,18 @@
 
     Dense: x (N, in) -> y = x @ W.T + b (N, out); W (out, in) as in PyTorch's nn.Linear
            dW = dy.T @ x    db = dy.sum(0)    dx = dy @ W
+
+With more than one kernel thread the batch's rows are split over them, each part's products on
+one BLAS thread (see :mod:`cnn.threads`): these products are small, and the BLAS's own threads
+would meet at every one of them.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
+from . import threads
 from .layer import Layer
 from .layout import empty_ordered, memory_order
 
@@ -44,11 +51,36 @@ class Dense(Layer):
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"{self.name}: expected input (N, {self.in_features}), got {x.shape}")
         self.cache = x
-        y = x @ self.params["W"].T
-        y += self.params["b"]
+        w, b = self.params["W"], self.params["b"]
+        parts = threads.batch_parts(x.shape[0], threads.kernel_threads())
+        if len(parts) == 1:
+            y = x @ w.T
+            y += b
+            return y
+        y = np.empty((x.shape[0], self.out_features), dtype=np.result_type(x, w))
+
+        def part(a, z):
+            np.matmul(x[a:z], w.T, out=y[a:z])
+            y[a:z] += b
+
+        with threads.serial_blas():
+            threads.run_all([partial(part, a, z) for a, z in parts])
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         x, self.cache = self.cache, None
-        self.grads = {"W": dy.T @ x, "b": dy.sum(axis=0)}
-        return dy @ self.params["W"]
+        w = self.params["W"]
+        parts = threads.batch_parts(x.shape[0], threads.kernel_threads())
+        if len(parts) == 1:
+            self.grads = {"W": dy.T @ x, "b": dy.sum(axis=0)}
+            return dy @ w
+        dx = np.empty(x.shape, dtype=np.result_type(dy, w))
+
+        def part(a, z):
+            np.matmul(dy[a:z], w, out=dx[a:z])
+            return dy[a:z].T @ x[a:z], dy[a:z].sum(axis=0)
+
+        with threads.serial_blas():
+            done = threads.run_all([partial(part, a, z) for a, z in parts])
+        self.grads = {"W": sum(d[0] for d in done[1:]) + done[0][0], "b": sum(d[1] for d in done[1:]) + done[0][1]}
+        return dx

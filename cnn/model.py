@@ -21,6 +21,7 @@ from .batchnorm import BatchNorm
 from .conv import Conv2D
 from .dense import Dense, Flatten
 from .dropout import Dropout
+from .fuse import fuse_activations
 from .layer import Layer
 from .pool import Pool2D
 from .spec import ModelSpec, forward_flops, infer_shapes, param_count
@@ -85,6 +86,7 @@ class Model:
         # Nothing upstream of the first convolution learns, so its input gradient is wasted work.
         if isinstance(layers[0], Conv2D):
             layers[0].needs_input_grad = False
+        fuse_activations(layers)
         return layers
 
     def prepare(self, x: np.ndarray) -> np.ndarray:

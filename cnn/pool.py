@@ -15,12 +15,18 @@ faster than reducing all ``kh * kw`` offsets at once. The first maximum survives
 strict ``>`` keeps the earliest column within a row and the earliest row among rows, which is the
 earliest position in row-major window order. The backward spreads gradients the same way in
 reverse; where windows do not overlap (stride == size) it writes each slice once instead of
-zero-filling and adding.
+zero-filling and adding, and for average and L2 pooling it writes each of the ``kh * kw``
+offsets' slices of ``dx`` directly from the pooled gradient (one pass over ``dx``).
+
+``relu_input`` (set by :func:`cnn.fuse.fuse_activations`): the input is a ReLU's output and this
+layer applies the ReLU's backward too (see :mod:`cnn.fuse`). Passes are split over channels
+across the kernel threads (:mod:`cnn.threads`).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from . import threads
 from .geometry import pair, positive_pair
 from .im2col import conv_geometry, pad_input
 from .layer import Layer
@@ -60,16 +66,22 @@ def _sum_along(a: np.ndarray, k: int, s: int, out: int, axis: int) -> np.ndarray
     return total
 
 
-def _spread(g: np.ndarray, k: int, s: int, size: int, axis: int, arg=None) -> np.ndarray:
+def _spread(g: np.ndarray, k: int, s: int, size: int, axis: int, arg=None, out=None) -> np.ndarray:
     """The adjoint of a reduction along ``axis``: every window's gradient back onto its ``k`` inputs.
 
     With ``arg`` (max pooling) only the offset ``arg`` names receives it; otherwise all do.
+    ``out``: the array to write (its shape along ``axis`` is ``size``), else a new one.
     """
     out_n = g.shape[axis]
     shape = list(g.shape)
     shape[axis] = size
     # In g's memory order (batch-last after a convolution): every slice below then moves long runs.
-    dx = empty_as(g, shape) if k == s else zeros_as(g, shape)  # k == s: every input is written once
+    if out is None:
+        dx = empty_as(g, shape) if k == s else zeros_as(g, shape)  # k == s: every input is written once
+    else:
+        dx = out
+        if k != s:
+            dx.fill(0)
     hit = None if arg is None else empty_as(arg, dtype=bool)
     for t in range(k):
         target = dx[_along(axis, t, s, out_n)]
@@ -105,6 +117,7 @@ class Pool2D(Layer):
         self.padding = pair(padding, f"{name} padding")
         if any(p < 0 or p > k // 2 for p, k in zip(self.padding, self.size)):
             raise ValueError(f"{name}: padding {padding!r} must be between 0 and half the window {self.size}")
+        self.relu_input = False
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         (kh, kw), (sh, sw), pad, (oh, ow) = conv_geometry(x.shape, self.size, self.stride, self.padding)
@@ -112,39 +125,102 @@ class Pool2D(Layer):
         # Only the rows and columns some window reads; the rest gets a zero gradient.
         used = ((oh - 1) * sh + kh, (ow - 1) * sw + kw)
         xp = xp[:, :, : used[0], : used[1]]
-        rows = cols = None
+        n, c = xp.shape[:2]
+        y = empty_as(xp, (n, c, oh, ow))
         if self.mode == "max":
-            row_max, cols = _max_along(xp, kw, sw, ow, axis=3)
-            y, rows = _max_along(row_max, kh, sh, oh, axis=2)
-        elif self.mode == "avg":
-            y = _sum_along(_sum_along(xp, kw, sw, ow, axis=3), kh, sh, oh, axis=2)
-            y /= kh * kw
+            index = np.uint8 if max(kh, kw) < 256 else np.int32
+            rows, cols = empty_as(xp, (n, c, oh, ow), index), empty_as(xp, (n, c, used[0], ow), index)
         else:
-            y = _sum_along(_sum_along(np.square(xp), kw, sw, ow, axis=3), kh, sh, oh, axis=2)
-            np.sqrt(y, out=y)
-        self.cache = (x.shape, pad, used, rows, cols, xp if self.mode == "l2" else None, y if self.mode == "l2" else None)
+            rows = cols = None
+
+        def part(c0, c1):
+            a, out = xp[:, c0:c1], y[:, c0:c1]
+            if self.mode == "max":
+                row_max, col_arg = _max_along(a, kw, sw, ow, axis=3)
+                m, row_arg = _max_along(row_max, kh, sh, oh, axis=2)
+                out[...], rows[:, c0:c1], cols[:, c0:c1] = m, row_arg, col_arg
+            elif (kh, kw) == (sh, sw):
+                _reduce_tiles(a, out, kh, kw, self.mode)
+            elif self.mode == "avg":
+                np.multiply(_sum_along(_sum_along(a, kw, sw, ow, axis=3), kh, sh, oh, axis=2), 1.0 / (kh * kw),
+                            out=out)
+            else:
+                np.sqrt(_sum_along(_sum_along(np.square(a), kw, sw, ow, axis=3), kh, sh, oh, axis=2), out=out)
+
+        threads.split(part, xp.shape[1], xp.size)
+        keep = xp if self.mode == "l2" or (self.mode == "avg" and self.relu_input) else None
+        self.cache = (x.shape, pad, used, rows, cols, keep, y if self.mode != "avg" else None)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         x_shape, pad, used, rows, cols, xp, y = self.cache
         self.cache = None
         (kh, kw), (sh, sw) = self.size, self.stride
-        if self.mode == "max":
-            g = dy
-        elif self.mode == "avg":
-            g = dy / (kh * kw)
-        else:
-            # d sqrt(sum x^2) / dx = x / y; an all-zero window has y == 0 and gets 0, not NaN.
-            g = np.divide(dy, y, out=np.zeros_like(dy), where=y > 0)
-        d_rows = _spread(g, kh, sh, used[0], axis=2, arg=rows)
-        dxu = _spread(d_rows, kw, sw, used[1], axis=3, arg=cols)
-        if self.mode == "l2":
-            dxu *= xp
         n, c, h, w = x_shape
         (top, bottom), (left, right) = pad
         full = (h + top + bottom, w + left + right)
+        tiled = (kh, kw) == (sh, sw)
+        dxu = (empty_as if used == full else zeros_as)(dy, (n, c) + full)
+
+        def part(c0, c1):
+            g = self._pooled_grad(dy[:, c0:c1], None if y is None else y[:, c0:c1])
+            out = dxu[:, c0:c1, : used[0], : used[1]]
+            if tiled and self.mode != "max":
+                _spread_tiles(g, out, kh, kw, None if xp is None else xp[:, c0:c1], self.mode)
+                return
+            d_rows = _spread(g, kh, sh, used[0], axis=2, arg=None if rows is None else rows[:, c0:c1])
+            _spread(d_rows, kw, sw, used[1], axis=3, arg=None if cols is None else cols[:, c0:c1], out=out)
+            if self.mode == "l2":
+                out *= xp[:, c0:c1]
+            elif self.mode == "avg" and self.relu_input:
+                out *= xp[:, c0:c1] > 0
+
+        threads.split(part, c, dxu.size)
         if used == full and not (top or left):
             return dxu
-        dxp = zeros_as(dxu, (n, c) + full)
-        dxp[:, :, : used[0], : used[1]] = dxu
-        return dxp[:, :, top : top + h, left : left + w]
+        return dxu[:, :, top : top + h, left : left + w]
+
+    def _pooled_grad(self, dy, y):
+        """The gradient at the pooled level: ``dy`` (max: masked where ReLU killed the unit), ``dy/(kh*kw)``
+        (avg), ``dy / y`` (l2; 0 where ``y == 0``, never NaN)."""
+        (kh, kw) = self.size
+        if self.mode == "max":
+            return np.multiply(dy, y > 0, dtype=dy.dtype) if self.relu_input else dy
+        if self.mode == "avg":
+            return np.multiply(dy, 1.0 / (kh * kw), dtype=dy.dtype)
+        # d sqrt(sum x^2) / dx = x / y; an all-zero window has y == 0 and gets 0, not NaN.
+        return np.divide(dy, y, out=np.zeros_like(dy), where=y > 0)
+
+
+def _reduce_tiles(x, out, kh, kw, mode):
+    """Non-overlapping windows, average or L2: ``out`` from the ``kh * kw`` offsets' slices of ``x``
+    directly (each read once, no intermediate row sums)."""
+    views = [x[:, :, i::kh, j::kw][:, :, : out.shape[2], : out.shape[3]] for i in range(kh) for j in range(kw)]
+    if mode == "avg":
+        np.copyto(out, views[0])
+        for v in views[1:]:
+            out += v
+        out *= 1.0 / (kh * kw)
+        return
+    np.square(views[0], out=out)
+    tmp = empty_as(out)
+    for v in views[1:]:
+        np.square(v, out=tmp)
+        out += tmp
+    np.sqrt(out, out=out)
+
+
+def _spread_tiles(g, dx, kh, kw, x, mode):
+    """Non-overlapping windows: each offset's slice of ``dx`` once, straight from the pooled ``g``:
+    ``g`` (avg), ``g * x`` (l2), ``g * (x > 0)`` (avg after a fused ReLU, ``x`` given)."""
+    hit = None if (mode != "avg" or x is None) else empty_as(g, dtype=bool)
+    for i in range(kh):
+        for j in range(kw):
+            target = dx[:, :, i::kh, j::kw]
+            if mode == "l2":
+                np.multiply(g, x[:, :, i::kh, j::kw], out=target)
+            elif hit is not None:
+                np.greater(x[:, :, i::kh, j::kw], 0, out=hit)
+                np.multiply(g, hit, out=target)
+            else:
+                target[...] = g

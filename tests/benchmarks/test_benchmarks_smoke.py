@@ -17,8 +17,10 @@ def _positive(x) -> bool:
 def test_quick_benchmark_writes_every_section(tmp_path):
     run.run(quick=True, out=tmp_path, threads=1, log=lambda *_: None, sections=["kernels"])
     res = json.loads((tmp_path / "latest.json").read_text())
-    assert {"machine", "config", "matmul", "throughput", "layers", "conv_rate", "memory", "targets"} <= set(res)
+    assert {"machine", "config", "matmul", "throughput", "layers", "conv_rate", "memory", "autotune",
+            "targets"} <= set(res)
     assert res["machine"]["cpu"] and res["machine"]["numpy"] and res["machine"]["threads"] == 1
+    assert res["machine"]["cpu_flags"] is not None and isinstance(res["machine"]["simd_flags"], list)
 
     assert _positive(res["matmul"]["peak_flops_per_s"])
     rows = res["throughput"]["rows"]
@@ -27,6 +29,8 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         for key in ("numpy_images_per_s", "torch_images_per_s", "ratio"):
             assert _positive(row[key]), (row["arch"], key)
         assert row["max_logit_diff"] < 1e-3, "the PyTorch twin must compute the same network"
+        assert set(row["algorithms"]) == {"block1.conv", "block2.conv"}
+        assert all("/" in a and "-" not in a.split("/") for a in row["algorithms"].values())
     assert _positive(res["throughput"]["summary"]["geomean_ratio"])
 
     for arch, prof in res["layers"]["archs"].items():
@@ -34,11 +38,16 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         assert all(r["forward_s"] >= 0 and r["backward_s"] >= 0 for r in prof["layers"])
         assert any(r["layer"].endswith(".conv") for r in prof["layers"])
     assert res["conv_rate"]["rows"] and all(_positive(r["gflops"]) for r in res["conv_rate"]["rows"])
+    for row in res["autotune"]["rows"]:  # quick layers are too small to measure: zero or more seconds
+        assert row["autotune_s"] >= 0 and _positive(row["lecture_trial_s"]) and 0 <= row["share"] < 1
+    for key in ("throughput_ok", "conv_rate_ok", "autotune_ok", "memory_ok"):
+        assert isinstance(res["targets"][key], bool), key
     for row in res["memory"]["rows"]:
         assert _positive(row["peak_bytes"]) and _positive(row["need_bytes"]) and _positive(row["ratio"])
 
     md = (tmp_path / "latest.md").read_text()
-    for heading in ("throughput", "arithmetic rate", "Peak memory", "Where a NumPy step goes"):
+    for heading in ("throughput", "Autotune cost", "Convolution rate", "Peak memory", "Where a NumPy step goes",
+                    "SIMD flags"):
         assert heading in md
 
 
@@ -106,3 +115,17 @@ def test_colour_verdict_compares_the_difference_with_seed_noise():
     assert close["noise_band"] == pytest.approx(2 * ((0.02 ** 2 + 0.01 ** 2) / 3) ** 0.5)
     far = compare([0.90, 0.91, 0.90], [0.80, 0.81, 0.80])
     assert not far["within_noise"] and far["paired_interval"][0] > 0
+
+
+def test_merge_keeps_the_other_sections(tmp_path):
+    """``--merge``: the kernel sections rerun, the others' figures kept from the earlier results."""
+    (tmp_path / "latest.json").write_text(json.dumps({
+        "machine": {"date": "earlier", "note": "quiet"}, "sections": ["kernels", "sweep"],
+        "throughput": {"old": True}, "sweep": {"efficiency": 0.9}, "targets": {"sweep_efficiency": 0.9,
+                                                                                "throughput_ok": False}}))
+    res = run.merged({"machine": {"date": "now"}, "sections": ["kernels"], "throughput": {"new": True},
+                      "targets": {"throughput_ok": True}}, tmp_path / "latest.json")
+    assert res["sections"] == ["kernels", "sweep"] and res["sweep"] == {"efficiency": 0.9}
+    assert res["throughput"] == {"new": True}
+    assert res["targets"] == {"sweep_efficiency": 0.9, "throughput_ok": True}
+    assert "sweep kept from the run of earlier" in res["machine"]["note"]

@@ -12,6 +12,8 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 import cnn  # noqa: E402
+from cnn.conv import ALGORITHMS  # noqa: E402
+from cnn.fuse import fuse_activations  # noqa: E402
 from cnn.geometry import positive_pair, resolve_padding  # noqa: E402
 
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-4, atol=1e-5)}
@@ -82,11 +84,29 @@ CONV_GRID = [
 ]
 
 
+def _supported(algorithm, kernel, stride, padding, hw):
+    """Whether ``algorithm`` (``auto``: the autotune's pick, or FORWARD/BACKWARD names) runs this shape."""
+    if algorithm == "auto":
+        return True
+    shape = cnn.Conv2D(3, 4, kernel, stride, padding).shape_of((2, 3) + hw, np.float64)
+    return all(ALGORITHMS[name].supports(shape) for name in algorithm.split("/"))
+
+
+CONV_HW = (9, 11)  # H != W catches a swapped axis
+#: Every algorithm on every shape of the grid it supports; then forward and backward of different
+#: families (the backward recomputes what the forward of its own family would have kept).
+CONV_ALGOS = ["auto", "im2col", "shift", "blocked", "fft", "dft", "winograd", "fft/im2col", "im2col/fft",
+              "winograd/shift", "fft/winograd", "winograd/fft", "dft/shift", "im2col/dft", "blocked/shift",
+              "im2col/blocked"]
+CONV_CASES = [(a, k, s, p) for a in CONV_ALGOS for k, s, p in CONV_GRID if _supported(a, k, s, p, CONV_HW)]
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("kernel,stride,padding", CONV_GRID, ids=str)
-def test_conv2d_matches_torch(kernel, stride, padding, dtype):
-    hw = (9, 11)  # H != W catches a swapped axis
-    layer = cnn.Conv2D(3, 4, kernel, stride, padding, rng=np.random.default_rng(1), dtype=dtype)
+@pytest.mark.parametrize("algorithm,kernel,stride,padding", CONV_CASES, ids=str)
+def test_conv2d_matches_torch(algorithm, kernel, stride, padding, dtype):
+    hw = CONV_HW
+    algo = None if algorithm == "auto" else algorithm
+    layer = cnn.Conv2D(3, 4, kernel, stride, padding, rng=np.random.default_rng(1), dtype=dtype, algorithm=algo)
     layer.params["b"] = np.random.default_rng(2).standard_normal(4).astype(dtype)
     x = np.random.default_rng(3).standard_normal((2, 3) + hw)
     helper_test_op(layer, _torch_conv(stride, padding, positive_pair(kernel, "k"), hw), x, dtype, ("W", "b"))
@@ -317,3 +337,55 @@ def test_dropout_drops_p_and_keeps_the_mean():
     assert np.allclose(y[y != 0], 1 / 0.7) and abs(y.mean() - 1) < 0.01
     t = F.dropout(torch.ones(400, 500, dtype=torch.float64), 0.3, training=True).numpy()
     assert abs((t == 0).mean() - 0.3) < 0.005 and np.allclose(t[t != 0], 1 / 0.7)
+
+
+class _Block(cnn.layer.Layer):
+    """``layers`` run as one op (forward in order, backward in reverse), fused as a Model fuses them;
+    its params and grads are the first layer's."""
+
+    def __init__(self, layers):
+        super().__init__("block")
+        self.layers = layers
+        self.linked = fuse_activations(layers)
+        self.params = layers[0].params
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        self.grads = self.layers[0].grads
+        return dy
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("mode,size,stride,padding", [
+    (mode, size, stride, padding) for mode in ("max", "avg", "l2")
+    for size, stride, padding in [(2, None, 0), (3, 2, 1), (2, 1, 0), ((2, 3), None, 0), (3, None, 1)]], ids=str)
+def test_fused_conv_relu_pool_matches_torch(mode, size, stride, padding, dtype):
+    # cnn.fuse: the conv applies the ReLU, the pooling its backward; the result must not change.
+    # Shifted inputs make whole windows inactive (all-zero after ReLU) as well as mixed ones.
+    conv = cnn.Conv2D(3, 4, 3, 1, 1, rng=np.random.default_rng(13), dtype=dtype)
+    conv.params["b"] = np.array([-1.0, 0.0, 0.5, 2.0], dtype=dtype)
+    block = _Block([conv, cnn.ReLU(), cnn.Pool2D(mode, size, stride, padding)])
+    assert block.linked == 1
+    pool = _torch_pool(mode, size, stride, padding)
+    if mode == "l2":  # clamped as benchmarks.archs does: lp_pool2d's gradient at an all-zero window is NaN
+        k = positive_pair(size, "size")
+        s = k if stride is None else positive_pair(stride, "stride")
+        p = positive_pair(padding, "padding") if padding else (0, 0)
+        pool = lambda x: torch.sqrt(torch.clamp(F.avg_pool2d(x * x, k, s, p) * (k[0] * k[1]), min=1e-30))  # noqa: E731
+    x = np.random.default_rng(14).standard_normal((3, 3, 10, 9)) - 0.3
+    helper_test_op(block, lambda x, w, b: pool(torch.relu(F.conv2d(x, w, b, padding=1))), x, dtype, ("W", "b"))
+
+
+def test_fusion_links_only_conv_relu_runs():
+    conv, relu, pool = cnn.Conv2D(1, 2, 3), cnn.ReLU(), cnn.Pool2D("max")
+    assert fuse_activations([conv, cnn.Sigmoid(), pool]) == 0 and conv.activation is None
+    assert fuse_activations([conv, relu]) == 1 and relu.fused == "mask" and not pool.relu_input
+    model = cnn.Model(cnn.ModelSpec((cnn.ConvBlockSpec(4, 3, 1, 1, "relu", "avg"),), (1, 8, 8), dense=(), classes=3))
+    conv, relu, pool = model.layers[:3]
+    assert conv.activation == "relu" and relu.fused == "pool" and pool.relu_input
