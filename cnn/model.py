@@ -58,31 +58,34 @@ class Model:
         self.layers = self._build(np.random.default_rng(seed))
 
     def _build(self, rng) -> list[Layer]:
+        """One layer per entry of ``infer_shapes(spec)``, in its order and under its name: the spec
+        owns the layers' names (``block1.conv``, ``dense1.bn``, ``logits``), the model their arrays."""
         spec, layers = self.spec, []
+        names = iter(info.name for info in self.shapes)
         channels = spec.input_shape[0]
-        for i, block in enumerate(spec.blocks, start=1):
+        for block in spec.blocks:
             layers.append(Conv2D(channels, block.depth, block.kernel_size, block.stride, block.padding,
-                                 rng=rng, dtype=self.dtype, name=f"block{i}.conv"))
+                                 rng=rng, dtype=self.dtype, name=next(names)))
             if spec.batch_norm:
-                layers.append(BatchNorm(block.depth, dtype=self.dtype, name=f"block{i}.bn"))
-            layers.append(ACTIVATIONS[block.activation](name=f"block{i}.{block.activation}"))
+                layers.append(BatchNorm(block.depth, dtype=self.dtype, name=next(names)))
+            layers.append(ACTIVATIONS[block.activation](name=next(names)))
             if block.pooling is not None:
-                layers.append(Pool2D(block.pooling, block.pool_size, block.pool_stride, name=f"block{i}.pool"))
+                layers.append(Pool2D(block.pooling, block.pool_size, block.pool_stride, name=next(names)))
             channels = block.depth
-        layers.append(Flatten())
+        layers.append(Flatten(name=next(names)))
         features = next(info.out_shape[0] for info in self.shapes if info.kind == "flatten")
         sizes = list(spec.dense) + [spec.classes]
         for j, size in enumerate(sizes, start=1):
             last = j == len(sizes)
-            name = "logits" if last else f"dense{j}"
             if spec.dropout:
-                layers.append(Dropout(spec.dropout, name=f"{name}.dropout"))
-            layers.append(Dense(features, size, rng=rng, dtype=self.dtype, name=name))
+                layers.append(Dropout(spec.dropout, name=next(names)))
+            layers.append(Dense(features, size, rng=rng, dtype=self.dtype, name=next(names)))
             if not last and spec.batch_norm:
-                layers.append(BatchNorm(size, dtype=self.dtype, name=f"{name}.bn"))
+                layers.append(BatchNorm(size, dtype=self.dtype, name=next(names)))
             if not last:
-                layers.append(ACTIVATIONS[spec.dense_activation](name=f"dense{j}.{spec.dense_activation}"))
+                layers.append(ACTIVATIONS[spec.dense_activation](name=next(names)))
             features = size
+        assert [layer.name for layer in layers] == [info.name for info in self.shapes], "model and spec disagree"
         # Nothing upstream of the first convolution learns, so its input gradient is wasted work.
         if isinstance(layers[0], Conv2D):
             layers[0].needs_input_grad = False
