@@ -81,7 +81,14 @@ def test_kernel_picture_is_a_valid_png_of_the_tiles():
     w = np.random.default_rng(0).standard_normal((4, 1, 3, 3))
     pixels = _png_pixels(kernels_png(w))
     np.testing.assert_array_equal(pixels, kernel_grid(w))
-    assert pixels.shape == (1 * (30 + 2) + 2, 4 * (30 + 2) + 2)  # 3x3 kernels enlarged 10x
+    assert pixels.shape == (1 * (66 + 4) + 4, 4 * (66 + 4) + 4)  # 3x3 kernels enlarged 22x
+
+
+def test_kernel_picture_wraps_many_filters_into_readable_rows():
+    w = np.random.default_rng(0).standard_normal((32, 1, 7, 7))
+    h, wide = kernel_grid(w).shape
+    assert (h, wide) == (4 * (70 + 4) + 4, 8 * (70 + 4) + 4)  # 8 filters a row, 70 px tiles
+    assert kernel_grid(np.ones((3, 2, 5, 5))).shape == (2 * (65 + 4) + 4, 3 * (65 + 4) + 4)
 
 
 def test_counts_always_add_up():
