@@ -51,7 +51,7 @@ def markdown(res: dict) -> str:
     ]
     if "throughput" in res:
         out += kernels_report.markdown(res, m)
-    if "kernels2" in res:
+    if "throughput" in res.get("kernels2", {}):  # a merged file may hold an older run's kernels2
         out += kernels_report.markdown(res["kernels2"], m)
     sections = (("sweep", sweep_markdown), ("vs_tune", vs_tune_markdown),
                 ("bookkeeping", bookkeeping_markdown), ("ledger", ledger_markdown), ("calibrate", calibrate_markdown),
