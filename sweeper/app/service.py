@@ -180,7 +180,9 @@ def run_sweep(config: SweepConfig, sweep_text: str, *, command: str = "run", add
 
 def summary_lines(result: SweepResult, elapsed: float, uri: str) -> list[str]:
     """The block printed when a submission ends: what happened, how long, where to look."""
-    lines = [f"{result.message} in {duration(elapsed)} ({duration(result.wall_seconds)} training): "
+    # The message first, on a line of its own: it may end in a command to run next.
+    lines = [result.message,
+             f"this submission: {duration(elapsed)} ({duration(result.wall_seconds)} training); "
              + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)]
     if result.efficiency is not None:
         lines.append(f"trial time {sum(result.trial_seconds):.1f}s on {result.cpus} CPU(s): "
