@@ -135,3 +135,12 @@ def quote(value) -> str:
 def tag_filter(**equal) -> str:
     """An AND filter of tag equalities: ``tag_filter(**{POINT: "ab12", REPEAT: 0})``."""
     return " and ".join(f"tags.`{k}` = {quote(v)}" for k, v in equal.items())
+
+#: The registry alias of a sweep's chosen model, and the tags of its model versions.
+CHAMPION_ALIAS = "champion"
+VERSION_RUN = "sweep.run_id"  # the trial run whose model.npz the version holds
+VERSION_POINT = "sweep.point"
+#: The pyfunc model's artifact (the trial's model.npz) and its output columns.
+MODEL_ARTIFACT = "model"
+LABEL_COLUMN = "label"
+PROB_PREFIX = "prob_"
