@@ -193,11 +193,12 @@ def register_champion(tracking_uri: str, experiment_id: str, name: str, parent_r
                                                               f"`models:/{name}@{CHAMPION_ALIAS}`.")
         repeats = int(((runs["point"] == row["point"]) & (runs["status"] == "FINISHED")).sum())
         run_link = links.run_url(base, experiment_id, row["run_id"])
-        version = client.create_model_version(
-            name, source=f"models:/{model_id}", run_id=row["run_id"], model_id=model_id,
-            tags={VERSION_RUN: row["run_id"], VERSION_POINT: str(row["point"])},
-            description=_description(row, selection, links.run_url(base, experiment_id, parent_run_id), run_link,
-                                     repeats))
+        with _fluent(tracking_uri):  # the registry reads the logged model back through the module-level store
+            version = client.create_model_version(
+                name, source=f"models:/{model_id}", run_id=row["run_id"], model_id=model_id,
+                tags={VERSION_RUN: row["run_id"], VERSION_POINT: str(row["point"])},
+                description=_description(row, selection, links.run_url(base, experiment_id, parent_run_id), run_link,
+                                         repeats))
     client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
     return Champion(name, str(version.version), row["run_id"], str(row["point_name"]),
                     float(row.get("val_accuracy", float("nan"))), float(row.get("test_accuracy", float("nan"))),
