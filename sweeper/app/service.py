@@ -21,7 +21,7 @@ from ledger.selection import selection_tags
 from ledger.submission import Submission
 from ledger.sweeps import dataset_entity, find_parent
 from ledger.tracking import SweepNotFound, Tracker, resolve_tracking_uri
-from sweeper.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, first_line
+from sweeper.exits import EXIT_FAILED, EXIT_OK, first_line
 from sweeper.plan.cost import duration
 from sweeper.plan.data import PreparedData, data_facts, min_classes, prepare_data
 from sweeper.plan.points import Plan, make_plan
@@ -175,7 +175,7 @@ def run_sweep(config: SweepConfig, sweep_text: str, *, command: str = "run", add
 
                 ray.shutdown()
     result.experiment_id = experiment_id
-    if result.exit_code not in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+    if result.exit_code in (EXIT_OK, EXIT_FAILED):  # not after a stop, an interrupt or a lost store
         result.champion = champion_of(config, tracker, experiment_id, submission.parent_id, data, observer)
     return result
 
