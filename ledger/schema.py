@@ -37,7 +37,8 @@ per epoch (step = epoch, from 1), :data:`FINAL_METRICS` once at the end (step 0;
 ``peak_rss_mib`` is the worker's peak resident set during the trial, in MiB), ``trials_<state>``
 on the parent (the whole sweep's trials by state). Artifacts: ``sweep.yaml``, ``plan.txt``,
 ``submissions/<id>/`` on the parent; ``config.json``, ``model.npz``, ``kernels.png``,
-``checkpoint/checkpoint.npz`` on children, and the chosen point's MLflow model (``model/``).
+``checkpoint/checkpoint.npz`` on children. The chosen point's model: a pyfunc logged model, output of
+its trial run, registered under the sweep's name with the alias ``champion`` (:mod:`ledger.models`).
 """
 from __future__ import annotations
 
