@@ -1,7 +1,8 @@
 """MNIST: IDX file reading, locating or downloading the files, and loading them as Datasets.
 
 Pure NumPy and standard library. ``load_mnist()`` gives ``(train, test)`` Datasets with images of
-shape ``(N, 1, 28, 28)`` (standardised floats) and labels of shape ``(N,)`` (int64).
+shape ``(N, 1, 28, 28)`` (standardised floats, marked so: ``Dataset.normalized``) and labels of
+shape ``(N,)`` (int64).
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from cnn.dataset import DataError, Dataset
+from cnn.normalize import Normalizer
 
 __all__ = [
-    "BUNDLED_DIR", "FILE_NAMES", "MD5", "DEFAULT_MIRRORS", "MEAN", "STD", "MnistError",
+    "BUNDLED_DIR", "FILE_NAMES", "MD5", "DEFAULT_MIRRORS", "MEAN", "STD", "NORMALIZED", "MnistError",
     "read_idx", "read_images", "read_labels", "load_pair", "find_file", "missing_files",
     "cache_dir", "mirrors", "download_mnist", "mnist_dir", "load_mnist",
 ]
@@ -51,6 +53,8 @@ DOWNLOAD_TIMEOUT = 30.0  # seconds per blocking socket operation, not for the wh
 # Mean and std of the full training set's pixels scaled to [0, 1]; the usual MNIST constants, kept
 # fixed so the bundled subset and full MNIST are standardised identically.
 MEAN, STD = 0.1307, 0.3081
+#: The standardisation :func:`load_mnist` applies, in raw pixel units (0..255), as its Datasets' mark.
+NORMALIZED = Normalizer((255 * MEAN,), (255 * STD,))
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _IDX_TYPES = {0x08: "uint8", 0x09: "int8", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32", 0x0E: "float64"}
@@ -299,7 +303,7 @@ def _dataset(folder: Path, images_name: str, labels_name: str, dtype: np.dtype) 
     x /= dtype.type(255)
     x -= dtype.type(MEAN)
     x /= dtype.type(STD)
-    return Dataset(x, labels.astype(np.int64))
+    return Dataset(x, labels.astype(np.int64), NORMALIZED)
 
 
 def load_mnist(source: str = "bundled", path=None, *, dtype=np.float32,
@@ -308,7 +312,10 @@ def load_mnist(source: str = "bundled", path=None, *, dtype=np.float32,
 
     ``source="bundled"``: the 6000/1000-image stratified subset shipped in ``BUNDLED_DIR``.
     ``source="full"`` (or ``"mnist"``): all 60000/10000 images from ``mnist_dir(path, download)``.
-    Pixels are scaled to [0, 1], then standardised with MNIST's ``MEAN`` and ``STD``.
+    Pixels are scaled to [0, 1], then standardised with MNIST's ``MEAN`` and ``STD``; the Datasets
+    carry that standardisation as ``normalized`` (:data:`NORMALIZED`), so a model that standardises
+    raw pixels itself (a sweep's ``model.npz``) evaluates them right: ``cnn.evaluate(model, test)``
+    or ``model.predict(test)``. ``model.predict(test.x)`` (the bare array) is refused by such a model.
     """
     dtype = np.dtype(dtype)
     if not np.issubdtype(dtype, np.floating):

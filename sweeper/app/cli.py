@@ -324,6 +324,7 @@ def quiet_libraries(verbose: bool) -> None:
     if verbose:
         return
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow configures its logger
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # its bars on reading an artifact
     for name, level in (("mlflow", logging.WARNING), ("alembic", logging.WARNING), ("ray", logging.ERROR)):
         logging.getLogger(name).setLevel(level)
 

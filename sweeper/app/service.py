@@ -21,7 +21,7 @@ from ledger.selection import selection_tags
 from ledger.submission import Submission
 from ledger.sweeps import dataset_entity, find_parent
 from ledger.tracking import SweepNotFound, Tracker, resolve_tracking_uri
-from sweeper.exits import EXIT_OK, first_line
+from sweeper.exits import EXIT_FAILED, EXIT_OK, first_line
 from sweeper.plan.cost import duration
 from sweeper.plan.data import PreparedData, data_facts, min_classes, prepare_data
 from sweeper.plan.points import Plan, make_plan
@@ -175,7 +175,25 @@ def run_sweep(config: SweepConfig, sweep_text: str, *, command: str = "run", add
 
                 ray.shutdown()
     result.experiment_id = experiment_id
+    if result.exit_code in (EXIT_OK, EXIT_FAILED):  # not after a stop, an interrupt or a lost store
+        result.champion = champion_of(config, tracker, experiment_id, submission.parent_id, data, observer)
     return result
+
+
+def champion_of(config: SweepConfig, tracker: Tracker, experiment_id: str, parent_id: str, data: PreparedData,
+                observer):
+    """The chosen point's model registered as ``models:/<sweep>@champion`` (:mod:`ledger.models`),
+    or None: nothing finished, or the store refused (said in one line; the sweep's result stands)."""
+    from ledger.models import register_champion
+
+    try:
+        return register_champion(tracker.uri, experiment_id, config.name, parent_id, config.selection.rule(),
+                                 data.test.x[:2])
+    except StoreUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- the trials are recorded; the model can be registered later
+        observer.event(f"champion of {config.name} not registered: {first_line(exc, 200)}")
+        return None
 
 
 def summary_lines(result: SweepResult, elapsed: float, uri: str) -> list[str]:
@@ -191,6 +209,8 @@ def summary_lines(result: SweepResult, elapsed: float, uri: str) -> list[str]:
         url = links.experiment_url(links.ui_address(uri), result.experiment_id, shared_view=True)
         local = not uri.startswith(("http://", "https://"))
         lines.append(f"browse the runs: {url}" + ("  (start the UI with `sweeper ui`)" if local else ""))
+    if result.champion is not None:
+        lines.append(result.champion.line())
     return lines
 
 

@@ -65,6 +65,7 @@ class SweepResult:
     timeline: list = field(default_factory=list)
     driver: dict = field(default_factory=dict)
     experiment_id: Optional[str] = None  # the sweep's experiment (None: nothing was written)
+    champion: Optional[object] = None  # the registered chosen model (ledger.models.Champion), if any
 
     @property
     def efficiency(self) -> Optional[float]:
