@@ -32,7 +32,7 @@ import platform
 import time
 from pathlib import Path
 
-CACHE_ENV, FORCE_ENV = "CNN_AUTOTUNE_CACHE", "CNN_CONV_ALGO"
+CACHE_ENV, FORCE_ENV, SPLIT_ENV = "CNN_AUTOTUNE_CACHE", "CNN_CONV_ALGO", "CNN_BATCH_SPLIT"
 #: Timed runs per surviving candidate, after its first run.
 REPS = 1
 #: A candidate whose first run takes more than PRUNE x the best first run is not timed further.
@@ -103,6 +103,13 @@ def key(phase: str, shape, threads: int) -> str:
     return f"{phase}|{replace(shape, n=batch_bucket(shape.n)).key()}|t{threads}"
 
 
+def forced_split() -> bool | None:
+    """``CNN_BATCH_SPLIT``: ``always`` (True) or ``never`` (False) split a convolution's batch
+    over the kernel threads; unset or ``auto`` (None): measured per shape."""
+    value = os.environ.get(SPLIT_ENV, "").strip().lower()
+    return {"always": True, "never": False}.get(value)
+
+
 def forced(phase: str) -> str | None:
     """The algorithm ``CNN_CONV_ALGO`` names for ``phase`` (``forward``/``backward``), if any."""
     value = os.environ.get(FORCE_ENV, "").strip()
@@ -161,38 +168,44 @@ def lookup(phase: str, shape, threads: int) -> str | None:
     return entry.get("choice") if isinstance(entry, dict) else None
 
 
-def measure(candidates: dict, threads: int = 1) -> tuple[str, dict]:
+def measure(candidates: dict, threads: int = 1, reps: int = REPS, typical: bool = False) -> tuple[str, dict]:
     """Run each ``name -> fn`` (see the module doc); ``(fastest name, {name: best seconds})``.
 
     With one thread every kernel runs in the calling thread, and its CPU time is the measure:
     other processes on the machine lengthen the wall time of a run, not its CPU time. With more
     threads the wall time is what a step waits for; the minimum over runs keeps the least
-    disturbed one.
+    disturbed one. ``typical``: the median of the runs instead (every candidate runs ``reps``
+    more times), for choices where a lucky run misleads: threads that meet wait for a busy core
+    as often as the machine is busy, not only in the worst run.
     """
     clock = time.thread_time if threads == 1 else time.perf_counter
     t0 = time.perf_counter()
-    times: dict[str, float] = {}
+    runs: dict[str, list] = {}
     for name, fn in candidates.items():
         t = clock()
         fn()
-        times[name] = clock() - t
-    alive = [n for n in candidates if times[n] <= PRUNE * min(times.values())]
-    for rep in range(REPS if len(alive) > 1 else 0):
+        runs[name] = [clock() - t]
+    times = {n: r[0] for n, r in runs.items()}
+    alive = list(candidates) if typical else [n for n in candidates if times[n] <= PRUNE * min(times.values())]
+    for rep in range(reps if len(alive) > 1 else 0):
         for name in (alive if rep % 2 == 0 else alive[::-1]):
             t = clock()
             candidates[name]()
-            times[name] = min(times[name], clock() - t)
+            runs[name].append(clock() - t)
+    for name in alive:
+        r = sorted(runs[name][1:] if typical and len(runs[name]) > 1 else runs[name])
+        times[name] = r[len(r) // 2] if typical else r[0]
     _state["spent"] += time.perf_counter() - t0
     return min(alive, key=lambda n: times[n]), times
 
 
-def choose(phase: str, shape, threads: int, names: list, trials) -> str:
+def choose(phase: str, shape, threads: int, names: list, trials, reps: int = REPS, typical: bool = False) -> str:
     """The algorithm for ``phase`` of ``shape``: cached, or measured now.
 
     ``trials(names, n)`` returns ``name -> callable`` running each candidate on the first ``n``
     images. Candidates are first measured on :data:`SUB_BATCH` images (cheap: a slow candidate
     costs a fraction of a step); those within :data:`CLOSE` of the best are measured again on
-    the whole batch, where the choice is made.
+    the whole batch, where the choice is made. ``reps``, ``typical``: see :func:`measure`.
     """
     if len(names) == 1:
         return names[0]
@@ -202,9 +215,9 @@ def choose(phase: str, shape, threads: int, names: list, trials) -> str:
     t0 = time.perf_counter()
     first = {}
     if shape.n > 2 * SUB_BATCH:
-        _, first = measure(trials(names, SUB_BATCH), threads)
+        _, first = measure(trials(names, SUB_BATCH), threads, reps, typical)
         names = [n for n in names if first[n] <= CLOSE * min(first.values())]
-    choice, times = measure(trials(names, shape.n), threads) if len(names) > 1 else (names[0], {})
+    choice, times = measure(trials(names, shape.n), threads, reps, typical) if len(names) > 1 else (names[0], {})
     entry = {"choice": choice, "ms": {n: round(1e3 * t, 4) for n, t in times.items()},
              f"ms_at_{SUB_BATCH}": {n: round(1e3 * t, 4) for n, t in first.items()},
              "tuned_s": round(time.perf_counter() - t0, 4),

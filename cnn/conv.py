@@ -53,6 +53,8 @@ PLAUSIBLE = 4.0
 #: Layers of fewer forward FLOPs run im2col unmeasured: a measurement would cost more than any
 #: gain, and the lecture's direct sums stay exact (integers in, integers out).
 SMALL_FLOPS = 2_000_000
+#: Forwards of each kind (split batch, whole batch) after the first, when choosing between them.
+SPLIT_REPS = 4
 
 
 class Conv2D(Layer):
@@ -156,30 +158,72 @@ class Conv2D(Layer):
         """The layer's own instance at its real batch; a throwaway one for a trial on fewer images."""
         return self._instance(shape, name) if n == shape.n else ALGORITHMS[name](replace(shape, n=n))
 
-    def _parts(self, shape: ConvShape):
-        """``[(start, stop, part shape)]``: the batch split over the kernel threads (see cnn.threads)."""
-        return [(a, b, replace(shape, n=b - a)) for a, b in threads.batch_parts(shape.n, threads.kernel_threads())]
+    def _parts(self, shape: ConvShape, xb: np.ndarray, t: int):
+        """``[(start, stop, part shape)]``: the batch split over ``t`` kernel threads (see
+        cnn.threads), or one part when the split does not pay for this shape (:meth:`_split_pays`)."""
+        bounds = threads.batch_parts(shape.n, t)
+        if len(bounds) > 1 and not self._split_pays(shape, xb, t):
+            bounds = [(0, shape.n)]
+        return [(a, b, replace(shape, n=b - a)) for a, b in bounds]
+
+    def _split_pays(self, shape: ConvShape, xb: np.ndarray, t: int) -> bool:
+        """At ``t`` threads, split the batch (each part on a thread of its own), or run it whole on
+        this thread as one thread would? Measured once per shape and thread count (the median of
+        a few forwards each way, in wall time): on small layers handing parts to threads costs
+        more than it gains, and on a busy machine a part may wait for a core. So a layer at two
+        threads is not slower than at one, within that measurement's noise."""
+        forced = autotune.forced_split()
+        if forced is not None:
+            return forced
+        if shape.flops < SMALL_FLOPS:
+            return False
+        memo = ("split", shape, t)
+        if memo not in self._chosen:
+            self._chosen[memo] = autotune.choose("split", shape, t, ["split", "whole"],
+                                                 partial(self._split_trials, shape, xb, t),
+                                                 reps=SPLIT_REPS, typical=True)
+        return self._chosen[memo] == "split"
+
+    def _split_trials(self, shape: ConvShape, xb: np.ndarray, t: int, names, n: int) -> dict:
+        s, xs = replace(shape, n=n), _first(xb, n)
+        out = {}
+        for name in names:
+            bounds = threads.batch_parts(n, t) if name == "split" else [(0, n)]
+            parts = [(a, z, replace(s, n=z - a)) for a, z in bounds]
+            algos = [ALGORITHMS[self._pick_forward(p, xs[..., a:z])](p) for a, z, p in parts]
+            out[name] = partial(self._forward_parts, xs, parts, algos)
+        return out
+
+    def _forward_parts(self, xb: np.ndarray, parts, algos):
+        """``(y, [(y part, context)])``: each part's forward on a thread of its own, into one ``y``."""
+        w, b = self.params["W"], self.params["b"]
+        whole = len(parts) == 1
+        _, n, s = parts[-1]
+        y = None if whole else np.empty((s.f, s.oh, s.ow, n), dtype=w.dtype)
+
+        def run(i):
+            a, z, _ = parts[i]
+            return algos[i].forward(xb[..., a:z], w, b, out=None if whole else y[..., a:z],
+                                    relu=self.activation == "relu")
+
+        done = threads.run_all([partial(run, i) for i in range(len(parts))])
+        return (done[0][0] if whole else y), done
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         heap.keep_freed_memory()
-        w, b = self.params["W"], self.params["b"]
+        w = self.params["W"]
         shape = self.shape_of(x.shape, w.dtype)
         xb = batch_last(x.astype(w.dtype, copy=False))
-        parts = self._parts(shape)
-        whole = len(parts) == 1
-        with nullcontext() if whole else threads.serial_blas():
+        t = threads.kernel_threads()
+        # At more threads than one the BLAS stays at one: the threads are the batch parts'.
+        with nullcontext() if t == 1 else threads.serial_blas():
+            parts = self._parts(shape, xb, t)
             names = [self._pick_forward(s, xb[..., a:z]) for a, z, s in parts]
-            y = None if whole else np.empty((shape.f, shape.oh, shape.ow, shape.n), dtype=w.dtype)
-
-            def run(i):
-                a, z, s = parts[i]
-                return self._instance(s, names[i], i).forward(xb[..., a:z], w, b, out=None if whole else y[..., a:z],
-                                                              relu=self.activation == "relu")
-
-            done = threads.run_all([partial(run, i) for i in range(len(parts))])
+            y, done = self._forward_parts(xb, parts, [self._instance(s, names[i], i)
+                                                      for i, (_, _, s) in enumerate(parts)])
         self.chosen["forward"] = names[0]
-        self.cache = (shape, xb, parts, names, [ctx for _, ctx in done])
-        return as_nchw(done[0][0] if whole else y)
+        self.cache = (shape, xb, parts, names, [ctx for _, ctx in done], t)
+        return as_nchw(y)
 
     def _pick_forward(self, shape: ConvShape, xb: np.ndarray) -> str:
         w, b = self.params["W"], self.params["b"]
@@ -204,11 +248,11 @@ class Conv2D(Layer):
         return self._pick("backward" if need else "backward-dw", shape, trials)
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
-        shape, xb, parts, forward_names, ctxs = self.cache
+        shape, xb, parts, forward_names, ctxs, t = self.cache
         w, need = self.params["W"], self.needs_input_grad
         dyb = batch_last(dy.astype(w.dtype, copy=False))
         whole = len(parts) == 1
-        with nullcontext() if whole else threads.serial_blas():
+        with nullcontext() if t == 1 else threads.serial_blas():
             names = [self._pick_backward(s, xb[..., a:z], dyb[..., a:z], forward_names[i], ctxs[i])
                      for i, (a, z, s) in enumerate(parts)]
             dx = None if whole or not need else np.empty((shape.c, shape.h, shape.w, shape.n), dtype=w.dtype)

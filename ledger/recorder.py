@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional, Sequence
 
 from . import rules
-from .schema import (ATTEMPT, CHECKPOINT_EPOCH, DETERMINISTIC, EPOCH_METRICS, ERROR_KIND, MAX_METRICS_PER_BATCH, MAX_TAG_VALUE,
-                     PARENT_RUN, REASON, RESUMED_AT, RESUMED_FROM, STOPPED_EARLY, SUPERSEDED_BY)
+from .schema import (ATTEMPT, CHECKPOINT_EPOCH, DETERMINISTIC, EPOCH_METRICS, ERROR_KIND, MAX_METRICS_PER_BATCH,
+                     MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE, PARENT_RUN, REASON, RESUMED_AT, RESUMED_FROM, STOPPED_EARLY, SUPERSEDED_BY)
 from .tracking import Tracker, now_ms
 
 
@@ -31,17 +31,29 @@ class RunRecorder:
         self.run_id, self.key, self.experiment_id = run_id, key, experiment_id
         self.tags = dict(tags) if tags is not None else dict(self.client.get_run(run_id).data.tags)
 
-    def start(self, info: dict) -> int:
-        """RUNNING, with the attempt raised and what the worker says of itself (host, pid, threads)."""
-        from mlflow.entities import RunTag
+    def start(self, info: dict, params: Optional[dict] = None) -> int:
+        """RUNNING, with the attempt raised, what the worker says of itself (host, pid, threads) and
+        ``params`` (what the trial describes of its model and data), in one batch."""
+        from mlflow.entities import Param, RunTag
 
         attempt = int(self.tags.get(ATTEMPT, "0")) + 1
         # One batch, not a write per tag: on SQLite each write is a transaction of its own.
         tags = {ATTEMPT: attempt, **{f"sweep.{k}": v for k, v in info.items()}}
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:MAX_TAG_VALUE]) for k, v in tags.items()])
+        # Identical param values may be logged again on a retry; MLflow only refuses a changed param.
+        self._write(tags=[RunTag(k, str(v)[:MAX_TAG_VALUE]) for k, v in tags.items()],
+                    params=[Param(k, str(v)) for k, v in (params or {}).items()])
         self.client.update_run(self.run_id, status="RUNNING")
         self.tags = {**self.tags, ATTEMPT: str(attempt)}  # a retry recorded by the same recorder counts on
         return attempt
+
+    def _write(self, metrics: Sequence = (), params: Sequence = (), tags: Sequence = ()) -> None:
+        """One ``log_batch`` of them all, or as few as MLflow's limits per batch allow."""
+        metrics, params, tags = list(metrics), list(params), list(tags)
+        while metrics or params or tags:
+            p, t = params[:MAX_PARAMS_PER_BATCH], tags[:MAX_PARAMS_PER_BATCH]
+            mm = metrics[: max(0, MAX_METRICS_PER_BATCH - len(p) - len(t))]
+            self.client.log_batch(self.run_id, metrics=mm, params=p, tags=t)
+            metrics, params, tags = metrics[len(mm):], params[len(p):], tags[len(t):]
 
     def checkpoint_bytes(self, run_id: Optional[str]) -> Optional[bytes]:
         """The last epoch checkpoint of ``run_id`` (this run or another), or None."""
@@ -85,12 +97,26 @@ class RunRecorder:
         from mlflow.entities import Param
 
         # Identical values may be logged again on a retry; MLflow only refuses a changed param.
-        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        self._write(params=[Param(k, str(v)) for k, v in params.items()])
 
-    def log_epoch(self, epoch: int, metrics: dict, checkpoint: Optional[Path] = None,
-                  timestamp: Optional[int] = None) -> None:
-        """The epoch's metrics; with ``checkpoint`` (its file) the checkpoint too, its tag in the
-        metrics' batch.
+    @staticmethod
+    def _epoch_metrics(epochs: Iterable[tuple[int, dict, Optional[int]]]) -> list:
+        """``(epoch, metrics, timestamp)`` as MLflow metrics at step ``epoch``."""
+        from mlflow.entities import Metric
+
+        out = []
+        for epoch, metrics, timestamp in epochs:
+            now = timestamp if timestamp is not None else now_ms()
+            out += [Metric(k, float(metrics[k]), now, epoch) for k in EPOCH_METRICS if k in metrics]
+            if "seconds" in metrics:
+                out.append(Metric("epoch_seconds", float(metrics["seconds"]), now, epoch))
+        return out
+
+    def log_epochs(self, epochs: Sequence[tuple[int, dict, Optional[int]]], checkpoint: Optional[Path] = None,
+                   checkpoint_epoch: Optional[int] = None) -> None:
+        """Epochs' metrics (``(epoch, metrics, timestamp)``, timestamp in epoch ms or None for now),
+        in one batch; with ``checkpoint`` (the file after ``checkpoint_epoch``) its tag in that
+        batch and the file after it.
 
         The metrics go first, the file last: a checkpoint file never gets ahead of the metrics
         logged. A trial resumed from a file continues after the epoch the file holds (not the
@@ -98,42 +124,43 @@ class RunRecorder:
         epoch's metrics. The tag can thus name an epoch whose file never arrived: the reader
         then finds the previous file, or none (and starts at epoch 1).
 
-        ``timestamp`` (epoch ms, default now): give the epoch's own time, so that writing the same
-        epoch again stores nothing twice.
+        Give each epoch its own time, so that writing the same epochs again stores nothing twice.
         """
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import RunTag
 
-        now = timestamp if timestamp is not None else now_ms()
-        batch = [Metric(k, float(metrics[k]), now, epoch) for k in EPOCH_METRICS if k in metrics]
-        if "seconds" in metrics:
-            batch.append(Metric("epoch_seconds", float(metrics["seconds"]), now, epoch))
-        tags = [RunTag(CHECKPOINT_EPOCH, str(epoch))] if checkpoint is not None else []
-        if batch or tags:
-            self.client.log_batch(self.run_id, metrics=batch, tags=tags)
+        tags = [RunTag(CHECKPOINT_EPOCH, str(checkpoint_epoch))] if checkpoint is not None else []
+        self._write(metrics=self._epoch_metrics(epochs), tags=tags)
         if checkpoint is not None:
             self.client.log_artifact(self.run_id, str(checkpoint), "checkpoint")
-            self.tags[CHECKPOINT_EPOCH] = str(epoch)
+            self.tags[CHECKPOINT_EPOCH] = str(checkpoint_epoch)
+
+    def log_epoch(self, epoch: int, metrics: dict, checkpoint: Optional[Path] = None,
+                  timestamp: Optional[int] = None) -> None:
+        """One epoch's metrics, with ``checkpoint`` (its file) the checkpoint too: see :meth:`log_epochs`."""
+        self.log_epochs([(epoch, metrics, timestamp)] if metrics else [], checkpoint, epoch)
 
     def save_checkpoint(self, path: Path, epoch: int) -> None:
         self.log_epoch(epoch, {}, path)
 
-    def finish_with(self, artifacts: dict[str, bytes], metrics: dict, stopped_early: bool) -> tuple[str, str]:
-        """Final metrics, the run's artifacts (file name -> bytes), FINISHED, then the duplicate rule.
+    def finish_with(self, artifacts: dict[str, bytes], metrics: dict, stopped_early: bool,
+                    epochs: Sequence[tuple[int, dict, Optional[int]]] = ()) -> tuple[str, str]:
+        """The last ``epochs``' metrics (as :meth:`log_epochs`), the final metrics and the
+        stopped-early tag in one batch; the run's artifacts (file name -> bytes) in one call;
+        FINISHED; then the duplicate rule.
 
         Returns ``("FINISHED", "")``, or ``("DUPLICATE", reason)`` when another run decides the trial.
         """
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric, RunTag
 
         now = now_ms()
-        final = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
-        for i in range(0, len(final), MAX_METRICS_PER_BATCH):
-            self.client.log_batch(self.run_id, metrics=final[i : i + MAX_METRICS_PER_BATCH])
-        with tempfile.TemporaryDirectory() as tmp:
-            for name, data in artifacts.items():
-                (Path(tmp) / name).write_bytes(data)
-                self.client.log_artifact(self.run_id, str(Path(tmp) / name))
-        if stopped_early:
-            self.client.set_tag(self.run_id, STOPPED_EARLY, str(int(metrics["epochs_run"])))
+        final = self._epoch_metrics(epochs) + [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        tags = [RunTag(STOPPED_EARLY, str(int(metrics["epochs_run"])))] if stopped_early else []
+        self._write(metrics=final, tags=tags)
+        if artifacts:
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, data in artifacts.items():
+                    (Path(tmp) / name).write_bytes(data)
+                self.client.log_artifacts(self.run_id, tmp)
         self.client.set_terminated(self.run_id, "FINISHED")
         return self._settle_duplicates()
 
@@ -152,10 +179,12 @@ class RunRecorder:
     def fail(self, status: str, reason: str, tb: Optional[str] = None) -> None:
         """FAILED (an error of the trial's own, which would happen again; ``tb`` logged as
         ``error.txt``) or KILLED, with the reason."""
-        if status == "FAILED":
-            self.client.set_tag(self.run_id, ERROR_KIND, DETERMINISTIC)
-            if tb:
-                self.client.log_text(self.run_id, tb, "error.txt")
-        self.client.set_tag(self.run_id, REASON, reason[:MAX_TAG_VALUE])
-        self.client.set_terminated(self.run_id, status)
+        from mlflow.entities import RunTag
 
+        tags = [RunTag(REASON, reason[:MAX_TAG_VALUE])]
+        if status == "FAILED":
+            tags.append(RunTag(ERROR_KIND, DETERMINISTIC))
+        self._write(tags=tags)
+        if status == "FAILED" and tb:
+            self.client.log_text(self.run_id, tb, "error.txt")
+        self.client.set_terminated(self.run_id, status)

@@ -181,10 +181,14 @@ class Resources(Section):
 
 
 class Failures(Section):
-    """Retries of a trial whose worker died; the same error on this many points stops the sweep."""
+    """Retries of a trial whose worker died; the same error on this many points stops the sweep;
+    the seconds of training a lost driver may cost a trial (an epoch's checkpoint, with the
+    metrics it ends, is written once this long has passed since the trial's last write; 0: every
+    epoch)."""
 
     max_retries: Annotated[NonNegInt, MAX_RETRIES] = 2
     stop_after_same_error: Annotated[PositiveInt, MAX_COUNT] = 3
+    checkpoint_seconds: NonNegFloat = 10.0
 
 
 class Feasibility(Section):

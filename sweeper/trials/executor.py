@@ -195,8 +195,10 @@ class Runner:
             task = TrialTask(trial, run_id, res.cpus_per_trial, resume_from, profile=self.timings.profile,
                              page_data=res.page_data)
             # The run was created just now by this driver (SCHEDULED): no need to read it back.
-            stream = TrialStream(trial, task, self.config.failures.max_retries, self.submission.tracker,
-                                 self.submission.experiment_id, {ATTEMPT: str(attempt)})
+            failures = self.config.failures
+            stream = TrialStream(trial, task, failures.max_retries, self.submission.tracker,
+                                 self.submission.experiment_id, {ATTEMPT: str(attempt)},
+                                 persist_seconds=failures.checkpoint_seconds)
             if task.resume_from:
                 missing = stream.load_resume_checkpoint()
                 if missing:

@@ -22,7 +22,7 @@ def sweep_text(name: str, epochs: int, train_size: int) -> str:
         train: {{epochs: {epochs}, batch_size: 64}}
         grid: {{kernel_size: [3, 5], pooling: [max, avg]}}
         resources: {{cpus_per_trial: 1}}
-        failures: {{max_retries: 2}}
+        failures: {{max_retries: 2, checkpoint_seconds: 0}}  # every epoch checkpointed: faults land between writes
     """)
 
 

@@ -220,9 +220,10 @@ def test_keep_freed_memory_is_once_per_process_and_can_be_turned_off(monkeypatch
 
 @pytest.mark.parametrize("n", [16, 17])
 @pytest.mark.parametrize("algorithm", ["im2col", "shift", "blocked", "fft", "dft", "winograd"])
-def test_a_batch_split_over_threads_computes_the_whole_batch(algorithm, n, cache):
+def test_a_batch_split_over_threads_computes_the_whole_batch(algorithm, n, cache, monkeypatch):
     """With two threads a convolution runs each half of its batch on a thread (BLAS at one thread):
     the output, dW, db and dx equal the single-thread results (an odd batch: parts of two sizes)."""
+    monkeypatch.setenv(autotune.SPLIT_ENV, "always")  # a layer this small would run whole
     x = np.random.default_rng(6).standard_normal((n, 4, 9, 9)).astype(np.float64)
     runs = []
     for t in (1, 2):
@@ -270,3 +271,27 @@ def test_each_algorithm_folds_the_relu_into_its_output(algorithm, t):
         threads.force(None)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     assert (got >= 0).all()
+
+
+def test_two_threads_split_a_layers_batch_only_where_measured_to_pay(cache):
+    """At two threads the split is measured once per shape (split or whole, both kept in the
+    cache); tiny layers run whole unmeasured; either way the numbers are the single-thread ones."""
+    rng = np.random.default_rng(8)
+    tiny = np.asarray(rng.standard_normal((16, 2, 6, 6)), np.float32)
+    big = np.asarray(rng.standard_normal((64, 16, 14, 14)), np.float32)
+    for x, c in ((tiny, 2), (big, 16)):
+        runs, layers = [], []
+        for t in (1, 2):
+            threads.force(t)
+            try:
+                layer = cnn.Conv2D(c, 32, 3, 1, 1, rng=np.random.default_rng(9))
+                runs.append(_step(layer, x))
+                layers.append(layer)
+            finally:
+                threads.force(None)
+        for a, b in zip(*runs):
+            assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+        split = [k for k in layers[1]._chosen if k[0] == "split"]
+        assert (split != []) is (x is big)
+    entries = [k for k in autotune.choices() if k.startswith("split|")]
+    assert len(entries) == 1 and autotune.choices()[entries[0]]["choice"] in ("split", "whole")

@@ -73,7 +73,8 @@ def _check_exactly_once(uri, name, points):
 def test_sigkilled_driver_is_seen_stale_and_resume_takes_over(tmp_path, mlflow_uri):
     name = "crash-sigkill"
     path = sweep_file(tmp_path, name, mlflow_uri, grid={"kernel_size": [3, 5]},
-                      data={"train_size": 3000}, model={"depth": 8}, train={"epochs": 8})
+                      data={"train_size": 3000}, model={"depth": 8}, train={"epochs": 8},
+                      failures={"checkpoint_seconds": 0})
     # No --address: the driver starts its own local Ray, which dies with its process group.
     log = open(tmp_path / "driver.log", "w")
     proc = subprocess.Popen([*CLI, "run", str(path), "-q"], env=_env(tmp_path), start_new_session=True,
@@ -132,7 +133,8 @@ def test_sigkilled_driver_is_seen_stale_and_resume_takes_over(tmp_path, mlflow_u
 def test_sigterm_stops_like_ctrl_c(tmp_path, ray_local, mlflow_uri):
     name = "crash-sigterm"
     path = sweep_file(tmp_path, name, mlflow_uri, grid={"kernel_size": [3, 5]},
-                      data={"train_size": 3000}, model={"depth": 8}, train={"epochs": 10})
+                      data={"train_size": 3000}, model={"depth": 8}, train={"epochs": 10},
+                      failures={"checkpoint_seconds": 0})
     proc = subprocess.Popen([*CLI, "run", str(path), "--address", ray_local, "-q"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:

@@ -32,7 +32,8 @@ pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "sweeper"]
 EPOCHS = 10
 HEAVY = dict(grid={"kernel_size": [3, 5], "pooling": ["max", "avg"]}, data={"train_size": 3000},
-             model={"depth": 8}, train={"epochs": EPOCHS})
+             model={"depth": 8}, train={"epochs": EPOCHS},
+             failures={"checkpoint_seconds": 0})  # every epoch checkpointed: faults land between writes
 LOAD = f"4 trials x {EPOCHS} epochs, 2 at a time (local Ray, 2 CPUs)"
 
 

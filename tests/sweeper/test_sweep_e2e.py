@@ -182,7 +182,8 @@ def _running_after_epoch_one(uri, name):
 def test_killed_worker_is_retried_from_its_checkpoint(tmp_path, ray_local, mlflow_uri):
     # Heavier trials (0.3-1 s an epoch, 10 epochs) so the kill lands mid-way however fast the kernels get.
     path = sweep_file(tmp_path, "e2e-kill", mlflow_uri, grid={"kernel_size": [5]},
-                      data={"train_size": 3000}, model={"depth": 8}, train={"epochs": 10})
+                      data={"train_size": 3000}, model={"depth": 8}, train={"epochs": 10},
+                      failures={"checkpoint_seconds": 0})
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("code", main(["run", str(path), "-q"])))
     thread.start()
@@ -202,7 +203,8 @@ def test_killed_worker_is_retried_from_its_checkpoint(tmp_path, ray_local, mlflo
 def test_ctrl_c_marks_runs_killed_and_resume_completes(tmp_path, ray_local, mlflow_uri):
     # 10 epochs of 0.3-1 s: the SIGINT lands while trials run, however fast the kernels get.
     path = sweep_file(tmp_path, "e2e-interrupt", mlflow_uri, grid={"kernel_size": [3, 5], "pooling": ["max", "avg"]},
-                      data={"train_size": 3000}, model={"depth": 8}, train={"epochs": 10})
+                      data={"train_size": 3000}, model={"depth": 8}, train={"epochs": 10},
+                      failures={"checkpoint_seconds": 0})
     cmd = [sys.executable, "-m", "sweeper.app.cli", "run", str(path), "--address", ray_local, "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=default_sigint)
