@@ -242,6 +242,10 @@ class Plan:
         """Counts, infeasible and excluded points with reasons, the points to train, and the cost."""
         return format_summary(self)
 
+    def make_trials(self, point: Point) -> list[Trial]:
+        """The trials of ``point``: one per repeat, each with its repeat's seed."""
+        return [Trial(point, r, trial_seed(self.config.seed, r)) for r in range(self.config.repeats)]
+
 
 def make_plan(config: SweepConfig, finished: Optional[Mapping[tuple[str, int], str]] = None,
               total_cpus: Optional[int] = None, flops_per_cpu: Optional[float] = None,
@@ -335,6 +339,8 @@ def _matching_rule_partial(values: Mapping[str, object], exclude: list[dict]) ->
 
 #: Proposals a stream sampler (random, sobol) may make per point it must find.
 STREAM_ATTEMPTS = 20
+#: Points of a tpe search drawn at random to estimate the cost of its budget.
+PREVIEW_POINTS = 16
 
 
 def _search(config: SweepConfig, data, why_not, excluded: list, infeasible: list, history: list):
@@ -384,6 +390,10 @@ def _search(config: SweepConfig, data, why_not, excluded: list, infeasible: list
         return points, None
     feed.absorb(history)
     points = [resolve_point(config, values, data.input_shape) for values in feed.values.values()]
+    # Points the plan costs the budget's ETA on: a random draw of the space (tpe's own are yet unknown).
+    stream = Feed(make_sampler("random", space_of(config), config.seed), make_point, PREVIEW_POINTS, repeats)
+    feed.preview = [p for i in range(STREAM_ATTEMPTS * PREVIEW_POINTS) if stream.can_draw()
+                    for p in [stream.draw(i)[0]] if p is not None]
     return points, feed
 
 

@@ -43,6 +43,7 @@ class Feed:
         self.failed: set[str] = set()
         self.closed = False
         self.drawn = 0  # points this feed proposed
+        self.preview: list = []  # points a plan estimates the budget's cost on
 
     # -- what is known -------------------------------------------------------------------------
 
