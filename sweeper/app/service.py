@@ -171,6 +171,10 @@ def run_sweep(config: SweepConfig, sweep_text: str, *, command: str = "run", add
                                   settings=sweep_settings(config), dataset=dataset_of(config, data), tags=tags,
                                   view=links.view_state(list(config.grid.knobs()), config.selection.metric,
                                                         config.selection.mode))
+    if plan.feed is not None:
+        observer.event(f"search {config.method}: rebuilt from the ledger: {len(plan.points)} point(s) known, "
+                       f"{len(plan.feed.history()) - sum(o.value is None for o in plan.feed.history())} with a result; "
+                       f"up to {plan.feed.left} more to draw")
     observer.event(f"sweep {config.name}: {len(plan.trials)} trial(s) of {len(plan.points)} point(s); "
                    f"{len(plan.done)} done before, {to_train} to train"
                    + (f", {len(failed_before)} failed before (--retry-failed trains them again)" if failed_before else "")

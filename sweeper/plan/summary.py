@@ -93,8 +93,12 @@ def format_summary(plan: Plan) -> str:
     config = plan.config
     repeats = config.repeats
     lines = [f"Sweep {config.name!r} (method {config.method}, seed {config.seed}): {_space_text(plan)}"]
-    lines.append(f"  excluded {len(plan.excluded)}, infeasible {len(plan.infeasible)}, feasible {plan.candidates}"
-                 + (f" (and {len(plan.merged)} merged: the same network as another point)" if plan.merged else ""))
+    if plan.feed is not None:
+        lines.append(f"  points of the search so far: {len(plan.points)}; left out on the way: excluded "
+                     f"{len(plan.excluded)}, infeasible {len(plan.infeasible)}")
+    else:
+        lines.append(f"  excluded {len(plan.excluded)}, infeasible {len(plan.infeasible)}, feasible {plan.candidates}"
+                     + (f" (and {len(plan.merged)} merged: the same network as another point)" if plan.merged else ""))
     if config.method == "random" and plan.feed is None and plan.space is not None and config.samples \
             and not config.grid.conditions():
         short = " (fewer feasible points than samples: all taken)" if plan.candidates < config.samples else ""

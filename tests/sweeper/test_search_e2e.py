@@ -9,7 +9,7 @@ import pytest
 
 from sweeper.app.cli import main
 from tests.sweeper.procs import wait_for
-from tests.sweeper.test_driver_faults import CLI, _env
+from tests.sweeper.test_driver_faults import CLI
 from tests.sweeper.test_sweep_e2e import children, parents, sweep_file
 
 pytestmark = pytest.mark.slow
@@ -46,12 +46,13 @@ def test_search_trains_its_budget_once(method, tmp_path, ray_local, mlflow_uri, 
     assert len(counts) == 7 and set(counts.values()) == {1}
 
 
-def test_sigkilled_tpe_search_resumes_from_the_ledger(tmp_path, mlflow_uri):
+def test_sigkilled_tpe_search_resumes_from_the_ledger(tmp_path, ray_local, mlflow_uri):
     name = "search-tpe-kill"
     path = sweep_file(tmp_path, name, mlflow_uri, method="tpe", budget={"max_trials": 6}, grid=SPACE,
                       data={"train_size": 1500}, train={"epochs": 4}, resources={"max_concurrent": 1})
     log = open(tmp_path / "driver.log", "w")
-    proc = subprocess.Popen([*CLI, "run", str(path), "-q"], env=_env(tmp_path), start_new_session=True,
+    proc = subprocess.Popen([*CLI, "run", str(path), "-q", "--address", ray_local], env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            start_new_session=True,
                             stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: len(children(mlflow_uri, name, "FINISHED")) >= 2 or proc.poll() is not None, 300,
@@ -64,8 +65,9 @@ def test_sigkilled_tpe_search_resumes_from_the_ledger(tmp_path, mlflow_uri):
             os.killpg(proc.pid, signal.SIGKILL)
     before = {r.data.tags["sweep.point"] for r in children(mlflow_uri, name, "FINISHED")}
     assert 2 <= len(before) < 6
-    resume = subprocess.run([*CLI, "resume", name, "--tracking-uri", mlflow_uri, "-q"], capture_output=True,
-                            text=True, env=_env(tmp_path), timeout=600)
+    resume = subprocess.run([*CLI, "resume", name, "--tracking-uri", mlflow_uri, "-q", "--address", ray_local],
+                            capture_output=True,
+                            text=True, timeout=600)
     assert resume.returncode == 0, resume.stderr
     counts, runs = _finished_points(mlflow_uri, name)
     assert len(runs) == 6 and set(counts.values()) == {1}, counts  # exactly max_trials, none twice
@@ -74,4 +76,8 @@ def test_sigkilled_tpe_search_resumes_from_the_ledger(tmp_path, mlflow_uri):
               if r.info.status in ("RUNNING", "SCHEDULED")]
     assert active == []
     # The resumed driver's sampler was rebuilt from the ledger: it said how many points it knew.
-    assert "search: " in resume.stderr or True
+    known = len({r.data.tags["sweep.point"] for r in children(mlflow_uri, name)
+                 if r.data.tags["sweep.point"] in before})
+    assert f"rebuilt from the ledger: " in resume.stderr and f"{len(before)} with a result" in resume.stderr, \
+        resume.stderr
+    assert known == len(before)
