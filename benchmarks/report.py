@@ -57,8 +57,9 @@ def markdown(res: dict) -> str:
                 ("bookkeeping", bookkeeping_markdown), ("ledger", ledger_markdown), ("calibrate", calibrate_markdown),
                 ("paging", paging_markdown))
     from .colour import markdown as colour_markdown  # here: colour imports this module
+    from .search import markdown as search_markdown
 
-    for key, section in (*sections, ("colour", colour_markdown)):
+    for key, section in (*sections, ("colour", colour_markdown), ("search", search_markdown)):
         if key in res:
             out += section(res[key])
     return "\n".join(out)

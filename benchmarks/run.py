@@ -17,7 +17,9 @@ store that holds them), ``calibrate`` (the cost model's efficiency on this machi
 (a worker's epoch and peak RSS reading shared CIFAR-sized data directly and paged) and ``colour``
 (the same network trained by the core and by PyTorch on colour images in CIFAR-10's format, 3 seeds
 each: test accuracies, the verdict, epoch times; ``--cifar FOLDER`` for real CIFAR-10 files, else a
-generated set; see benchmarks/colour.py). The sections on
+generated set; see benchmarks/colour.py) and ``search`` (best validation accuracy after N trials for the
+samplers random, sobol, tpe and Optuna's own TPE on one real objective, median over 5 seeds; see
+benchmarks/search.py). The sections on
 Ray start their own local Ray and fresh MLflow stores; ``--threads`` does not apply to them.
 """
 from __future__ import annotations
@@ -30,14 +32,15 @@ import numpy as np
 
 import cnn
 
-from . import archs, bookkeeping, calibrate, colour, kernels, ledger_scale, machine, paging, report, sweep, vs_tune
+from . import archs, bookkeeping, calibrate, colour, kernels, ledger_scale, machine, paging, report, search, sweep, vs_tune
 
 FULL = dict(quick=False, archs=tuple(archs.GRID), batches=(64, 128), reps=7, warmup=2, target_s=0.3,
             layer_batch=64, layer_reps=7, matmul_size=1024)
 QUICK = dict(quick=True, archs=archs.QUICK, batches=(8,), reps=3, warmup=1, target_s=0.01,
              layer_batch=8, layer_reps=2, matmul_size=256)
 
-SECTIONS = ("kernels", "kernels2", "sweep", "vs_tune", "bookkeeping", "ledger", "calibrate", "paging", "colour")
+SECTIONS = ("kernels", "kernels2", "sweep", "vs_tune", "bookkeeping", "ledger", "calibrate", "paging", "colour",
+            "search")
 LEDGER_RUNS = {False: 10000, True: 20}
 
 
@@ -100,6 +103,10 @@ def run(quick: bool = False, out: Path | str = "benchmarks/results", threads: in
         res["colour"] = colour.run(quick, cifar=cifar, log=log)
         res["targets"].update(colour_within_noise=res["colour"]["within_noise"],
                               colour_time_ratio=res["colour"]["time_ratio"])
+    if "search" in sections:
+        res["search"] = search.run(quick, log=log)
+        res["targets"].update(search_tpe_vs_random=res["search"]["tpe_vs_random"],
+                              search_tpe_vs_optuna=res["search"]["tpe_vs_optuna"])
     res["machine"]["load_average_end"] = list(os.getloadavg())
     if merge:
         res = merged(res, Path(out) / "latest.json")

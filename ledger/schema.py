@@ -120,6 +120,15 @@ def param_text(value) -> str:
     return json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
 
 
+def param_value(text: str):
+    """A param's text read back as the value :func:`param_text` wrote (JSON where it parses;
+    ``True``/``False``/``None`` as Python wrote them; else the text itself)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"True": True, "False": False, "None": None}.get(text, text)
+
+
 def quote(value) -> str:
     """``value`` as a quoted literal of an MLflow filter string.
 

@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 from . import retry, rules
 from .schema import (ACTIVE, ATTEMPT, CHECKPOINT_EPOCH, DATASET_CONTEXT, DETERMINISTIC, ERROR_KIND, EXPERIMENT_KIND, KIND, MAX_PARAM_VALUE,
                      MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE, NAME, OVERRIDES, PARENT, PARENT_RUN, POINT, POINT_NAME, REASON,
-                     REPEAT, SCHEMA, SCHEMA_VERSION, SUBMISSION, SWEEP_FILE, SWEPT, TRAINING_KIND, TRIAL, knob_params, quote,
+                     REPEAT, SCHEMA, SCHEMA_VERSION, SUBMISSION, SWEEP_FILE, SWEPT, TRAINING_KIND, TRIAL, knob_params, param_value, quote,
                      tag_filter)
 from .source import source_tags
 
@@ -218,6 +218,23 @@ class Tracker:
     def finished(self, experiment_id: str) -> dict[tuple[str, int], str]:
         """``(point hash, repeat) -> run id`` of the run that decides each finished trial."""
         return {key: run.info.run_id for key, run in rules.deciding_runs(self.trials(experiment_id, "FINISHED", params=False)).items()}
+
+    def trial_records(self, experiment_id: str, metric: str) -> list[dict]:
+        """Every trial run, oldest first, as a search reads it: ``key``, ``status``, the swept
+        ``values`` (read back from its params), ``metric`` (the run's last value of the selection
+        metric, None without one) and ``failed`` (an error of the trial's own)."""
+        out = []
+        for run in self.trials(experiment_id):
+            try:
+                swept = json.loads(run.data.tags.get(SWEPT) or "[]")
+            except ValueError:
+                continue
+            params = run.data.params
+            out.append({"key": rules.key(run), "status": run.info.status,
+                        "values": {k: param_value(params[k]) for k in swept if k in params},
+                        "metric": run.data.metrics.get(metric),
+                        "failed": run.data.tags.get(ERROR_KIND) == DETERMINISTIC})
+        return out
 
     def failed(self, experiment_id: str) -> dict[tuple[str, int], tuple[str, str]]:
         """Trials that failed with an error of their own: ``key -> (run id, reason)``."""

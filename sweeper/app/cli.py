@@ -145,6 +145,12 @@ def _validate(args: argparse.Namespace) -> int:
     config = load_sweep(args.file, args.overrides)
     facts, _ = data_facts(config)
     plan = make_plan(config, data=facts)
+    if plan.feed is not None and plan.feed.can_draw():
+        left = plan.feed.left
+        print(f"{args.file}: OK ({config.method} search: up to {left} points, {left * config.repeats} trials, "
+              f"drawn as trials end)")
+        print(f"  data: {facts.describe(config.data.source)}")
+        return EXIT_OK
     if not plan.points:
         first = (f"; first: {plan.infeasible[0].point.name}: {plan.infeasible[0].reason}"
                  if plan.infeasible else "")

@@ -50,6 +50,19 @@ def plan_rows(plan: Plan, failed_before: dict, too_big: Optional[dict] = None) -
     return rows
 
 
+def search_history(tracker: Tracker, experiment_id: Optional[str], config: SweepConfig) -> Optional[list]:
+    """Method tpe: the ledger's trial runs as the search reads them (None for the other methods,
+    whose points do not depend on results)."""
+    if config.method != "tpe":
+        return None
+    from sweeper.plan.search.feed import Recorded
+
+    if experiment_id is None:
+        return []
+    return [Recorded(tuple(r["key"]), r["values"], r["status"], r["metric"], r["failed"])
+            for r in tracker.trial_records(experiment_id, config.selection.metric)]
+
+
 def plan_sweep(config: SweepConfig, tracking_uri: Optional[str] = None, total_cpus: Optional[int] = None):
     """``(plan, failed_before)`` of ``config`` against what MLflow already holds; writes nothing.
 
@@ -59,7 +72,8 @@ def plan_sweep(config: SweepConfig, tracking_uri: Optional[str] = None, total_cp
     tracker = tracker_for(config, tracking_uri)
     experiment_id = tracker.find_experiment(config.experiment_name)
     finished = tracker.finished(experiment_id) if experiment_id else {}
-    plan = make_plan(config, finished, total_cpus=total_cpus, data=facts)
+    plan = make_plan(config, finished, total_cpus=total_cpus, data=facts,
+                     history=search_history(tracker, experiment_id, config))
     pending = {t.key for t in plan.pending}
     failed = tracker.failed(experiment_id) if experiment_id else {}
     return plan, {k: v for k, v in failed.items() if k in pending}
@@ -71,8 +85,10 @@ def sweep_settings(config: SweepConfig) -> dict[str, object]:
     base = json.loads(canonical_json({"seed": config.seed, "data": config.data.model_dump(),
                                       "model": config.model.model_dump(), "train": config.train.model_dump()}))
     axes = dict(config.grid.axes())
-    fixed = {k: v for k, v in knob_params(base).items() if k not in axes and not k.startswith(f"{DATA_PREFIX}path")}
+    knobs = config.grid.knobs()
+    fixed = {k: v for k, v in knob_params(base).items() if k not in knobs and not k.startswith(f"{DATA_PREFIX}path")}
     return {**fixed, **{f"grid.{k}": json.loads(canonical_json(list(v))) for k, v in axes.items()},
+            **{f"grid.{k}": knob.describe() for k, knob in config.grid.ranges().items()},
             "repeats": config.repeats, "method": config.method}
 
 
@@ -126,7 +142,8 @@ def run_sweep(config: SweepConfig, sweep_text: str, *, command: str = "run", add
     if experiment_id is not None:
         for run, owner in take_over(tracker, experiment_id, timeout):
             observer.event(f"  taking over {run.info.run_name} (run {run.info.run_id}): {owner.text()}")
-    plan = make_plan(config, tracker.finished(experiment_id) if experiment_id else {}, data=data.facts())
+    plan = make_plan(config, tracker.finished(experiment_id) if experiment_id else {}, data=data.facts(),
+                     history=search_history(tracker, experiment_id, config))
     pending_keys = {t.key for t in plan.pending}
     failed = tracker.failed(experiment_id) if experiment_id else {}
     failed_before = {} if retry_failed else {k: v for k, v in failed.items() if k in pending_keys}
@@ -134,7 +151,8 @@ def run_sweep(config: SweepConfig, sweep_text: str, *, command: str = "run", add
     for key, reason in too_big.items():
         observer.event(f"  not training {key[0]} #{key[1] + 1} on these workers: {reason}")
     skip = {**failed_before, **too_big}
-    to_train = len(plan.pending) - len(skip)
+    to_train = len(plan.pending) - len(skip) + (plan.feed.left or 0) * config.repeats if plan.feed else \
+        len(plan.pending) - len(skip)
     where = links.sweep_url(tracker, experiment_id) if experiment_id else None
     if to_train == 0:
         counts = Counts(len(plan.trials), {"done_before": len(plan.done), "failed_before": len(skip)})
@@ -144,13 +162,19 @@ def run_sweep(config: SweepConfig, sweep_text: str, *, command: str = "run", add
                        + (f"; {where}" if where else ""))
         return SweepResult(counts.as_dict(), EXIT_OK, "nothing to train")
     experiment_id = tracker.open_experiment(config.experiment_name, config.name)
+    if plan.feed is not None:  # every draw reads the ledger again: other submissions' points count too
+        plan.feed.refresh = lambda: search_history(tracker, experiment_id, config)
     resume_from = {k: v for k, v in tracker.checkpoints(experiment_id).items() if k in pending_keys}
     tags = {**selection_tags(config.selection.rule()), METHOD: config.method, OVERRIDES: json.dumps(list(overrides))}
     submission = Submission.start(tracker, experiment_id, config.name, command, trials=to_train, sweep_text=sweep_text,
                                   plan_text=plan.summary(), plan_rows=plan_rows(plan, failed_before, too_big),
                                   settings=sweep_settings(config), dataset=dataset_of(config, data), tags=tags,
-                                  view=links.view_state([k for k, _ in config.grid.axes()], config.selection.metric,
+                                  view=links.view_state(list(config.grid.knobs()), config.selection.metric,
                                                         config.selection.mode))
+    if plan.feed is not None:
+        observer.event(f"search {config.method}: rebuilt from the ledger: {len(plan.points)} point(s) known, "
+                       f"{len(plan.feed.history()) - sum(o.value is None for o in plan.feed.history())} with a result; "
+                       f"up to {plan.feed.left} more to draw")
     observer.event(f"sweep {config.name}: {len(plan.trials)} trial(s) of {len(plan.points)} point(s); "
                    f"{len(plan.done)} done before, {to_train} to train"
                    + (f", {len(failed_before)} failed before (--retry-failed trains them again)" if failed_before else "")
