@@ -5,7 +5,6 @@ shape ``(N, 1, 28, 28)`` (standardised floats) and labels of shape ``(N,)`` (int
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import http.client
 import os
@@ -14,11 +13,11 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
 
+from cnn import gate
 from cnn.dataset import DataError, Dataset
 
 __all__ = [
@@ -64,19 +63,24 @@ class MnistError(DataError):
 # IDX reading
 
 
-def _idx_bytes(path: Path) -> bytes:
-    """The uncompressed IDX bytes of ``path``, gunzipped when it starts with the gzip magic."""
+def _idx_bytes(path: Path) -> bytearray:
+    """The uncompressed IDX bytes of ``path``, gunzipped when it starts with the gzip magic; read
+    through :mod:`cnn.gate` (regular files only, within the read limits)."""
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise MnistError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+        raw = gate.read_bytes(path, "IDX file")
+    except gate.ReadRefused:
+        raise
+    except DataError as exc:
+        raise MnistError(str(exc)) from None
     # Sniff the content rather than trust the suffix: mirrors and users rename files freely.
     if raw[:2] != _GZIP_MAGIC:
         return raw
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
-        raise MnistError(f"{path}: corrupt gzip stream ({exc})") from exc
+        return gate.gunzip(raw, path)
+    except gate.ReadRefused:
+        raise
+    except DataError as exc:
+        raise MnistError(str(exc)) from None
 
 
 def _parse_idx(data: bytes, path: Path) -> np.ndarray:
