@@ -240,13 +240,25 @@ def read_bytes(path, what: str = "file") -> bytearray:
         return buf  # a bytearray: no second copy
 
 
-def gunzip(raw, path) -> bytearray:
-    """The inflated bytes of a gzip stream, refused as soon as they pass the read limit."""
+def gunzip(raw, path, declared=None) -> bytearray:
+    """The inflated bytes of a gzip stream, refused as soon as they pass the read limit.
+
+    ``declared(head)``: the total size the stream's first bytes declare (an IDX header), or None;
+    a declared size beyond the limit is refused before the rest is inflated, and inflating stops
+    one byte past it (the parser then names the trailing bytes)."""
     b = budget()
     room = b.limit - b.held
     out = bytearray()
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(raw)) as g:
+            if declared is not None:
+                out += g.read(64)
+                size = declared(bytes(out))
+                if size is not None:
+                    if size > room:
+                        raise ReadRefused(f"{path}: its header declares {_size(size)}, beyond the read limit of "
+                                          f"{_size(b.limit)} ({LIMIT_ENV})")
+                    room = size
             while True:
                 b.check_time(path)
                 chunk = g.read(min(CHUNK, room - len(out) + 1))
@@ -254,6 +266,8 @@ def gunzip(raw, path) -> bytearray:
                     break
                 out += chunk
                 if len(out) > room:
+                    if declared is not None and room < b.limit - b.held:
+                        break  # past what the header declares: the parser names the trailing bytes
                     raise ReadRefused(f"{path}: inflates beyond the read limit of {_size(b.limit)} ({LIMIT_ENV})")
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise DataError(f"{path}: corrupt gzip stream ({exc})") from None

@@ -76,11 +76,18 @@ def _idx_bytes(path: Path) -> bytearray:
     if raw[:2] != _GZIP_MAGIC:
         return raw
     try:
-        return gate.gunzip(raw, path)
+        return gate.gunzip(raw, path, _declared_size)
     except gate.ReadRefused:
         raise
     except DataError as exc:
         raise MnistError(str(exc)) from None
+
+
+def _declared_size(head: bytes):
+    """Bytes an IDX file's first bytes declare (header and data), or None when they are no header."""
+    if len(head) < 4 or head[0] or head[1] or not head[3] or len(head) < 4 + 4 * head[3]:
+        return None
+    return 4 + 4 * head[3] + int(np.prod(struct.unpack(f">{head[3]}I", head[4:4 + 4 * head[3]]), dtype=object))
 
 
 def _parse_idx(data: bytes, path: Path) -> np.ndarray:

@@ -99,15 +99,16 @@ def idx_huge_header(folder) -> Path:
     return root
 
 
-def idx_gzip_bomb(folder, nbytes=3 * 10 ** 9) -> Path:
-    """The four IDX files, the training images a gzip of ``nbytes`` zeros (about nbytes/1000)."""
+def idx_gzip_bomb(folder, nbytes=3 * 10 ** 9, declare=None) -> Path:
+    """The four IDX files, the training images a gzip of ``nbytes`` zeros (about nbytes/1000) whose
+    header declares them (or the shape ``declare``: a header that lies small)."""
     from tests.cnn.datagen import write_idx_folder
 
     root = Path(folder) / "idx-bomb"
     write_idx_folder(root, gz=True)
     n = nbytes // 784
     with gzip.open(root / "train-images-idx3-ubyte.gz", "wb", compresslevel=9) as f:
-        f.write(bytes([0, 0, 8, 3]) + struct.pack(">3I", n, 28, 28))
+        f.write(bytes([0, 0, 8, 3]) + struct.pack(">3I", *(declare or (n, 28, 28))))
         left = n * 784
         while left:
             f.write(bytes(min(left, 1 << 20)))
