@@ -259,16 +259,15 @@ def gunzip(raw, path, declared=None) -> bytearray:
                         raise ReadRefused(f"{path}: its header declares {_size(size)}, beyond the read limit of "
                                           f"{_size(b.limit)} ({LIMIT_ENV})")
                     room = size
-            while True:
+            while len(out) <= room:
                 b.check_time(path)
                 chunk = g.read(min(CHUNK, room - len(out) + 1))
                 if not chunk:
                     break
                 out += chunk
-                if len(out) > room:
-                    if declared is not None and room < b.limit - b.held:
-                        break  # past what the header declares: the parser names the trailing bytes
-                    raise ReadRefused(f"{path}: inflates beyond the read limit of {_size(b.limit)} ({LIMIT_ENV})")
+            # Past what a header declares, the parser names the trailing bytes; past the limit, refused.
+            if len(out) > room and room == b.limit - b.held:
+                raise ReadRefused(f"{path}: inflates beyond the read limit of {_size(b.limit)} ({LIMIT_ENV})")
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise DataError(f"{path}: corrupt gzip stream ({exc})") from None
     b.charge(len(out), path, "inflates to")

@@ -114,6 +114,8 @@ def _parse_idx(data: bytes, path: Path) -> np.ndarray:
         )
     dims = struct.unpack(f">{ndim}I", data[4:header])
     expected = int(np.prod(dims, dtype=object))  # Python ints: a corrupt header must not overflow
+    if int(np.prod([d or 1 for d in dims], dtype=object)) >= 1 << 62:  # beyond any array, even of 0 items
+        raise MnistError(f"{path}: impossible shape {dims} in the header")
     found = len(data) - header
     if found < expected:
         raise MnistError(
