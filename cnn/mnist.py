@@ -6,7 +6,6 @@ shape ``(N,)`` (int64).
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import http.client
 import os
@@ -15,11 +14,11 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
 
+from cnn import gate
 from cnn.dataset import DataError, Dataset
 from cnn.normalize import Normalizer
 
@@ -68,19 +67,31 @@ class MnistError(DataError):
 # IDX reading
 
 
-def _idx_bytes(path: Path) -> bytes:
-    """The uncompressed IDX bytes of ``path``, gunzipped when it starts with the gzip magic."""
+def _idx_bytes(path: Path) -> bytearray:
+    """The uncompressed IDX bytes of ``path``, gunzipped when it starts with the gzip magic; read
+    through :mod:`cnn.gate` (regular files only, within the read limits)."""
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise MnistError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+        raw = gate.read_bytes(path, "IDX file")
+    except gate.ReadRefused:
+        raise
+    except DataError as exc:
+        raise MnistError(str(exc)) from None
     # Sniff the content rather than trust the suffix: mirrors and users rename files freely.
     if raw[:2] != _GZIP_MAGIC:
         return raw
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
-        raise MnistError(f"{path}: corrupt gzip stream ({exc})") from exc
+        return gate.gunzip(raw, path, _declared_size)
+    except gate.ReadRefused:
+        raise
+    except DataError as exc:
+        raise MnistError(str(exc)) from None
+
+
+def _declared_size(head: bytes):
+    """Bytes an IDX file's first bytes declare (header and data), or None when they are no header."""
+    if len(head) < 4 or head[0] or head[1] or not head[3] or len(head) < 4 + 4 * head[3]:
+        return None
+    return 4 + 4 * head[3] + int(np.prod(struct.unpack(f">{head[3]}I", head[4:4 + 4 * head[3]]), dtype=object))
 
 
 def _parse_idx(data: bytes, path: Path) -> np.ndarray:
@@ -107,6 +118,8 @@ def _parse_idx(data: bytes, path: Path) -> np.ndarray:
         )
     dims = struct.unpack(f">{ndim}I", data[4:header])
     expected = int(np.prod(dims, dtype=object))  # Python ints: a corrupt header must not overflow
+    if int(np.prod([d or 1 for d in dims], dtype=object)) >= 1 << 62:  # beyond any array, even of 0 items
+        raise MnistError(f"{path}: impossible shape {dims} in the header")
     found = len(data) - header
     if found < expected:
         raise MnistError(

@@ -96,15 +96,22 @@ def client(uri: str) -> retry.RetryingClient:
     from mlflow import MlflowClient
 
     retry.bound_http_retries()
+    if uri.startswith("sqlite:"):
+        retry.bound_sqlite_waits()
     logger = logging.getLogger("mlflow.store.db.utils")
     if not any(isinstance(f, _ErrorsReported) for f in logger.filters):
         logger.addFilter(_ErrorsReported())
-    with _creation_lock(uri):
-        # A database store's transactions run in this process: a signal must not cut one short.
-        database = uri.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql")
-        mlflow_client = retry.RetryingClient(MlflowClient(uri), shield=database)
-        mlflow_client.search_experiments(max_results=1)  # makes a new SQLite store's schema now
-    return mlflow_client
+
+    def opened() -> retry.RetryingClient:
+        with _creation_lock(uri):
+            # A database store's transactions run in this process: a signal must not cut one short.
+            database = uri.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql")
+            made = retry.RetryingClient(MlflowClient(uri), shield=database)
+            made.once.search_experiments(max_results=1)  # makes a new SQLite store's schema now
+            return made
+
+    # Opening is retried like any call: a store locked or down at start waits the same patience.
+    return retry.call(opened, _what="opening the store")
 
 
 def _batched(items: list, size: int) -> Iterable[list]:
