@@ -58,7 +58,9 @@ def markdown(res: dict) -> str:
                 ("paging", paging_markdown))
     from .colour import markdown as colour_markdown  # here: colour imports this module
 
-    for key, section in (*sections, ("colour", colour_markdown)):
+    from .driver_scale import markdown as driver_scale_markdown  # here: driver_scale imports this module
+
+    for key, section in (*sections, ("colour", colour_markdown), ("driver_scale", driver_scale_markdown)):
         if key in res:
             out += section(res[key])
     return "\n".join(out)
