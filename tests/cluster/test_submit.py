@@ -110,6 +110,8 @@ def test_ctrl_c_without_a_terminal_stops_the_job(head, tmp_path):
     assert proc.returncode == 130, out[-3000:]
     assert "stopped on the cluster" in out, out[-3000:]
     assert str(jobs.get_job_status(job.submission_id).value) == "STOPPED"
+    # The driver got SIGTERM inside the cluster and closed its runs: none left RUNNING.
+    wait_for(lambda: not _trial_running(head, name), 60, "the stopped sweep's runs to be closed")
 
 
 def _trial_running(head: dict, name: str) -> bool:
