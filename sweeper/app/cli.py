@@ -23,8 +23,8 @@ from typing import Callable, Optional, Sequence
 
 from cnn.dataset import DataError
 from sweeper.app.errors import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK,
-                                EXIT_TERMINATED,
-                                EXIT_UNAVAILABLE, classify, debug_traceback, first_line, is_cluster_error)
+                                EXIT_TERMINATED, EXIT_UNAVAILABLE, classify, debug_traceback, first_line, is_cluster_error)
+from sweeper.app.submit import CLUSTER_ARGS
 from sweeper.spec.config import load_sweep
 from sweeper.spec.names import sweep_name_problem
 from sweeper.plan.points import make_plan
@@ -222,11 +222,15 @@ def _finish(done, progress) -> int:
 
 
 @command("run", "train every pending trial of a sweep on Ray, logging to MLflow", SWEEP_FILE, ADDRESS, TRACKING,
-         QUIET, RETRY, SET, STALE, VERBOSE)
+         QUIET, RETRY, SET, STALE, VERBOSE, *CLUSTER_ARGS)
 def _run(args: argparse.Namespace) -> int:
     from sweeper import api
     from sweeper.app.progress import Progress
 
+    if args.cluster:  # the driver runs inside the cluster, submitted as a Ray job
+        from sweeper.app.submit import submit_command
+
+        return submit_command(args)
     _sigterm_as_interrupt()
     progress = Progress(quiet=args.quiet)
     done = api.run(args.file, overrides=args.overrides, tracking_uri=args.tracking_uri, address=args.address,
