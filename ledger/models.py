@@ -129,11 +129,12 @@ def _existing(client, name: str, run_id: str):
 
 
 def _description(row, selection: Selection, parent_url: str, run_url: str, repeats: int) -> str:
-    return (f"Sweep point **{row['point_name']}**, chosen by {selection.text} over the sweep's points "
-            f"(`{row['point']}`; {repeats} repeat(s)). This version is trial run [{row['run_name']}]({run_url}).\n\n"
-            f"- validation accuracy: {row.get('val_accuracy', float('nan')):.4f}\n"
-            f"- test accuracy: {row.get('test_accuracy', float('nan')):.4f}\n\n"
-            f"Sweep parent run: {parent_url}\n\n"
+    """Markdown: the accuracies first (the registry's versions table shows the first words)."""
+    val, test = row.get("val_accuracy", float("nan")), row.get("test_accuracy", float("nan"))
+    return (f"validation accuracy {val:.4f}, test accuracy {test:.4f}: sweep point **{row['point_name']}** "
+            f"(`{row['point']}`, {repeats} repeat(s)), chosen by {selection.text}.\n\n"
+            f"- validation accuracy: {val:.4f}\n- test accuracy: {test:.4f}\n"
+            f"- trial run: [{row['run_name']}]({run_url})\n- sweep parent run: {parent_url}\n\n"
             "Input: raw images `(N, C, H, W)` as the data files hold them; output: `label` and `prob_<k>`.")
 
 

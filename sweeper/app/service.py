@@ -160,7 +160,13 @@ def run_sweep(config: SweepConfig, sweep_text: str, *, command: str = "run", add
         more += f" ({len(too_big)} too big for these workers)" if too_big else ""
         observer.event(f"sweep {config.name}: nothing to train, all {len(plan.trials) - len(skip)} trial(s) are done{more}"
                        + (f"; {where}" if where else ""))
-        return SweepResult(counts.as_dict(), EXIT_OK, "nothing to train")
+        result = SweepResult(counts.as_dict(), EXIT_OK, "nothing to train")
+        parent = find_parent(tracker, experiment_id) if experiment_id and plan.done else None
+        if parent is not None:  # a sweep finished before its champion was registered (an older store)
+            champion = champion_of(config, tracker, experiment_id, parent.info.run_id, data, observer)
+            if champion is not None and champion.created:
+                observer.event(champion.line())
+        return result
     experiment_id = tracker.open_experiment(config.experiment_name, config.name)
     if plan.feed is not None:  # every draw reads the ledger again: other submissions' points count too
         plan.feed.refresh = lambda: search_history(tracker, experiment_id, config)

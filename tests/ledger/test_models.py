@@ -123,6 +123,15 @@ def test_registering_again_reuses_the_version_and_another_point_moves_the_alias(
     assert not back.created and back.version == same.version
     assert str(tracker.client.get_model_version_by_alias(NAME, "champion").version) == same.version
 
+    # A store whose sweep finished before champions were registered: `resume`, with nothing to train,
+    # registers it (and says so in one more line).
+    tracker.client.delete_registered_model(NAME)
+    capsys.readouterr()
+    assert main(["resume", NAME, "--tracking-uri", mlflow_uri, "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "nothing to train" in err and f"models:/{NAME}@champion version 1 registered" in err, err
+    assert tracker.client.get_model_version_by_alias(NAME, "champion").run_id == same.run_id
+
 
 def free_port() -> int:
     with socket.socket() as s:
