@@ -81,3 +81,22 @@ def test_sigkilled_tpe_search_resumes_from_the_ledger(tmp_path, ray_local, mlflo
     assert f"rebuilt from the ledger: " in resume.stderr and f"{len(before)} with a result" in resume.stderr, \
         resume.stderr
     assert known == len(before)
+
+
+def test_tpe_with_repeats_and_early_stopping(tmp_path, ray_local, mlflow_uri):
+    """Each point trained `repeats` times; ASHA stops trials on the validation metric as in a grid."""
+    name = "search-tpe-asha"
+    path = sweep_file(tmp_path, name, mlflow_uri, method="tpe", repeats=2, budget={"max_trials": 6}, grid=SPACE,
+                      train={"epochs": 3},
+                      early_stopping={"metric": "val_accuracy", "grace_epochs": 1, "reduction_factor": 2})
+    assert main(["run", str(path), "--address", ray_local, "-q"]) == 0
+    counts, runs = _finished_points(mlflow_uri, name)
+    assert len(runs) == 6 and set(counts.values()) == {1}
+    per_point = Counter(k[0] for k in counts)
+    assert len(per_point) == 3 and set(per_point.values()) == {2}
+    (parent,) = parents(mlflow_uri, name)
+    assert parent.data.metrics["trials_finished"] == 6
+    # The report reads a search as it reads a grid (every value of a range is its own level).
+    out = tmp_path / "report"
+    assert main(["report", name, "--tracking-uri", mlflow_uri, "--out", str(out), "--no-attach"]) == 0
+    assert any(out.iterdir())
