@@ -100,3 +100,19 @@ def test_tpe_with_repeats_and_early_stopping(tmp_path, ray_local, mlflow_uri):
     out = tmp_path / "report"
     assert main(["report", name, "--tracking-uri", mlflow_uri, "--out", str(out), "--no-attach"]) == 0
     assert any(out.iterdir())
+
+
+def test_two_concurrent_submissions_continue_one_search(tmp_path, ray_local, mlflow_uri):
+    """Two drivers of one tpe file at once: together exactly max_trials FINISHED runs, none twice."""
+    name = "search-tpe-two"
+    path = sweep_file(tmp_path, name, mlflow_uri, method="tpe", budget={"max_trials": 5}, grid=SPACE,
+                      train={"epochs": 1}, resources={"max_concurrent": 1})
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [subprocess.Popen([*CLI, "run", str(path), "-q", "--address", ray_local], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    counts, runs = _finished_points(mlflow_uri, name)
+    assert len(runs) == 5 and set(counts.values()) == {1}, counts
+    active = [r for r in children(mlflow_uri, name) if r.info.status in ("RUNNING", "SCHEDULED")]
+    assert active == []
