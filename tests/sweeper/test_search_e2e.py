@@ -116,3 +116,15 @@ def test_two_concurrent_submissions_continue_one_search(tmp_path, ray_local, mlf
     assert len(runs) == 5 and set(counts.values()) == {1}, counts
     active = [r for r in children(mlflow_uri, name) if r.info.status in ("RUNNING", "SCHEDULED")]
     assert active == []
+
+
+def test_time_budget_stops_new_trials(tmp_path, ray_local, mlflow_uri, capsys):
+    """No trial starts after budget.time_budget; the running ones end, the rest is unspent."""
+    name = "search-time-budget"
+    path = sweep_file(tmp_path, name, mlflow_uri, method="random", budget={"max_trials": 8, "time_budget": 1},
+                      grid=SPACE, train={"epochs": 2})
+    assert main(["run", str(path), "--address", ray_local]) == 0
+    finished = children(mlflow_uri, name, "FINISHED")
+    assert 1 <= len(finished) < 8 and len(children(mlflow_uri, name)) == len(finished)
+    err = capsys.readouterr().err
+    assert "time budget of 1 s spent" in err and f"{8 - len(finished)} trial(s) of the budget not started" in err
