@@ -117,14 +117,16 @@ def run_optuna(objective: Objective, seed: int, trials: int) -> list[float]:
     return scores
 
 
-def run(quick: bool = False, trials: int | None = None, seeds: int | None = None, log=print) -> dict:
+def run(quick: bool = False, trials: int | None = None, seeds: int | None = None, log=print,
+        first_seed: int = 0) -> dict:
     cfg = dict(QUICK if quick else FULL)
     cfg["trials"] = trials or cfg["trials"]
     cfg["seeds"] = seeds or cfg["seeds"]
     began = time.perf_counter()
     objective = Objective(cfg["train_size"], cfg["epochs"])
     best: dict[str, list[float]] = {m: [] for m in METHODS}
-    for seed in range(cfg["seeds"]):
+    cfg["first_seed"] = first_seed
+    for seed in range(first_seed, first_seed + cfg["seeds"]):
         for method in METHODS:
             scores = run_optuna(objective, seed, cfg["trials"]) if method == "optuna_tpe" else \
                 run_sweeper(objective, method, seed, cfg["trials"])
@@ -160,9 +162,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--first-seed", type=int, default=0, help="sampler seeds from this one on")
     parser.add_argument("--json", default=None, help="write the results to this file")
     args = parser.parse_args(argv)
-    res = run(args.quick, args.trials, args.seeds)
+    res = run(args.quick, args.trials, args.seeds, first_seed=args.first_seed)
     print("\n".join(markdown(res)))
     if args.json:
         with open(args.json, "w") as fh:

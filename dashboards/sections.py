@@ -77,6 +77,15 @@ def knobs(f: Facts, found: Findings) -> list[Section]:
                      "fields with many values binned into quartiles): the share of the variance each field explains "
                      "alone. Used for random search and grids with missing points.")
         section.table(inference.importance(found.points, list(found.swept), f.selection.metric))
+    if (f.parent or {}).get("method") in ("random", "sobol", "tpe"):
+        from .importance import BOOTSTRAP, ped_anova
+
+        table = ped_anova(found.points, list(found.swept), f.selection.metric, f.selection.mode)
+        if len(table):
+            section.text(f"PED-ANOVA importance (Optuna's evaluator; needs no factorial design): how differently "
+                         f"each knob is spread among the best 10% of the points than among all of them, normalised "
+                         f"to sum to 1, with a 95% bootstrap interval over points ({BOOTSTRAP} resamples).")
+            section.table(table)
     return [section]
 
 

@@ -9,7 +9,7 @@ from sweeper.trials.counts import Counts
 
 LABELS = {"done_before": "done before", "failed_before": "failed before", "queued": "queued", "running": "running",
           "finished": "finished", "failed": "failed", "killed": "killed", "duplicate": "duplicate",
-          "elsewhere": "trained elsewhere"}
+          "elsewhere": "trained elsewhere", "unspent": "unspent (budget)"}
 
 
 def counts_text(counts: Counts) -> str:

@@ -197,13 +197,6 @@ def resolve_point(config: SweepConfig, values: Mapping[str, object],
     return Point(dict(values), resolved, config_hash(resolved), point_name(values), spec, flops, unseen, error)
 
 
-def _matching_rule(values: Mapping[str, object], exclude: list[dict]) -> Optional[int]:
-    for i, entry in enumerate(exclude):
-        if all(canonical_json(values[k]) == canonical_json(v) for k, v in entry.items()):
-            return i
-    return None
-
-
 # ---------------------------------------------------------------------------------------------
 # The plan
 
@@ -280,7 +273,9 @@ def make_plan(config: SweepConfig, finished: Optional[Mapping[tuple[str, int], s
         points = candidates
     else:
         space, candidates = config.grid.size(), []
-        points, feed = _search(config, data, why_not, excluded, infeasible, history or [])
+        from sweeper.plan.search.draw import search_points  # the search package builds on this module
+
+        points, feed = search_points(config, data, why_not, excluded, infeasible, history or [])
         candidates = points
     if config.method == "random" and expand:
         # Rank by a hash of (seed, point): reproducible without depending on a RNG's stream.
@@ -313,7 +308,7 @@ def _expand(config: SweepConfig, data, why_not, excluded: list, infeasible: list
         values = dict(zip(names, combo))
         if conditions:
             values = {k: v for k, v in values.items() if k not in conditions or conditions[k].active(values, base)}
-        rule = _matching_rule_partial(values, config.exclude)
+        rule = matching_rule(values, config.exclude)
         if rule is not None:
             excluded.append(Excluded(values, point_name(values), rule, config.exclude[rule]))
             continue
@@ -329,72 +324,15 @@ def _expand(config: SweepConfig, data, why_not, excluded: list, infeasible: list
     return space, candidates, merged
 
 
-def _matching_rule_partial(values: Mapping[str, object], exclude: list[dict]) -> Optional[int]:
-    """:func:`_matching_rule` when a conditional knob is unset: an entry naming it does not match."""
+def matching_rule(values: Mapping[str, object], exclude: list[dict]) -> Optional[int]:
+    """The index of the first ``exclude`` entry whose every key ``values`` has, equal (an entry
+    naming a conditional knob that is unset does not match), or None."""
     for i, entry in enumerate(exclude):
         if all(k in values and canonical_json(values[k]) == canonical_json(v) for k, v in entry.items()):
             return i
     return None
 
 
-#: Proposals a stream sampler (random, sobol) may make per point it must find.
-STREAM_ATTEMPTS = 20
-#: Points of a tpe search drawn at random to estimate the cost of its budget.
-PREVIEW_POINTS = 16
-
-
-def _search(config: SweepConfig, data, why_not, excluded: list, infeasible: list, history: list):
-    """Methods random, sobol, tpe: ``(points, feed)``. A stream's points are all drawn here; tpe's
-    are the ledger's so far, and the feed draws the rest as trials end."""
-    from sweeper.plan.search import make_sampler, space_of
-    from sweeper.plan.search.feed import Feed
-
-    def make_point(values):
-        rule = _matching_rule_partial(values, config.exclude)
-        point = resolve_point(config, values, data.input_shape)
-        if rule is not None:
-            return point, f"exclude[{rule}]", network_key(point)
-        return point, why_not(point), network_key(point)
-
-    repeats, budget = config.repeats, config.budget
-    max_points = config.samples or (budget.max_trials // repeats if budget.max_trials else None)
-    if max_points is None:  # a time budget only: the trial limit of every sweep still holds
-        from sweeper.spec.config import MAX_TRIALS
-        max_points = MAX_TRIALS // repeats
-    sampler = make_sampler(config.method, space_of(config), config.seed, config.selection.mode)
-    feed = Feed(sampler, make_point, max_points, repeats)
-    seen_bad: set = set()
-
-    def note(rejected):
-        for point, why in rejected:
-            if point is not None and point.hash not in seen_bad:
-                seen_bad.add(point.hash)
-                if why.startswith("exclude["):
-                    excluded.append(Excluded(point.values, point.name, int(why[8:-1]), config.exclude[int(why[8:-1])]))
-                else:
-                    infeasible.append(Infeasible(point, why))
-
-    if sampler.stream:
-        size = config.grid.size()
-        attempts = STREAM_ATTEMPTS * max_points + 100
-        if size is not None:
-            attempts = min(attempts, STREAM_ATTEMPTS * size + 100)
-        points = []
-        for i in range(attempts):
-            if not feed.can_draw():
-                break
-            point, rejected = feed.draw(i)
-            note(rejected)
-            if point is not None:
-                points.append(point)
-        return points, None
-    feed.absorb(history)
-    points = [resolve_point(config, values, data.input_shape) for values in feed.values.values()]
-    # Points the plan costs the budget's ETA on: a random draw of the space (tpe's own are yet unknown).
-    stream = Feed(make_sampler("random", space_of(config), config.seed), make_point, PREVIEW_POINTS, repeats)
-    feed.preview = [p for i in range(STREAM_ATTEMPTS * PREVIEW_POINTS) if stream.can_draw()
-                    for p in [stream.draw(i)[0]] if p is not None]
-    return points, feed
 
 
 def _cpus() -> int:

@@ -106,6 +106,8 @@ def result(tally, submission, stop_reason: Optional[str], interrupted: Optional[
         code, status, message = EXIT_OK, "FINISHED", "sweep complete"
         if state["elsewhere"]:
             message += f" ({state['elsewhere']} trial(s) trained by another submission)"
+        if state["unspent"]:
+            message += f" ({state['unspent']} trial(s) of the budget not started: its time ran out, or the space did)"
     submission.end(counts.as_dict(), status, None if code == EXIT_OK else message, code, best=tally.best_text())
     return SweepResult(counts.as_dict(), code, message, submission.parent_id, wall_seconds,
                        [o.seconds for o in tally.outcomes], tally.failures, cpus, timings.timeline(tally.outcomes),

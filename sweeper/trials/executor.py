@@ -226,6 +226,14 @@ class Runner:
             if not verdict.won:
                 self.submission.discard(run_id)
                 return self._lost_claim(trial, verdict)
+            if self.feed is not None and not self.feed.within_budget(trial.point.hash):
+                # Another submission drew a point at the same moment and created its run first.
+                self.submission.discard(run_id)
+                self.feed.close()
+                self.counts.move("queued", "unspent")
+                self.observer.event(f"  {trial.run_name}: over the budget (another submission's point came first); "
+                                    "not trained")
+                return None
         with self.timings.timed("record_start"):
             res = self.config.resources
             resume_from, attempt = self.resume_from.get(trial.key, (None, 0))

@@ -81,3 +81,50 @@ def test_sigkilled_tpe_search_resumes_from_the_ledger(tmp_path, ray_local, mlflo
     assert f"rebuilt from the ledger: " in resume.stderr and f"{len(before)} with a result" in resume.stderr, \
         resume.stderr
     assert known == len(before)
+
+
+def test_tpe_with_repeats_and_early_stopping(tmp_path, ray_local, mlflow_uri):
+    """Each point trained `repeats` times; ASHA stops trials on the validation metric as in a grid."""
+    name = "search-tpe-asha"
+    path = sweep_file(tmp_path, name, mlflow_uri, method="tpe", repeats=2, budget={"max_trials": 6}, grid=SPACE,
+                      train={"epochs": 3},
+                      early_stopping={"metric": "val_accuracy", "grace_epochs": 1, "reduction_factor": 2})
+    assert main(["run", str(path), "--address", ray_local, "-q"]) == 0
+    counts, runs = _finished_points(mlflow_uri, name)
+    assert len(runs) == 6 and set(counts.values()) == {1}
+    per_point = Counter(k[0] for k in counts)
+    assert len(per_point) == 3 and set(per_point.values()) == {2}
+    (parent,) = parents(mlflow_uri, name)
+    assert parent.data.metrics["trials_finished"] == 6
+    # The report reads a search as it reads a grid (every value of a range is its own level).
+    out = tmp_path / "report"
+    assert main(["report", name, "--tracking-uri", mlflow_uri, "--out", str(out), "--no-attach"]) == 0
+    assert any(out.iterdir())
+
+
+def test_two_concurrent_submissions_continue_one_search(tmp_path, ray_local, mlflow_uri):
+    """Two drivers of one tpe file at once: together exactly max_trials FINISHED runs, none twice."""
+    name = "search-tpe-two"
+    path = sweep_file(tmp_path, name, mlflow_uri, method="tpe", budget={"max_trials": 5}, grid=SPACE,
+                      train={"epochs": 1}, resources={"max_concurrent": 1})
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [subprocess.Popen([*CLI, "run", str(path), "-q", "--address", ray_local], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    counts, runs = _finished_points(mlflow_uri, name)
+    assert len(runs) == 5 and set(counts.values()) == {1}, counts
+    active = [r for r in children(mlflow_uri, name) if r.info.status in ("RUNNING", "SCHEDULED")]
+    assert active == []
+
+
+def test_time_budget_stops_new_trials(tmp_path, ray_local, mlflow_uri, capsys):
+    """No trial starts after budget.time_budget; the running ones end, the rest is unspent."""
+    name = "search-time-budget"
+    path = sweep_file(tmp_path, name, mlflow_uri, method="random", budget={"max_trials": 8, "time_budget": 1},
+                      grid=SPACE, train={"epochs": 2})
+    assert main(["run", str(path), "--address", ray_local]) == 0
+    finished = children(mlflow_uri, name, "FINISHED")
+    assert 1 <= len(finished) < 8 and len(children(mlflow_uri, name)) == len(finished)
+    err = capsys.readouterr().err
+    assert "time budget of 1 s spent" in err and f"{8 - len(finished)} trial(s) of the budget not started" in err

@@ -43,6 +43,7 @@ class Feed:
         self.failed: set[str] = set()
         self.closed = False
         self.drawn = 0  # points this feed proposed
+        self.mine: set[str] = set()  # hashes of the points this feed drew
         self.preview: list = []  # points a plan estimates the budget's cost on
 
     # -- what is known -------------------------------------------------------------------------
@@ -89,6 +90,16 @@ class Feed:
                                    failed=h in self.failed))
         return out
 
+    def within_budget(self, point_hash: str) -> bool:
+        """Whether a point this feed drew, its run now created, is among the first ``max_points``
+        points of the ledger in the order their first runs were created. Two submissions that drew
+        at the same moment read the same order, so exactly one of them steps back: the total never
+        exceeds the budget. Without a ledger to read (a plan, a benchmark) the count drawn decides."""
+        if self.refresh is None or self.max_points is None or point_hash not in self.mine:
+            return True
+        order = list(dict.fromkeys(rec.key[0] for rec in self.refresh()))
+        return point_hash not in order or order.index(point_hash) < self.max_points
+
     # -- drawing ---------------------------------------------------------------------------------
 
     @property
@@ -125,6 +136,7 @@ class Feed:
                 continue
             self.know(point)
             self.drawn += 1
+            self.mine.add(point.hash)
             return point, rejected
         if not self.sampler.stream:
             self.closed = True  # the model keeps proposing known or infeasible points: the space is spent
