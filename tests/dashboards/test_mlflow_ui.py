@@ -18,6 +18,7 @@ import pytest
 from ledger import links
 from sweeper.app.cli import main
 from tests.sweeper.test_sweep_e2e import parents, sweep_file
+from tests.sweeper.procs import default_sigint
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".ci" / "artifacts"
@@ -51,7 +52,8 @@ def chromium(url: str, tmp_path, *outputs: str, size: str = "1600,1000", budget:
 def serve(name: str, uri: str, port: int) -> tuple[subprocess.Popen, str]:
     """``sweeper ui NAME`` in its own process group; returns it and the link it printed once healthy."""
     proc = subprocess.Popen([sys.executable, "-m", "sweeper", "ui", name, "--tracking-uri", uri, "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=default_sigint)  # Ctrl-C as in a terminal, even under a background job
     line = proc.stdout.readline()
     link = re.search(r"(http://\S+)", line)
     assert link, line + proc.stderr.read() if proc.poll() is not None else line
