@@ -36,6 +36,7 @@ from sweeper.spec.fields import (MAX_BATCH, MAX_BLOCKS, MAX_CLASSES, MAX_CPUS, M
                                  MAX_REPEATS, MAX_RETRIES, MAX_SEED, Activation, ExperimentName, Fraction, MemorySize,
                                  NonNegFloat, NonNegInt, Padding, Pooling, PositiveFloat, PositiveInt, Schedule,
                                  ShrinkFactor, Size, SweepName, UnitInterval, Section, at_most)
+from sweeper.spec.names import run_name_problem
 from sweeper.spec.overrides import apply_overrides
 from sweeper.spec.yamlsource import LineMap, SweepFileError, load_yaml, located_error, problems_from
 
@@ -311,6 +312,9 @@ class SweepConfig(Section):
         if repeats is not None and points * repeats > MAX_TRIALS:
             raise located_error([(("repeats",), f"{points} point(s) x {repeats} repeats = {points * repeats} trials "
                                                f"exceed the limit of {MAX_TRIALS} trials per sweep")], up=1)
+        too_long = run_name_problem(list(grid.axes()), repeats or 1)
+        if too_long:  # the same limit on every store: SQLite would take it, PostgreSQL would not
+            raise located_error([((), too_long)])
         return grid
 
     @field_validator("exclude")
