@@ -149,6 +149,7 @@ def test_try_bound_follows_the_patience():
     assert retry.try_seconds(600) == retry.MAX_TRY
 
 
+@pytest.mark.slow  # 10-40 s: a child process's start-up on a loaded machine
 @pytest.mark.parametrize("fault", ["sqlite lock", "silent server"])
 def test_the_command_line_exits_4_in_one_line(fault, tmp_path, record_figure):
     from tests.sweeper.test_hostile_data_cli import run_cli
