@@ -197,7 +197,7 @@ class _Npz:
             f = self.stack.enter_context(gate.open_file(self.path, "model file"))
             try:
                 self.zip = self.stack.enter_context(zipfile.ZipFile(f))
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
                 raise ModelFileError(f"{self.path}: not an npz file ({exc})") from None
             try:
                 gate.zip_members(self.path, self.zip)

@@ -137,7 +137,7 @@ def _npz_arrays(path: Path, keys: tuple[str, str]) -> Optional[tuple[np.ndarray,
         try:
             with zipfile.ZipFile(f) as zf:
                 files = [n.removesuffix(".npy") for n in zf.namelist()]
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
             raise DataError(f"{path}: not a readable .npz file (truncated?): {exc}") from None
     present = [k for k in keys if k in files]
     if not present:

@@ -103,6 +103,10 @@ DATA_PREFIX = "data."
 #: MLflow's own limits (``log_batch`` and tag values), so writers never send what it refuses.
 MAX_PARAMS_PER_BATCH, MAX_METRICS_PER_BATCH = 100, 1000
 MAX_TAG_VALUE, MAX_PARAM_VALUE = 4000, 6000
+#: MLflow's SQL columns (``mlflow/store/tracking/dbmodels/models.py``: experiments.name String(256),
+#: runs.name, tag, param and metric keys String(250)): SQLite does not enforce them, PostgreSQL and
+#: MySQL do, so names are checked against these on every backend (tests/ledger read the columns).
+MAX_EXPERIMENT_NAME, MAX_RUN_NAME, MAX_KEY = 256, 250, 250
 
 
 def knob_params(config: dict) -> dict[str, str]:

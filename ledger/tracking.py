@@ -74,7 +74,16 @@ def _creation_lock(uri: str):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{path}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        began, wait = time.monotonic(), retry.patience()
+        while True:  # the patience bounds this wait too: a process stuck creating the store is given up on
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                pass
+            if time.monotonic() - began > wait:  # raised outside the except: the message is this one
+                raise TimeoutError(f"{path}.lock: held by another process for {wait:.0f} s (creating the store?)")
+            time.sleep(0.1)
         try:
             yield
         finally:

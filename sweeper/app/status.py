@@ -1,9 +1,23 @@
 """``sweeper status``: a sweep's state from MLflow alone, as data (:class:`SweepStatus`) and as text.
 
 Trials by the state their deciding (else latest) run shows (:mod:`ledger.rules`); runs whose driver
-is lost as STALE; every submission with who ran it, when, and how it ended (running, ended, or
-lost: its driver died without ending it); failures with reasons; the best points by the sweep's
-selection rule (on validation; test accuracy only for the chosen one); and what to run next.
+is lost as STALE; every submission with who ran it, when, and how it ended; failures with reasons;
+the best points by the sweep's selection rule (on validation; test accuracy only for the chosen
+one); and what to run next.
+
+A submission's state is told from its record and its runs, never from its record alone:
+
+=============  =====================================================================================
+running        its driver beats (a heartbeat within the stale timeout)
+stale          no heartbeat for longer than the stale timeout, its process not seen gone (another
+               host, a frozen VM, a lost network): its runs are taken over by the next command
+lost           its process is gone (this host) or a later command took its runs over
+interrupted    it ended on Ctrl-C or SIGTERM (KILLED, exit 130 or 143)
+FINISHED, ...  it ended on its own (its record's status and exit code)
+=============  =====================================================================================
+
+Beside it, what it did: its runs by state, from the runs themselves (a driver lost before it wrote
+its counts still shows them), and how many of its trials no later run has finished ("left").
 """
 from __future__ import annotations
 
@@ -12,7 +26,7 @@ from typing import Optional
 
 from ledger import links, rank_points, rules, runs_frame, selection_from_tags
 from ledger.liveness import Owners, owner_from_record, stale_after
-from ledger.schema import ACTIVE, REASON
+from ledger.schema import ACTIVE, REASON, SUBMISSION
 from ledger.submission import records
 from ledger.sweeps import find_parent
 from ledger.tracking import SweepNotFound, Tracker, resolve_tracking_uri
@@ -63,7 +77,7 @@ def sweep_status(name: str, tracking_uri: Optional[str] = None, top: int = 5,
                               owner.text() if owner is not None else "nothing records its submission"))
         states[state] = states.get(state, 0) + 1
     parent = find_parent(tracker, experiment_id)
-    submissions = _submissions(parent, timeout) if parent is not None else []
+    submissions = _submissions(parent, runs, timeout) if parent is not None else []
     failures = [(r.info.run_name, r.data.tags.get(REASON, "?")) for r in rules.current_runs(runs).values()
                 if r.info.status == "FAILED"]
     frame = runs_frame(runs)
@@ -83,21 +97,48 @@ def sweep_status(name: str, tracking_uri: Optional[str] = None, top: int = 5,
                        selection.metric, selection.text, _next_step(name, states, submissions))
 
 
-def _submissions(parent, timeout: float) -> list[dict]:
+def _state(record: dict, owner) -> str:
+    if record.get("ended"):
+        status = str(record.get("status") or "ended")
+        if status == "KILLED" or record.get("exit") in (130, 143):
+            return "interrupted"
+        return status
+    if not owner.lost:
+        return "running"
+    return "stale" if owner.why.startswith("no heartbeat") else "lost"
+
+
+def _submissions(parent, runs: list, timeout: float) -> list[dict]:
+    """Each submission's record, its state (see the module's table), its runs by state (RUNNING
+    and SCHEDULED runs of a stale or lost driver as STALE) and the trials it left unfinished."""
+    current = rules.current_runs(runs)
+    mine: dict[str, list] = {}
+    for run in runs:
+        mine.setdefault(run.data.tags.get(SUBMISSION, ""), []).append(run)
     out = []
     for sid, record in records(parent).items():
         owner = owner_from_record(sid, record, timeout)
-        state = record.get("status") if record.get("ended") else ("lost" if owner.lost else "running")
-        out.append({"id": sid, **{k: v for k, v in record.items() if k != "beat"}, "state": state,
-                    **({"why": owner.why} if state == "lost" and not record.get("ended") else {})})
+        state = _state(record, owner)
+        did: dict[str, int] = {}
+        for run in mine.get(sid, []):
+            shown = "STALE" if run.info.status in ACTIVE and state != "running" else run.info.status
+            did[shown] = did.get(shown, 0) + 1
+        left = {rules.key(r) for r in mine.get(sid, [])
+                if current[rules.key(r)].info.status not in ("FINISHED", "FAILED")}
+        out.append({"id": sid, **{k: v for k, v in record.items() if k != "beat"}, "state": state, "runs": did,
+                    "left": len(left) if state != "running" else 0,
+                    **({"why": owner.why} if state in ("lost", "stale") and not record.get("ended") else {})})
     return out
 
 
 def _next_step(name: str, states: dict, submissions: list[dict]) -> str:
     if any(s["state"] == "running" for s in submissions):
         return "a submission is running; `sweeper status` again to follow it"
-    if states.get("STALE") or states.get("KILLED") or any(s["state"] in ("lost", "KILLED") for s in submissions[-1:]):
-        return f"`sweeper resume {name}` finishes the interrupted trials from their last checkpoints"
+    left = sum(s.get("left", 0) for s in submissions if s["state"] in ("lost", "stale", "interrupted"))
+    if states.get("STALE") or states.get("KILLED") or left or any(
+            s["state"] in ("lost", "stale", "interrupted") for s in submissions[-1:]):
+        what = f"the {left} trial(s) left by lost or interrupted submissions" if left else "the interrupted trials"
+        return f"`sweeper resume {name}` finishes {what} from their last checkpoints"
     if states.get("FAILED"):
         return f"see the failures above; `sweeper run FILE --retry-failed` trains them again"
     return f"`sweeper report {name}` says which knobs matter"
@@ -111,9 +152,13 @@ def status_text(status: SweepStatus) -> str:
         for s in status.submissions:
             exit_text = f", exit {s['exit']}" if s.get("exit") is not None else ""
             why = s.get("why") or s.get("message") or ""
+            planned = s.get("trials")
+            planned = f"{planned} to train" if planned else "trials not recorded"  # lost before its plan was written
+            did = ", ".join(f"{k} {v}" for k, v in sorted(s.get("runs", {}).items())) or "no runs"
+            left = f", {s['left']} left unfinished" if s.get("left") else ""
             lines.append(f"  {s.get('started', '?')}  {s.get('command', '?'):<6} {s.get('user', '?')}@{s.get('host', '?')}"
-                         f" pid {s.get('pid', '?')}: {s.get('trials', '?')} to train, {s['state']}{exit_text}"
-                         + (f": {why}" if why else ""))
+                         f" pid {s.get('pid', '?')}: {planned}, {s['state']}{exit_text}" + (f": {why}" if why else "")
+                         + f" [runs: {did}{left}]")
     if status.stale:
         lines.append("stale (their driver was lost; `sweeper resume` takes them over):")
         lines += [f"  {name} (run {run_id}): {why}" for name, run_id, why in status.stale]

@@ -26,6 +26,7 @@ from typing import Mapping, Optional
 
 from cnn.spec import ModelSpec, ShapeError, coverage_problems, forward_flops, infer_shapes
 
+from sweeper.spec.names import point_name  # noqa: F401 (re-exported: the plan's names)
 from sweeper.spec.config import GRID_SECTIONS, INPUT_SHAPE, ModelConfig, SweepConfig, TrainConfig, canonical_json
 from sweeper.plan.data import DataFacts, data_facts
 from sweeper.plan.memory import memory_problem
@@ -90,35 +91,6 @@ def conv_coverage_problems(spec: ModelSpec) -> list[str]:
     """
     uncovered = [layer for layer in infer_shapes(spec) if any(layer.unseen)]
     return [msg for layer, msg in zip(uncovered, coverage_problems(spec)) if layer.kind == "conv"]
-
-
-def _size(value) -> str:
-    return "x".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-
-
-def _value(value) -> str:
-    if isinstance(value, list):  # dense sizes (a tuple is an [h, w] pair)
-        return ",".join(map(str, value)) or "none"
-    return "none" if value is None else _size(value)
-
-
-def point_name(values: Mapping[str, object]) -> str:
-    """A legible run name from the swept values, e.g. ``k5 d16 s2 same l2``."""
-    parts = []
-    for key, value in values.items():
-        if key == "kernel_size":
-            parts.append(f"k{_size(value)}")
-        elif key == "depth":
-            parts.append(f"d{value}")
-        elif key == "stride":
-            parts.append(f"s{_size(value)}")
-        elif key == "padding":
-            parts.append("same" if value == "same" else f"p{_size(value)}")
-        elif key == "pooling":
-            parts.append("nopool" if value == "none" else str(value))
-        else:
-            parts.append(f"{key}={_value(value)}")
-    return " ".join(parts) or "base"
 
 
 @dataclass(frozen=True)

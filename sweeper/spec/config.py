@@ -27,6 +27,7 @@ from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, Valida
 from sweeper.spec.data import (DATASET_SIZES, KNOWN_SHAPES, PATH_SOURCES, TEST_FRACTION,  # noqa: F401 (re-exported)
                                DataConfig)
 from sweeper.spec.fields import MAX_REPEATS, MAX_SEED, NonNegInt, PositiveInt, Section, SweepName
+from sweeper.spec.names import run_name_problem
 from sweeper.spec.overrides import apply_overrides
 from sweeper.spec.sections import (INPUT_SHAPE, MAX_COUNT, MAX_TRIALS, SEARCH_METHODS, Budget,  # noqa: F401 (re-exported)
                                    EarlyStopping, Failures, Feasibility, MlflowConfig, ModelConfig, Resources,
@@ -195,6 +196,9 @@ class SweepConfig(Section):
         if repeats is not None and points is not None and points * repeats > MAX_TRIALS:
             raise located_error([(("repeats",), f"{points} point(s) x {repeats} repeats = {points * repeats} trials "
                                                f"exceed the limit of {MAX_TRIALS} trials per sweep")], up=1)
+        too_long = run_name_problem(list(grid.axes()), repeats or 1)
+        if too_long:  # the same limit on every store: SQLite would take it, PostgreSQL would not
+            raise located_error([((), too_long)])
         return grid
 
     @field_validator("exclude")

@@ -149,6 +149,7 @@ def test_try_bound_follows_the_patience():
     assert retry.try_seconds(600) == retry.MAX_TRY
 
 
+@pytest.mark.slow  # 10-40 s: a child process's start-up on a loaded machine
 @pytest.mark.parametrize("fault", ["sqlite lock", "silent server"])
 def test_the_command_line_exits_4_in_one_line(fault, tmp_path, record_figure):
     from tests.sweeper.test_hostile_data_cli import run_cli
@@ -170,3 +171,27 @@ def test_the_command_line_exits_4_in_one_line(fault, tmp_path, record_figure):
     assert seconds < bound() + 10, seconds
     record_figure(f"sweeper status, {fault}, SWEEPER_STORE_PATIENCE={PATIENCE:g}: exit {code} in {seconds:.1f} s, "
                   f"peak RSS {rss:.0f} MB")
+
+
+def test_a_creation_lock_held_elsewhere(tmp_path, patience):
+    """Another process holding the store's creation lock (it hangs creating the schema): given up
+    on within the patience too."""
+    import fcntl
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with open(f"{tmp_path}/mlflow.db.lock", "a") as lock:
+        holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); "
+                                   "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()",
+                                   lock.name], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "locked"
+        began = time.monotonic()
+        try:
+            with pytest.raises(StoreUnavailable, match="held by another process"):
+                tracking.client(uri)
+        finally:
+            seconds = time.monotonic() - began
+            holder.stdin.close()
+            holder.wait(30)
+            tracking.client.cache_clear()
+    assert PATIENCE <= seconds < bound(), seconds
+    assert fcntl  # the lock is fcntl's, as tracking._creation_lock takes it

@@ -208,3 +208,80 @@ def test_resume_without_the_artifact_folder(tmp_path, ray_local):
     assert all("sweep.resumed_at_epoch" not in r.data.tags for r in restarted)
     add_row("artifact folder deleted, then `resume FILE`", LOAD, "1/1 (trials without checkpoint from epoch 1)",
             counted.steps_lost, len(counted.zombies))
+
+
+PATIENCE = 20
+
+
+def _locked_env(tmp_path) -> dict:
+    return {**_env(tmp_path), "SWEEPER_STORE_PATIENCE": str(PATIENCE)}
+
+
+def test_store_locked_at_start(tmp_path, ray_local):
+    """Another process holds the SQLite database (BEGIN EXCLUSIVE) before the run: it waits the
+    patience, exits 4 in one line; released, ``resume`` finishes the sweep."""
+    from tests.ledger.test_store_patience import LockHolder
+
+    name = "store-locked-start"
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    path = sweep_file(tmp_path, name, uri, **HEAVY)
+    Tracker(uri).client.search_experiments()  # the store exists, its schema made
+    holder = LockHolder(tmp_path / "store" / "mlflow.db")
+    try:
+        began = time.monotonic()
+        proc = subprocess.Popen([*CLI, "run", str(path), "--address", ray_local, "-q"], cwd=tmp_path,
+                                env=_locked_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = proc.communicate(timeout=300)
+        stopped = time.monotonic() - began
+    finally:
+        holder.close()
+    assert proc.returncode == 4, err[-3000:]
+    lines = [line for line in err.splitlines() if "could not be used" in line]
+    assert len(lines) == 1 and "Traceback" not in err and "database is locked" in lines[0], err
+    assert stopped < PATIENCE + 40, stopped  # the patience, 2 tries' bound, the start of a process on a loaded machine
+    print(f"locked at start, patience {PATIENCE} s: exit 4 after {stopped:.1f} s")
+    done = subprocess.run([*CLI, "run", str(path), "--address", ray_local, "-q"], cwd=tmp_path, env=_env(tmp_path),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    tracker = Tracker(uri)
+    counted = cost(tracker.client, tracker.find_experiment(name), EPOCHS)
+    assert counted.trials == 4 and set(counted.finished_per_trial.values()) == {1}, counted.finished_per_trial
+    add_row("SQLite store locked (BEGIN EXCLUSIVE) at start", LOAD,
+            f"1/1 (exit 4 after {stopped:.0f} s, patience {PATIENCE} s; the next `run` finished)", counted.steps_lost,
+            len(counted.zombies))
+
+
+def test_store_locked_mid_sweep(tmp_path, ray_local):
+    """Another process holds the SQLite database mid-sweep, longer than the patience: the driver
+    gives up within it (exit 4, one line); released, ``resume`` finishes with nothing lost."""
+    from tests.ledger.test_store_patience import LockHolder
+
+    name = "store-locked-mid"
+    store = tmp_path / "store"
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    path = sweep_file(tmp_path, name, uri, **HEAVY)
+    proc = subprocess.Popen([*CLI, "run", str(path), "--address", ray_local, "-q"], cwd=tmp_path,
+                            env=_locked_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    holder = None
+    try:
+        wait_for(lambda: _running_after_epoch_one(uri, name) or proc.poll() is not None, 180, "a trial past epoch 1")
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        holder = LockHolder(store / "mlflow.db")
+        began = time.monotonic()
+        out, err = proc.communicate(timeout=300)
+        stopped = time.monotonic() - began
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if holder is not None:
+            holder.close()
+    assert proc.returncode == 4, err[-3000:]
+    lines = [line for line in err.splitlines() if "could not be used" in line]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert stopped < PATIENCE + 30, stopped
+    print(f"locked mid-run, patience {PATIENCE} s: exit 4 after {stopped:.1f} s")
+    names = {f"k{k} {p} #1" for k in (3, 5) for p in ("max", "avg")}
+    wait_for(lambda: not _trial_processes(names), 60, "the trials' Ray tasks to end")
+    _resumes_completely(name, uri, ray_local, tmp_path,
+                        f"SQLite store locked (BEGIN EXCLUSIVE) mid-sweep beyond the patience ({PATIENCE} s; "
+                        f"exit 4 after {stopped:.0f} s)")
