@@ -222,4 +222,6 @@ log "up to healthy in ${UP_SECONDS}s: postgres, mlflow, ray-head healthy and bot
 export COMPOSE_CI=1 COMPOSE_PROJECT=$PROJECT COMPOSE_ENV_FILE=$STATE/compose.env COMPOSE_FILE_PATH=$REPO/docker-compose.yml
 export COMPOSE_ARTIFACTS=$ARTIFACTS COMPOSE_UP_SECONDS=$UP_SECONDS
 log "tests against the containers: pytest -m compose tests/cluster/test_compose_live.py"
-timeout "${COMPOSE_TEST_TIMEOUT:-1200}" "$VENV/bin/python" -m pytest -q -m compose tests/cluster/test_compose_live.py
+# COMPOSE_TEST_K: a pytest -k expression, to rerun some tests only (e.g. 'submission or submitted').
+timeout "${COMPOSE_TEST_TIMEOUT:-1200}" "$VENV/bin/python" -m pytest -q -m compose tests/cluster/test_compose_live.py \
+    ${COMPOSE_TEST_K:+-k "$COMPOSE_TEST_K"}

@@ -181,6 +181,7 @@ def run(quick: bool = False, trials: int | None = None, cpus: int | None = None,
         try:
             log(f"driver_scale: {n} trials of {t:.1f}s ({e} epochs) on {c} logical CPUs "
                 f"({os.cpu_count()} cores), MLflow server {uri} on SQLite ...")
+            load0 = list(os.getloadavg())
             rss0, cpu0, server0, began = _rss_mib(), _cpu(), _tree_cpu(server.pid), time.perf_counter()
             result = api.run(path, tracking_uri=uri).result
             call, driver_cpu = time.perf_counter() - began, _cpu() - cpu0
@@ -204,7 +205,8 @@ def run(quick: bool = False, trials: int | None = None, cpus: int | None = None,
            "server_cpu_share": server_cpu / call, "driver_rss_mib": rss1,
            "driver_rss_growth_mib_per_1000": 1000 * (rss1 - rss0) / n,
            "driver_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "busy": BUSY, "load_average_end": list(os.getloadavg())}
+           "driver_seconds": dict(result.driver),  # wall seconds of the driver's MLflow work, by activity
+           "busy": BUSY, "load_average_start": load0, "load_average_end": list(os.getloadavg())}
     res["saturated"] = c / t > rate  # slots asked more completions per second than the driver gave
     res["busy90_slots"] = {label: int(rate * length / BUSY) for label, length in TRIAL_LENGTHS.items()}
     log(f"driver_scale: {n} trials in {wall:.0f}s (ideal {res['ideal_wall_s']:.0f}s): {rate:.2f} completions/s, "

@@ -166,7 +166,8 @@ def stop(client, job_id: str, timeout: float = 60.0) -> str:
     deadline = time.monotonic() + timeout
     status = "?"
     while time.monotonic() < deadline:
-        status = str(getattr(client.get_job_status(job_id), "value", client.get_job_status(job_id)))
+        reply = client.get_job_status(job_id)
+        status = str(getattr(reply, "value", reply))
         if status in TERMINAL:
             break
         time.sleep(0.5)

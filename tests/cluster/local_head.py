@@ -8,6 +8,7 @@ and whatever process still names the temp dir: never ``ray stop``.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -92,6 +93,7 @@ def local_head(cpus: int = 2, token: str = "test-token-0123456789abcdef", extra_
     finally:
         stop_head(proc, temp)
         log.close()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def stop_head(proc: subprocess.Popen, temp: Path) -> None:

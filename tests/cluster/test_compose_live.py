@@ -41,7 +41,9 @@ def cluster() -> dict:
     values = settings()
     port = values.get("MLFLOW_HOST_PORT", "5000")
     info = {"uri": f"http://127.0.0.1:{port}", "port": int(port), "user": values["MLFLOW_TRACKING_USERNAME"],
-            "password": values["MLFLOW_TRACKING_PASSWORD"], "workers": int(values.get("RAY_WORKERS", "1"))}
+            "password": values["MLFLOW_TRACKING_PASSWORD"], "workers": int(values.get("RAY_WORKERS", "1")),
+            "token": values["RAY_AUTH_TOKEN"],
+            "dashboard": f"http://127.0.0.1:{values.get('RAY_DASHBOARD_HOST_PORT', '8265')}"}
     # MLflow's client in this process logs in with these, as `sweeper report` on the host would.
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = info["user"], info["password"]
