@@ -1,6 +1,8 @@
 # Two-command quickstart: `make sweep` runs a real sweep, `make test` runs the tests, in either order,
 # any number of times. Each target sets up what it needs in .venv the first time: `sweep` the runtime
 # only (no PyTorch, no Ray Tune), `test` adds the test extras; `venv` is everything a developer uses.
+# pip prints errors only (-qq): a machine's index settings and setuptools' editable-install notice
+# are not the user's sweep.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -13,20 +15,20 @@ BENCH   = $(VENV)/.installed-bench
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --quiet --upgrade pip
+	$(BIN)/pip install --quiet --quiet -e .
 	touch $@
 
 $(TESTING): $(RUNTIME)
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --quiet -e '.[test]'
 	touch $@
 
 $(CLUSTER): $(RUNTIME)
-	$(BIN)/pip install --quiet -e '.[cluster]'
+	$(BIN)/pip install --quiet --quiet -e '.[cluster]'
 	touch $@
 
 $(BENCH): $(RUNTIME)
-	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/pip install --quiet --quiet -e '.[bench]'
 	touch $@
 
 venv: $(TESTING) $(CLUSTER) $(BENCH)

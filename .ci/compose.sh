@@ -14,7 +14,8 @@
 # each run starts from no containers and no volumes and leaves none: `down -v`, the healthcheck ticker
 # and the podman service are stopped by PID on exit, failure or interrupt included.
 # Settings: COMPOSE_CI_DIR (state: socket, wheelhouse, env file; default /var/tmp/cnn-sweeper-compose),
-# COMPOSE_CI_MLFLOW_PORT (the UI on the host's 127.0.0.1, default 55500), COMPOSE_CI_PURGE=1 (also
+# COMPOSE_CI_MLFLOW_PORT (the UI on the host's 127.0.0.1, default 55500), COMPOSE_CI_DASHBOARD_PORT (Ray's
+# dashboard and Job Submission API on the host's 127.0.0.1, default 55565), COMPOSE_CI_PURGE=1 (also
 # remove the images and the state folder at the end), COMPOSE_TEST_TIMEOUT (default 1200 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,7 @@ ARTIFACTS=$REPO/.ci/artifacts
 VENV=${VENV:-.venv}
 PROJECT=cnn-sweeper-ci
 MLFLOW_HOST_PORT=${COMPOSE_CI_MLFLOW_PORT:-55500}
+DASHBOARD_HOST_PORT=${COMPOSE_CI_DASHBOARD_PORT:-55565}
 SWEEPER_IMAGE=localhost/cnn-sweeper:ci
 STAND_IN_LABEL=org.cnn-sweeper.stand-in
 started=$(date +%s)
@@ -179,6 +181,7 @@ MLFLOW_TRACKING_USERNAME=admin
 MLFLOW_TRACKING_PASSWORD=$(secret 16)
 SWEEPER_IMAGE=$SWEEPER_IMAGE
 MLFLOW_HOST_PORT=$MLFLOW_HOST_PORT
+RAY_DASHBOARD_HOST_PORT=$DASHBOARD_HOST_PORT
 RAY_WORKERS=2
 RAY_HEAD_CPUS=0
 RAY_WORKER_CPUS=1

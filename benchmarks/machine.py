@@ -10,16 +10,21 @@ import platform
 SIMD_PREFIXES = ("sse4", "avx", "fma", "amx", "f16c")
 
 
-def cpu_flags() -> list[str]:
-    """Every flag ``/proc/cpuinfo`` lists for the first CPU (empty where there is none)."""
+def cpuinfo(field: str) -> str | None:
+    """The first CPU's ``field`` in ``/proc/cpuinfo`` (None where there is no such file or field)."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.startswith("flags"):
-                    return line.split(":", 1)[1].split()
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return []
+    return None
+
+
+def cpu_flags() -> list[str]:
+    """Every flag ``/proc/cpuinfo`` lists for the first CPU (empty where there is none)."""
+    return (cpuinfo("flags") or "").split()
 
 
 def simd_flags(flags=None) -> list[str]:
@@ -32,14 +37,7 @@ def cpu_line(info: dict) -> str:
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return cpuinfo("model name") or platform.processor() or "unknown"
 
 
 def machine_info(threads: int) -> dict:

@@ -56,9 +56,13 @@ def markdown(res: dict) -> str:
     sections = (("sweep", sweep_markdown), ("vs_tune", vs_tune_markdown),
                 ("bookkeeping", bookkeeping_markdown), ("ledger", ledger_markdown), ("calibrate", calibrate_markdown),
                 ("paging", paging_markdown))
-    from .colour import markdown as colour_markdown  # here: colour imports this module
+    # Imported here: these sections import this module.
+    from .colour import markdown as colour_markdown
+    from .driver_scale import markdown as driver_scale_markdown
+    from .search import markdown as search_markdown
 
-    for key, section in (*sections, ("colour", colour_markdown)):
+    for key, section in (*sections, ("colour", colour_markdown), ("search", search_markdown),
+                         ("driver_scale", driver_scale_markdown)):
         if key in res:
             out += section(res[key])
     return "\n".join(out)

@@ -17,7 +17,12 @@ store that holds them), ``calibrate`` (the cost model's efficiency on this machi
 (a worker's epoch and peak RSS reading shared CIFAR-sized data directly and paged) and ``colour``
 (the same network trained by the core and by PyTorch on colour images in CIFAR-10's format, 3 seeds
 each: test accuracies, the verdict, epoch times; ``--cifar FOLDER`` for real CIFAR-10 files, else a
-generated set; see benchmarks/colour.py). The sections on
+generated set; see benchmarks/colour.py), ``search`` (best validation accuracy after N trials for the
+samplers random, sobol, tpe and Optuna's own TPE on one real objective, median over 5 seeds; see
+benchmarks/search.py) and ``driver_scale`` (how far one driver scales: sleeping trials
+on far more logical CPUs than cores, full logging to an MLflow server; completions and metric writes
+per second, the driver's CPU and memory per 1000 trials, the largest cluster kept 90% busy for 10 s,
+1 min and 10 min trials; see benchmarks/driver_scale.py). The sections on
 Ray start their own local Ray and fresh MLflow stores; ``--threads`` does not apply to them.
 """
 from __future__ import annotations
@@ -30,14 +35,16 @@ import numpy as np
 
 import cnn
 
-from . import archs, bookkeeping, calibrate, colour, kernels, ledger_scale, machine, paging, report, sweep, vs_tune
+from . import (archs, bookkeeping, calibrate, colour, driver_scale, kernels, ledger_scale, machine, paging, report,
+               search, sweep, vs_tune)
 
 FULL = dict(quick=False, archs=tuple(archs.GRID), batches=(64, 128), reps=7, warmup=2, target_s=0.3,
             layer_batch=64, layer_reps=7, matmul_size=1024)
 QUICK = dict(quick=True, archs=archs.QUICK, batches=(8,), reps=3, warmup=1, target_s=0.01,
              layer_batch=8, layer_reps=2, matmul_size=256)
 
-SECTIONS = ("kernels", "kernels2", "sweep", "vs_tune", "bookkeeping", "ledger", "calibrate", "paging", "colour")
+SECTIONS = ("kernels", "kernels2", "sweep", "vs_tune", "bookkeeping", "ledger", "calibrate", "paging", "colour",
+            "search", "driver_scale")
 LEDGER_RUNS = {False: 10000, True: 20}
 
 
@@ -100,6 +107,14 @@ def run(quick: bool = False, out: Path | str = "benchmarks/results", threads: in
         res["colour"] = colour.run(quick, cifar=cifar, log=log)
         res["targets"].update(colour_within_noise=res["colour"]["within_noise"],
                               colour_time_ratio=res["colour"]["time_ratio"])
+    if "search" in sections:
+        res["search"] = search.run(quick, log=log)
+        res["targets"].update(search_tpe_vs_random=res["search"]["tpe_vs_random"],
+                              search_tpe_vs_optuna=res["search"]["tpe_vs_optuna"])
+    if "driver_scale" in sections:
+        res["driver_scale"] = driver_scale.run(quick, log=log)
+        res["targets"].update({f"driver_scale_busy90_{k.replace(' ', '')}": v
+                               for k, v in res["driver_scale"]["busy90_slots"].items()})
     res["machine"]["load_average_end"] = list(os.getloadavg())
     if merge:
         res = merged(res, Path(out) / "latest.json")

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
+
+from .normalize import Normalizer
 
 
 class DataError(ValueError):
@@ -14,12 +17,17 @@ class DataError(ValueError):
 class Dataset:
     """Images ``x`` of shape ``(N, C, H, W)`` and integer labels ``y`` of shape ``(N,)``.
 
-    ``x`` is either already standardised floats or raw pixels (uint8, or float32 from an npz);
-    raw pixels are standardised batch by batch by the model's :class:`~cnn.normalize.Normalizer`.
+    ``x`` is either raw pixels (uint8, or float32 from an npz; ``normalized`` None), standardised
+    batch by batch by the model's :class:`~cnn.normalize.Normalizer`, or floats already
+    standardised, with ``normalized`` the standardisation applied (``cnn.load_mnist`` marks its
+    sets so). :func:`cnn.evaluate`, :func:`cnn.fit` and :meth:`cnn.Model.predict` read the mark:
+    a model that standardises raw pixels itself gets these inputs converted to its own
+    standardisation, never standardised twice.
     """
 
     x: np.ndarray
     y: np.ndarray
+    normalized: Optional[Normalizer] = None
 
     def __post_init__(self):
         if self.x.ndim != 4:
@@ -31,10 +39,10 @@ class Dataset:
         return int(self.y.shape[0])
 
     def take(self, index) -> "Dataset":
-        return Dataset(self.x[index], self.y[index])
+        return Dataset(self.x[index], self.y[index], self.normalized)
 
     def astype(self, dtype) -> "Dataset":
-        return self if self.x.dtype == dtype else Dataset(self.x.astype(dtype), self.y)
+        return self if self.x.dtype == dtype else Dataset(self.x.astype(dtype), self.y, self.normalized)
 
 
 def stratified_indices(labels: np.ndarray, fraction: float, seed) -> tuple[np.ndarray, np.ndarray]:

@@ -10,10 +10,14 @@ A file read back from a tracking store may have been written by anyone, so :func
 dtype; no object arrays) is read from the zip without its data, its declared size must match
 the header, the spec's parameter count is capped (``max_params``), and every array must have
 the shape and a float dtype that the spec gives it. Only then is the model built and filled.
-Any fault is a :class:`ModelFileError` naming the file and the member.
+The file itself is read through :mod:`cnn.gate`: a regular file within the read limit, its zip
+members' inflated sizes (and ratios) bounded before anything is inflated. NaN or infinite
+weights (and optimizer state) are refused. Any fault is a :class:`ModelFileError` (a
+:class:`~cnn.dataset.DataError`: exit 2 on the command line) naming the file and the member.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -23,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import gate
+from .dataset import DataError
 from .model import Model
 from .normalize import Normalizer
 from .spec import ModelSpec, infer_shapes
@@ -35,7 +41,7 @@ MAX_TEXT_CHARS = 4_000_000
 _FLOATS = (np.dtype("float32"), np.dtype("float64"))
 
 
-class ModelFileError(ValueError):
+class ModelFileError(DataError):
     """A model or checkpoint file that cannot be loaded safely; the message names the file and why."""
 
 
@@ -156,10 +162,16 @@ def _check_spec(path, data, headers, max_params: int):
 def _load_model(path, data, headers, max_params: int = MAX_PARAMS) -> Model:
     spec, dtype, _ = _check_spec(path, data, headers, max_params)
     try:
+        state = {k[len("param/"):]: data[k] for k in data.files if k.startswith("param/")}
+        norm = {k: data[k] for k in ("norm/mean", "norm/std") if k in data.files}
+    except Exception as exc:  # noqa: BLE001 -- a corrupt member (CRC, zlib)
+        raise ModelFileError(f"{path}: {str(exc)[:200]}") from None
+    _check_finite(path, {f"param/{k}": v for k, v in state.items()} | norm)
+    try:
         model = Model(spec, dtype=dtype)
-        model.load_state_dict({k[len("param/"):]: data[k] for k in data.files if k.startswith("param/")})
-        if "norm/mean" in data.files:
-            model.normalizer = Normalizer(tuple(data["norm/mean"]), tuple(data["norm/std"]))
+        model.load_state_dict(state)
+        if norm:
+            model.normalizer = Normalizer(tuple(norm["norm/mean"]), tuple(norm["norm/std"]))
     except Exception as exc:  # noqa: BLE001 -- a corrupt member (CRC, zlib), a zero std in norm/std
         raise ModelFileError(f"{path}: {str(exc)[:200]}") from None
     return model.eval()  # a file's model predicts; cnn.fit puts it back in training mode
@@ -171,27 +183,47 @@ def save_model(path, model: Model) -> None:
 
 
 class _Npz:
-    """An npz file opened for checked reading: ``headers`` first, arrays (``data[name]``) after."""
+    """An npz file opened for checked reading through :mod:`cnn.gate` (a regular file within the
+    read limit, its members' inflated sizes and ratios bounded): ``headers`` first, arrays
+    (``data[name]``) after."""
 
     def __init__(self, path):
         self.path = path
+        self.stack = contextlib.ExitStack()
 
     def __enter__(self):
         try:
-            self.zip = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise ModelFileError(f"{self.path}: not an npz file ({exc})") from None
-        try:
+            self.stack.enter_context(gate.load())
+            f = self.stack.enter_context(gate.open_file(self.path, "model file"))
+            try:
+                self.zip = self.stack.enter_context(zipfile.ZipFile(f))
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+                raise ModelFileError(f"{self.path}: not an npz file ({exc})") from None
+            try:
+                gate.zip_members(self.path, self.zip)
+            except DataError as exc:
+                raise ModelFileError(str(exc)) from None
             self.headers = _headers(self.path, self.zip)
-            self.data = np.load(self.path, allow_pickle=False)
+            f.seek(0)
+            self.data = self.stack.enter_context(np.load(f, allow_pickle=False))
+        except DataError as exc:
+            self.stack.close()
+            raise exc if isinstance(exc, ModelFileError) else ModelFileError(str(exc)) from None
         except BaseException:
-            self.zip.close()
+            self.stack.close()
             raise
         return self
 
     def __exit__(self, *exc):
-        self.data.close()
-        self.zip.close()
+        self.stack.close()
+
+
+def _check_finite(path, state: dict) -> None:
+    """Every weight finite: a NaN or infinite value is refused, naming the array and the count."""
+    for name, value in state.items():
+        bad = value.size - int(np.count_nonzero(np.isfinite(value)))
+        if bad:
+            raise ModelFileError(f"{path}: {name}: {bad} of {value.size} values are NaN or infinite")
 
 
 def load_model(path, max_params: int = MAX_PARAMS) -> Model:
@@ -248,7 +280,12 @@ def load_checkpoint(path, optimizer=None, max_params: int = MAX_PARAMS) -> tuple
                 raise ModelFileError(f"{path}: checkpoint was written by {meta['optimizer'][:40]}, "
                                      f"not {type(optimizer).__name__}")
             try:
-                optimizer.load_state_dict({k[len("optim/"):]: data[k] for k in data.files if k.startswith("optim/")})
+                state = {k[len("optim/"):]: data[k] for k in data.files if k.startswith("optim/")}
+            except Exception as exc:  # noqa: BLE001 -- a corrupt member (CRC, zlib)
+                raise ModelFileError(f"{path}: optimizer state: {str(exc)[:200]}") from None
+            _check_finite(path, {f"optim/{k}": v for k, v in state.items()})
+            try:
+                optimizer.load_state_dict(state)
             except Exception as exc:  # noqa: BLE001 -- a corrupt member (CRC, zlib), a missing step count
                 raise ModelFileError(f"{path}: optimizer state: {str(exc)[:200]}") from None
     return model, meta

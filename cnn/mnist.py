@@ -1,11 +1,11 @@
 """MNIST: IDX file reading, locating or downloading the files, and loading them as Datasets.
 
 Pure NumPy and standard library. ``load_mnist()`` gives ``(train, test)`` Datasets with images of
-shape ``(N, 1, 28, 28)`` (standardised floats) and labels of shape ``(N,)`` (int64).
+shape ``(N, 1, 28, 28)`` (standardised floats, marked so: ``Dataset.normalized``) and labels of
+shape ``(N,)`` (int64).
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import http.client
 import os
@@ -14,15 +14,16 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
 
+from cnn import gate
 from cnn.dataset import DataError, Dataset
+from cnn.normalize import Normalizer
 
 __all__ = [
-    "BUNDLED_DIR", "FILE_NAMES", "MD5", "DEFAULT_MIRRORS", "MEAN", "STD", "MnistError",
+    "BUNDLED_DIR", "FILE_NAMES", "MD5", "DEFAULT_MIRRORS", "MEAN", "STD", "NORMALIZED", "MnistError",
     "read_idx", "read_images", "read_labels", "load_pair", "find_file", "missing_files",
     "cache_dir", "mirrors", "download_mnist", "mnist_dir", "load_mnist",
 ]
@@ -51,6 +52,8 @@ DOWNLOAD_TIMEOUT = 30.0  # seconds per blocking socket operation, not for the wh
 # Mean and std of the full training set's pixels scaled to [0, 1]; the usual MNIST constants, kept
 # fixed so the bundled subset and full MNIST are standardised identically.
 MEAN, STD = 0.1307, 0.3081
+#: The standardisation :func:`load_mnist` applies, in raw pixel units (0..255), as its Datasets' mark.
+NORMALIZED = Normalizer((255 * MEAN,), (255 * STD,))
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _IDX_TYPES = {0x08: "uint8", 0x09: "int8", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32", 0x0E: "float64"}
@@ -64,19 +67,31 @@ class MnistError(DataError):
 # IDX reading
 
 
-def _idx_bytes(path: Path) -> bytes:
-    """The uncompressed IDX bytes of ``path``, gunzipped when it starts with the gzip magic."""
+def _idx_bytes(path: Path) -> bytearray:
+    """The uncompressed IDX bytes of ``path``, gunzipped when it starts with the gzip magic; read
+    through :mod:`cnn.gate` (regular files only, within the read limits)."""
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise MnistError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+        raw = gate.read_bytes(path, "IDX file")
+    except gate.ReadRefused:
+        raise
+    except DataError as exc:
+        raise MnistError(str(exc)) from None
     # Sniff the content rather than trust the suffix: mirrors and users rename files freely.
     if raw[:2] != _GZIP_MAGIC:
         return raw
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
-        raise MnistError(f"{path}: corrupt gzip stream ({exc})") from exc
+        return gate.gunzip(raw, path, _declared_size)
+    except gate.ReadRefused:
+        raise
+    except DataError as exc:
+        raise MnistError(str(exc)) from None
+
+
+def _declared_size(head: bytes):
+    """Bytes an IDX file's first bytes declare (header and data), or None when they are no header."""
+    if len(head) < 4 or head[0] or head[1] or not head[3] or len(head) < 4 + 4 * head[3]:
+        return None
+    return 4 + 4 * head[3] + int(np.prod(struct.unpack(f">{head[3]}I", head[4:4 + 4 * head[3]]), dtype=object))
 
 
 def _parse_idx(data: bytes, path: Path) -> np.ndarray:
@@ -103,6 +118,8 @@ def _parse_idx(data: bytes, path: Path) -> np.ndarray:
         )
     dims = struct.unpack(f">{ndim}I", data[4:header])
     expected = int(np.prod(dims, dtype=object))  # Python ints: a corrupt header must not overflow
+    if int(np.prod([d or 1 for d in dims], dtype=object)) >= 1 << 62:  # beyond any array, even of 0 items
+        raise MnistError(f"{path}: impossible shape {dims} in the header")
     found = len(data) - header
     if found < expected:
         raise MnistError(
@@ -299,7 +316,7 @@ def _dataset(folder: Path, images_name: str, labels_name: str, dtype: np.dtype) 
     x /= dtype.type(255)
     x -= dtype.type(MEAN)
     x /= dtype.type(STD)
-    return Dataset(x, labels.astype(np.int64))
+    return Dataset(x, labels.astype(np.int64), NORMALIZED)
 
 
 def load_mnist(source: str = "bundled", path=None, *, dtype=np.float32,
@@ -308,7 +325,10 @@ def load_mnist(source: str = "bundled", path=None, *, dtype=np.float32,
 
     ``source="bundled"``: the 6000/1000-image stratified subset shipped in ``BUNDLED_DIR``.
     ``source="full"`` (or ``"mnist"``): all 60000/10000 images from ``mnist_dir(path, download)``.
-    Pixels are scaled to [0, 1], then standardised with MNIST's ``MEAN`` and ``STD``.
+    Pixels are scaled to [0, 1], then standardised with MNIST's ``MEAN`` and ``STD``; the Datasets
+    carry that standardisation as ``normalized`` (:data:`NORMALIZED`), so a model that standardises
+    raw pixels itself (a sweep's ``model.npz``) evaluates them right: ``cnn.evaluate(model, test)``
+    or ``model.predict(test)``. ``model.predict(test.x)`` (the bare array) is refused by such a model.
     """
     dtype = np.dtype(dtype)
     if not np.issubdtype(dtype, np.floating):

@@ -92,10 +92,20 @@ class Model:
         fuse_activations(layers)
         return layers
 
-    def prepare(self, x: np.ndarray) -> np.ndarray:
-        """Raw images as the network's input: standardised by ``normalizer`` if set, in ``dtype``."""
+    def prepare(self, x: np.ndarray, normalized=None) -> np.ndarray:
+        """Images as the network's input, in ``dtype``: standardised by ``normalizer`` if set.
+
+        ``normalized``: the standardisation ``x`` already carries (a Dataset's mark, e.g.
+        ``cnn.load_mnist``'s), None for raw pixels. A model with a ``normalizer`` undoes it first
+        and applies its own, so inputs are never standardised twice; a model without one takes
+        ``x`` as it is (it was trained on standardised inputs).
+        """
         if self.normalizer is None:
             return x.astype(self.dtype, copy=False)
+        if normalized is not None:
+            if normalized == self.normalizer:
+                return x.astype(self.dtype, copy=False)
+            x = normalized.undo(x, self.dtype)
         return self.normalizer(x, self.dtype)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -164,13 +174,26 @@ class Model:
             layer.training = False
         return self
 
-    def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Class indices for images ``x`` (N, C, H, W), raw when the model has a ``normalizer``.
+    def predict(self, x, batch_size: int = 1000) -> np.ndarray:
+        """Class indices (N,) for images ``x``: a :class:`~cnn.dataset.Dataset` (its ``normalized``
+        mark is read, see :meth:`prepare`) or an array (N, C, H, W) of raw pixels when the model
+        has a ``normalizer`` (of inputs standardised as in training when it has none).
 
+        An array with negative values given to a model that standardises raw pixels itself is
+        refused (``ValueError``): raw pixels are never negative, so it was standardised already
+        (``cnn.load_mnist``'s ``test.x``) and would be standardised twice. Pass the Dataset instead.
         Evaluated in batches to bound memory, in evaluation mode.
         """
+        normalized = getattr(x, "normalized", None)
+        if hasattr(x, "y") and hasattr(x, "x"):  # a Dataset: its images with their mark
+            x = x.x
+        elif self.normalizer is not None and x.dtype.kind == "f" and len(x) and min(self.normalizer.mean) >= 0 \
+                and float(x.min()) < 0:
+            raise ValueError("predict takes raw pixels (as the image files hold them) for this model, which "
+                             "standardises them itself; these images have negative values, so they are standardised "
+                             "already: pass the Dataset (model.predict(test)) or the raw pixels")
         with evaluating(self):
-            return np.concatenate([self.forward(self.prepare(x[i : i + batch_size])).argmax(axis=1)
+            return np.concatenate([self.forward(self.prepare(x[i : i + batch_size], normalized)).argmax(axis=1)
                                    for i in range(0, len(x), batch_size)])
 
     @property

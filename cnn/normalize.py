@@ -55,5 +55,14 @@ class Normalizer:
         out /= np.asarray(self.std, dtype)[:, None, None]
         return out
 
+    def undo(self, x: np.ndarray, dtype=np.float32) -> np.ndarray:
+        """Raw pixels back from ``x`` (N, C, H, W) standardised by this normaliser: ``x * std + mean``."""
+        if x.ndim != 4 or x.shape[1] != len(self.mean):
+            raise ValueError(f"expected images (N, {len(self.mean)}, H, W), got {x.shape}")
+        out = x.astype(dtype)
+        out *= np.asarray(self.std, dtype)[:, None, None]
+        out += np.asarray(self.mean, dtype)[:, None, None]
+        return out
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"mean": np.array(self.mean), "std": np.array(self.std)}

@@ -6,9 +6,14 @@ Every loader returns ``(train, test)`` :class:`~cnn.dataset.Dataset` pairs with 
 (an npz or folder without one); :func:`load_source` then splits it off. Pixels are standardised
 later, batch by batch, with a :class:`~cnn.normalize.Normalizer` fitted on the training split.
 
+Every file is read through :mod:`cnn.gate` (regular files only, declared sizes checked before
+allocating, inflated sizes and image pixels bounded, a time limit); one :func:`load_source` is one
+load of the gate, whose byte limit bounds the sum of its arrays.
+
 Every fault raises :class:`~cnn.dataset.DataError` naming the file (or folder) and what is wrong:
 a bad magic number, counts that differ, mixed image sizes, labels out of range, an empty class
-folder, a truncated file, an npz without ``x`` or ``y``.
+folder, a truncated file, an npz without ``x`` or ``y``; the gate's refusals are its subclass
+:class:`cnn.gate.ReadRefused`, naming the limit.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from typing import Optional
 
 import numpy as np
 
+from cnn import gate
 from cnn.dataset import DataError, Dataset, stratified_indices
 from cnn.mnist import (BUNDLED_DIR, FILE_NAMES, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS,
                        find_file, missing_files, mnist_dir, read_idx)
@@ -67,9 +73,7 @@ def load_idx(folder, label_offset: int = 0, classes: Optional[int] = None) -> tu
 
     ``label_offset`` is subtracted from every label (EMNIST letters count from 1).
     """
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such folder (source idx needs the four IDX files in it)")
+    folder = gate.folder(folder, "folder (source idx needs the four IDX files in it)")
     missing = missing_files(folder)
     if missing:
         raise DataError(f"{folder}: lacks IDX file(s) {', '.join(missing)} (each as NAME or NAME.gz; "
@@ -129,22 +133,20 @@ def _labels(y: np.ndarray, where) -> np.ndarray:
 
 def _npz_arrays(path: Path, keys: tuple[str, str]) -> Optional[tuple[np.ndarray, np.ndarray]]:
     """The arrays ``keys`` of ``path``; None when it has neither; a DataError when it has only one."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            present = [k for k in keys if k in data.files]
-            if not present:
-                return None
-            if len(present) == 1:
-                missing = keys[1] if present == [keys[0]] else keys[0]
-                raise DataError(f"{path}: has {present[0]!r} but no {missing!r} (arrays: {', '.join(data.files)})")
-            return data[keys[0]], data[keys[1]]
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        # A truncated npz fails in zipfile (no central directory) or in the array's header/payload.
-        raise DataError(f"{path}: not a readable .npz file (truncated?): {exc}") from None
+    with gate.open_file(path, "file") as f:  # the names first: only the members asked for are read
+        try:
+            with zipfile.ZipFile(f) as zf:
+                files = [n.removesuffix(".npy") for n in zf.namelist()]
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise DataError(f"{path}: not a readable .npz file (truncated?): {exc}") from None
+    present = [k for k in keys if k in files]
+    if not present:
+        return None
+    if len(present) == 1:
+        missing = keys[1] if present == [keys[0]] else keys[0]
+        raise DataError(f"{path}: has {present[0]!r} but no {missing!r} (arrays: {', '.join(files)[:300]})")
+    arrays = gate.read_npz(path, keys)
+    return arrays[keys[0]], arrays[keys[1]]
 
 
 def load_npz(path, test_path=None, classes: Optional[int] = None) -> tuple[Dataset, Optional[Dataset]]:
@@ -182,7 +184,7 @@ def _npz_split(arrays, where, classes) -> Dataset:
 
 
 def _class_folders(root: Path) -> list[Path]:
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sorted(p for p in gate.folder(root).iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise DataError(f"{root}: no class subfolders (expected one folder of PNG/JPEG images per class)")
     return folders
@@ -198,17 +200,14 @@ def _image_files(folder: Path) -> list[Path]:
 
 def _read_folder(folders: list[tuple[Path, int]], resize, gray: Optional[bool]) -> tuple[Dataset, bool]:
     """The images of each ``(folder, label)``; ``gray``: one channel or three (None: decide)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     files = [(f, label) for folder, label in folders for f in _image_files(folder)]
     sizes, modes = [], set()
-    for f, _ in files:  # headers only: sizes and modes before decoding anything
-        try:
-            with Image.open(f) as im:
-                sizes.append(im.size)
-                modes.add(im.mode)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"{f}: not a readable image ({exc})") from None
+    for f, _ in files:  # headers only: sizes and modes before decoding anything (pixel counts checked)
+        with gate.open_image(f) as im:
+            sizes.append(im.size)
+            modes.add(im.mode)
     if resize is None:
         for (f, _), size in zip(files, sizes):
             if size != sizes[0]:
@@ -220,10 +219,12 @@ def _read_folder(folders: list[tuple[Path, int]], resize, gray: Optional[bool]) 
     if gray is None:
         gray = modes <= {"1", "L", "I", "I;16", "F"}
     mode = "L" if gray else "RGB"
+    gate.budget().charge(len(files) * (1 if gray else 3) * h * w, folders[0][0].parent,
+                         f"{len(files)} images of {h}x{w} pixels hold")
     x = np.empty((len(files), 1 if gray else 3, h, w), np.uint8)
     for i, (f, _) in enumerate(files):
         try:
-            with Image.open(f) as im:
+            with gate.open_image(f) as im:
                 im = im.convert(mode)
                 if im.size != (w, h):
                     im = im.resize((w, h), Image.Resampling.BILINEAR)
@@ -241,9 +242,7 @@ def load_folder(path, resize=None, classes: Optional[int] = None) -> tuple[Datas
     test split). All images must have one size unless ``resize=(H, W)`` is given. Grayscale when
     every image is, else RGB.
     """
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise DataError(f"{root}: no such folder (source folder needs one subfolder of images per class)")
+    root = gate.folder(path, "folder (source folder needs one subfolder of images per class)")
     split = (root / "train").is_dir() and (root / "test").is_dir()
     train_root = root / "train" if split else root
     names = [p.name for p in _class_folders(train_root)]
@@ -268,10 +267,7 @@ def load_folder(path, resize=None, classes: Optional[int] = None) -> tuple[Datas
 
 
 def _cifar_file(path: Path, classes) -> Dataset:
-    try:
-        raw = np.fromfile(path, np.uint8)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read file ({exc})") from None
+    raw = np.frombuffer(gate.read_bytes(path, "CIFAR-10 batch"), np.uint8)
     if raw.size == 0 or raw.size % CIFAR_RECORD:
         raise DataError(f"{path}: {raw.size} bytes is not a whole number of {CIFAR_RECORD}-byte records "
                         "(1 label byte + 3x32x32 pixels): truncated or not CIFAR-10 binary")
@@ -283,16 +279,16 @@ def _cifar_file(path: Path, classes) -> Dataset:
 
 def load_cifar10(folder, classes: Optional[int] = None) -> tuple[Dataset, Dataset]:
     """``data_batch_*.bin`` (training) and ``test_batch.bin`` of the binary CIFAR-10 (never the pickled one)."""
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such folder (source cifar10 needs data_batch_*.bin and test_batch.bin)")
+    folder = gate.folder(folder, "folder (source cifar10 needs data_batch_*.bin and test_batch.bin)")
     batches = sorted(folder.glob("data_batch_*.bin"))
-    if not batches or not (folder / "test_batch.bin").is_file():
+    if not batches or not (folder / "test_batch.bin").exists():  # a FIFO there is refused by the gate
         hint = (" (this is the pickled Python version; use the binary version, cifar-10-binary.tar.gz)"
                 if (folder / "data_batch_1").exists() else "")
         raise DataError(f"{folder}: lacks data_batch_*.bin or test_batch.bin{hint}")
     parts = [_cifar_file(p, classes) for p in batches]
+    gate.budget().charge(sum(p.x.nbytes for p in parts), folder, "the training batches joined hold")
     train = Dataset(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]))
+    del parts
     return train, _cifar_file(folder / "test_batch.bin", classes)
 
 
@@ -302,7 +298,17 @@ def load_cifar10(folder, classes: Optional[int] = None) -> tuple[Dataset, Datase
 
 def load_source(source: str, path=None, *, test_path=None, label_offset: int = 0, resize=None,
                 test_fraction: float = 0.2, classes: Optional[int] = None, seed=0) -> tuple[Dataset, Dataset]:
-    """``(train, test)`` raw Datasets of any source; a missing test split is split off stratified."""
+    """``(train, test)`` raw Datasets of any source; a missing test split is split off stratified.
+
+    One load of :mod:`cnn.gate`: every file it reads and the sum of its arrays within the read limits.
+    """
+    with gate.load():
+        return _load_source(source, path, test_path=test_path, label_offset=label_offset, resize=resize,
+                            test_fraction=test_fraction, classes=classes, seed=seed)
+
+
+def _load_source(source: str, path=None, *, test_path=None, label_offset: int = 0, resize=None,
+                 test_fraction: float = 0.2, classes: Optional[int] = None, seed=0) -> tuple[Dataset, Dataset]:
     if source in ("bundled", "mnist"):
         train, test = load_mnist_raw(source, path)
     elif source == "idx":

@@ -55,17 +55,18 @@ def evaluate(model, data: Dataset, batch_size: int = 1000) -> tuple[float, float
     total_loss, correct = 0.0, 0
     with evaluating(model):
         for i in range(0, len(data), batch_size):
-            logits = model.forward(_prepare(model, data.x[i : i + batch_size]))
+            logits = model.forward(_prepare(model, data.x[i : i + batch_size], getattr(data, "normalized", None)))
             y = data.y[i : i + batch_size]
             total_loss -= float(log_softmax(logits)[np.arange(len(y)), y].sum())
             correct += int((logits.argmax(axis=1) == y).sum())
     return total_loss / len(data), correct / len(data)
 
 
-def _prepare(model, x):
-    """A batch as the network's input: the model's own normalisation of raw pixels, if it has one."""
+def _prepare(model, x, normalized=None):
+    """A batch as the network's input: the model's own normalisation of raw pixels, if it has one
+    (``normalized``: the standardisation the batch already carries, undone first; never twice)."""
     prepare = getattr(model, "prepare", None)
-    return x if prepare is None else prepare(x)
+    return x if prepare is None else prepare(x, normalized)
 
 
 def fit(model, optimizer, train: Dataset, val: Optional[Dataset] = None, *, epochs: int, batch_size: int,
@@ -111,7 +112,7 @@ def _epochs(model, optimizer, train, val, epochs, batch_size, seed, callbacks, s
             xb, yb = train.x[idx], train.y[idx]
             if rng is not None:
                 xb = augment(xb, rng)
-            logits = model.forward(_prepare(model, xb))
+            logits = model.forward(_prepare(model, xb, getattr(train, "normalized", None)))
             loss, dlogits = softmax_cross_entropy(logits, yb)
             if not np.isfinite(loss):
                 raise DivergenceError(epoch, step, loss)

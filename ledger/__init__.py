@@ -23,7 +23,7 @@ _EXPORTS = {
     "Selection": "selection", "rank_points": "selection", "choose_point": "selection", "best_mean": "selection",
     "selection_tags": "selection", "selection_from_tags": "selection",
     "attach_report": "reports", "set_note": "reports", "fetch_artifact": "reports", "set_tags": "reports",
-    "submitted_sweep": "reports",
+    "submitted_sweep": "reports", "register_champion": "models", "Champion": "models",
 }
 
 __all__ = list(_EXPORTS)

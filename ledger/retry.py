@@ -15,9 +15,15 @@ the same value, statuses and artifacts overwrite themselves, and a metric batch 
 (same key, step, value and timestamp) is stored once. A ``create_run`` whose answer was lost can
 leave an extra SCHEDULED run of this submission; the driver's reconciliation marks it KILLED.
 
-Over HTTP, MLflow's client retries each request itself (by default 7 times over about 4 minutes
-per call); :func:`bound_http_retries` makes that a few seconds, so that this module's patience,
-not MLflow's defaults, decides how long a driver waits.
+The patience bounds the whole wait, tries included: a try is not started when the time left is
+shorter than the longest try so far, so a call gives up within the patience (plus at most one
+try's bound). Each try is itself bounded from the patience (:func:`try_seconds`): over HTTP,
+MLflow's client retries each request itself (by default 7 times over about 4 minutes per call)
+and waits 120 s for an answer; :func:`bound_http_retries` sets ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``
+to 0 and ``MLFLOW_HTTP_REQUEST_TIMEOUT`` to the try bound (unless the environment sets them), so
+a server that accepts connections but never answers costs one try bound per try. For SQLite,
+MLflow asks for a 20 s busy timeout on every session; :func:`bound_sqlite_waits` makes it the
+try bound, so a database locked by another process is retried here, within the patience.
 
 Signals are held while a call to a database-backed store runs (:func:`deferring`): Python runs
 a signal handler between any two bytecodes, and a ``KeyboardInterrupt`` raised inside SQLAlchemy's
@@ -41,9 +47,9 @@ from typing import Callable, Optional
 PATIENCE = 120.0
 #: Backoff between tries, seconds: doubling from ``BACKOFF[0]`` up to ``BACKOFF[1]``.
 BACKOFF = (1.0, 10.0)
-#: MLflow's own HTTP retries and timeout when the environment does not set them: one request
-#: then gives up after about 2 + 4 + 8 s of backoff (or 3 timeouts), and this module retries.
-HTTP_MAX_RETRIES, HTTP_TIMEOUT = "3", "30"
+#: Longest single try (an HTTP request's timeout, SQLite's busy timeout), seconds; shorter for a
+#: short patience (a quarter of it, at least :data:`MIN_TRY`).
+MAX_TRY, MIN_TRY = 20.0, 1.0
 
 _log = logging.getLogger(__name__)
 
@@ -104,10 +110,51 @@ def patience(value: Optional[float] = None) -> float:
         return PATIENCE
 
 
-def bound_http_retries() -> None:
-    """Bound MLflow's own HTTP retries and timeout in this process, unless the environment sets them."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_MAX_RETRIES)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_TIMEOUT)
+def try_seconds(value: Optional[float] = None) -> float:
+    """The bound of one try: a quarter of the patience, within :data:`MIN_TRY` .. :data:`MAX_TRY`."""
+    return min(MAX_TRY, max(MIN_TRY, patience(value) / 4))
+
+
+_OURS: dict = {}  # the values bound_http_retries set, so that a later patience may change them
+
+
+def bound_http_retries(value: Optional[float] = None) -> None:
+    """MLflow's own HTTP retries off and its timeout the try bound in this process (this module
+    retries within the patience), unless the user's environment sets them (MLflow reads them on
+    every request)."""
+    for name, wanted in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"),
+                         ("MLFLOW_HTTP_REQUEST_TIMEOUT", f"{max(1, round(try_seconds(value)))}")):
+        current = os.environ.get(name)
+        if current is None or current == _OURS.get(name):
+            os.environ[name] = _OURS[name] = wanted
+
+
+_SQLITE_BOUND = []
+
+
+def bound_sqlite_waits() -> None:
+    """Every SQLite connection of this process waits at most the try bound for a lock (MLflow sets
+    20 s on each session; opening a store, Python's 5 s): installed once, for every engine."""
+    if _SQLITE_BOUND:
+        return
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def busy_ms() -> int:
+        return int(try_seconds() * 1000)
+
+    def on_connect(dbapi_connection, record):
+        if type(dbapi_connection).__module__.startswith("sqlite3"):
+            dbapi_connection.execute(f"PRAGMA busy_timeout = {busy_ms()}")
+
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        if conn.dialect.name == "sqlite" and statement.lstrip().upper().startswith("PRAGMA BUSY_TIMEOUT"):
+            statement = f"PRAGMA busy_timeout = {busy_ms()};"
+        return statement, parameters
+
+    event.listen(Engine, "connect", on_connect)
+    event.listen(Engine, "before_cursor_execute", on_execute, retval=True)
+    _SQLITE_BOUND.append(True)
 
 
 def _texts(exc: BaseException) -> str:
@@ -149,6 +196,8 @@ def call(fn: Callable, *args, _patience: Optional[float] = None, _what: str = ""
     """``fn(*args, **kwargs)``, tried again on transient errors for up to :func:`patience` seconds;
     ``_shield``: signals handled through :func:`deferring` wait for each try to return."""
     attempt = (lambda: _shielded(fn, args, kwargs)) if _shield else (lambda: fn(*args, **kwargs))
+    bound_http_retries(_patience)
+    began = time.monotonic()
     try:
         return attempt()
     except Exception as exc:  # noqa: BLE001 -- sorted below
@@ -156,15 +205,17 @@ def call(fn: Callable, *args, _patience: Optional[float] = None, _what: str = ""
             raise
         first = exc
     budget = patience(_patience)
-    began, delay, tries = time.monotonic(), BACKOFF[0], 1
+    longest = time.monotonic() - began  # the longest try so far: none is started that would end late
+    delay, tries = BACKOFF[0], 1
     last: BaseException = first
     name = _what or getattr(fn, "__name__", "call")
     if budget > 0:
         _log.warning("tracking store: %s failed (%s); trying again for up to %.0f s", name, _short(first), budget)
-    while time.monotonic() - began + delay <= budget:
+    while time.monotonic() - began + delay + longest <= budget:
         time.sleep(delay)
         delay = min(delay * 2, BACKOFF[1])
         tries += 1
+        start = time.monotonic()
         try:
             result = attempt()
         except Exception as exc:  # noqa: BLE001
@@ -172,6 +223,8 @@ def call(fn: Callable, *args, _patience: Optional[float] = None, _what: str = ""
                 raise
             last = exc
             continue
+        finally:
+            longest = max(longest, time.monotonic() - start)
         _log.warning("tracking store: %s succeeded after %.0f s (%d tries)", name, time.monotonic() - began, tries)
         return result
     raise StoreUnavailable(f"no answer for {time.monotonic() - began:.0f} s ({tries} tries of {name}): "
@@ -250,4 +303,4 @@ class RetryingClient:
 
 
 __all__ = ["PATIENCE", "StoreUnavailable", "RetryingClient", "call", "is_transient", "is_store_error", "describe", "patience",
-           "bound_http_retries", "deferring"]
+           "bound_http_retries", "bound_sqlite_waits", "try_seconds", "deferring"]

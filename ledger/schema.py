@@ -37,7 +37,8 @@ per epoch (step = epoch, from 1), :data:`FINAL_METRICS` once at the end (step 0;
 ``peak_rss_mib`` is the worker's peak resident set during the trial, in MiB), ``trials_<state>``
 on the parent (the whole sweep's trials by state). Artifacts: ``sweep.yaml``, ``plan.txt``,
 ``submissions/<id>/`` on the parent; ``config.json``, ``model.npz``, ``kernels.png``,
-``checkpoint/checkpoint.npz`` on children, and the chosen point's MLflow model (``model/``).
+``checkpoint/checkpoint.npz`` on children. The chosen point's model: a pyfunc logged model, output of
+its trial run, registered under the sweep's name with the alias ``champion`` (:mod:`ledger.models`).
 """
 from __future__ import annotations
 
@@ -119,6 +120,15 @@ def param_text(value) -> str:
     return json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
 
 
+def param_value(text: str):
+    """A param's text read back as the value :func:`param_text` wrote (JSON where it parses;
+    ``True``/``False``/``None`` as Python wrote them; else the text itself)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"True": True, "False": False, "None": None}.get(text, text)
+
+
 def quote(value) -> str:
     """``value`` as a quoted literal of an MLflow filter string.
 
@@ -135,3 +145,12 @@ def quote(value) -> str:
 def tag_filter(**equal) -> str:
     """An AND filter of tag equalities: ``tag_filter(**{POINT: "ab12", REPEAT: 0})``."""
     return " and ".join(f"tags.`{k}` = {quote(v)}" for k, v in equal.items())
+
+#: The registry alias of a sweep's chosen model, and the tags of its model versions.
+CHAMPION_ALIAS = "champion"
+VERSION_RUN = "sweep.run_id"  # the trial run whose model.npz the version holds
+VERSION_POINT = "sweep.point"
+#: The pyfunc model's artifact (the trial's model.npz) and its output columns.
+MODEL_ARTIFACT = "model"
+LABEL_COLUMN = "label"
+PROB_PREFIX = "prob_"

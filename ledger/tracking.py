@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 from . import retry, rules
 from .schema import (ACTIVE, ATTEMPT, CHECKPOINT_EPOCH, DATASET_CONTEXT, DETERMINISTIC, ERROR_KIND, EXPERIMENT_KIND, KIND, MAX_PARAM_VALUE,
                      MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE, NAME, OVERRIDES, PARENT, PARENT_RUN, POINT, POINT_NAME, REASON,
-                     REPEAT, SCHEMA, SCHEMA_VERSION, SUBMISSION, SWEEP_FILE, SWEPT, TRAINING_KIND, TRIAL, knob_params, quote,
+                     REPEAT, SCHEMA, SCHEMA_VERSION, SUBMISSION, SWEEP_FILE, SWEPT, TRAINING_KIND, TRIAL, knob_params, param_value, quote,
                      tag_filter)
 from .source import source_tags
 
@@ -96,15 +96,22 @@ def client(uri: str) -> retry.RetryingClient:
     from mlflow import MlflowClient
 
     retry.bound_http_retries()
+    if uri.startswith("sqlite:"):
+        retry.bound_sqlite_waits()
     logger = logging.getLogger("mlflow.store.db.utils")
     if not any(isinstance(f, _ErrorsReported) for f in logger.filters):
         logger.addFilter(_ErrorsReported())
-    with _creation_lock(uri):
-        # A database store's transactions run in this process: a signal must not cut one short.
-        database = uri.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql")
-        mlflow_client = retry.RetryingClient(MlflowClient(uri), shield=database)
-        mlflow_client.search_experiments(max_results=1)  # makes a new SQLite store's schema now
-    return mlflow_client
+
+    def opened() -> retry.RetryingClient:
+        with _creation_lock(uri):
+            # A database store's transactions run in this process: a signal must not cut one short.
+            database = uri.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql")
+            made = retry.RetryingClient(MlflowClient(uri), shield=database)
+            made.once.search_experiments(max_results=1)  # makes a new SQLite store's schema now
+            return made
+
+    # Opening is retried like any call: a store locked or down at start waits the same patience.
+    return retry.call(opened, _what="opening the store")
 
 
 def _batched(items: list, size: int) -> Iterable[list]:
@@ -218,6 +225,23 @@ class Tracker:
     def finished(self, experiment_id: str) -> dict[tuple[str, int], str]:
         """``(point hash, repeat) -> run id`` of the run that decides each finished trial."""
         return {key: run.info.run_id for key, run in rules.deciding_runs(self.trials(experiment_id, "FINISHED", params=False)).items()}
+
+    def trial_records(self, experiment_id: str, metric: str) -> list[dict]:
+        """Every trial run, oldest first, as a search reads it: ``key``, ``status``, the swept
+        ``values`` (read back from its params), ``metric`` (the run's last value of the selection
+        metric, None without one) and ``failed`` (an error of the trial's own)."""
+        out = []
+        for run in self.trials(experiment_id):
+            try:
+                swept = json.loads(run.data.tags.get(SWEPT) or "[]")
+            except ValueError:
+                continue
+            params = run.data.params
+            out.append({"key": rules.key(run), "status": run.info.status,
+                        "values": {k: param_value(params[k]) for k in swept if k in params},
+                        "metric": run.data.metrics.get(metric),
+                        "failed": run.data.tags.get(ERROR_KIND) == DETERMINISTIC})
+        return out
 
     def failed(self, experiment_id: str) -> dict[tuple[str, int], tuple[str, str]]:
         """Trials that failed with an error of their own: ``key -> (run id, reason)``."""

@@ -86,6 +86,12 @@ class SweepRun:
 
         return pd.concat([done, latest]).sort_values(["point_name", "repeat"]).reset_index(drop=True)
 
+    @property
+    def champion(self) -> Optional[str]:
+        """``models:/<name>@champion``: the chosen point's registered MLflow model (docs/models.md),
+        or None when this run registered nothing (nothing finished, or it was stopped)."""
+        return None if self.result.champion is None else self.result.champion.uri
+
     @cached_property
     def chosen(self) -> Optional[dict]:
         """The point chosen on validation (the ledger's selection rule): its knobs, its mean validation

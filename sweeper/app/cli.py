@@ -23,8 +23,8 @@ from typing import Callable, Optional, Sequence
 
 from cnn.dataset import DataError
 from sweeper.app.errors import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK,
-                                EXIT_TERMINATED,
-                                EXIT_UNAVAILABLE, classify, debug_traceback, first_line, is_cluster_error)
+                                EXIT_TERMINATED, EXIT_UNAVAILABLE, classify, debug_traceback, first_line, is_cluster_error)
+from sweeper.app.submit import CLUSTER_ARGS
 from sweeper.spec.config import load_sweep
 from sweeper.spec.names import sweep_name_problem
 from sweeper.plan.points import make_plan
@@ -145,6 +145,12 @@ def _validate(args: argparse.Namespace) -> int:
     config = load_sweep(args.file, args.overrides)
     facts, _ = data_facts(config)
     plan = make_plan(config, data=facts)
+    if plan.feed is not None and plan.feed.can_draw():
+        left = plan.feed.left
+        print(f"{args.file}: OK ({config.method} search: up to {left} points, {left * config.repeats} trials, "
+              f"drawn as trials end)")
+        print(f"  data: {facts.describe(config.data.source)}")
+        return EXIT_OK
     if not plan.points:
         first = (f"; first: {plan.infeasible[0].point.name}: {plan.infeasible[0].reason}"
                  if plan.infeasible else "")
@@ -216,11 +222,15 @@ def _finish(done, progress) -> int:
 
 
 @command("run", "train every pending trial of a sweep on Ray, logging to MLflow", SWEEP_FILE, ADDRESS, TRACKING,
-         QUIET, RETRY, SET, STALE, VERBOSE)
+         QUIET, RETRY, SET, STALE, VERBOSE, *CLUSTER_ARGS)
 def _run(args: argparse.Namespace) -> int:
     from sweeper import api
     from sweeper.app.progress import Progress
 
+    if args.cluster:  # the driver runs inside the cluster, submitted as a Ray job
+        from sweeper.app.submit import submit_command
+
+        return submit_command(args)
     _sigterm_as_interrupt()
     progress = Progress(quiet=args.quiet)
     done = api.run(args.file, overrides=args.overrides, tracking_uri=args.tracking_uri, address=args.address,
@@ -324,6 +334,7 @@ def quiet_libraries(verbose: bool) -> None:
     if verbose:
         return
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow configures its logger
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # its bars on reading an artifact
     for name, level in (("mlflow", logging.WARNING), ("alembic", logging.WARNING), ("ray", logging.ERROR)):
         logging.getLogger(name).setLevel(level)
 

@@ -21,7 +21,7 @@ from ledger.selection import selection_tags
 from ledger.submission import Submission
 from ledger.sweeps import dataset_entity, find_parent
 from ledger.tracking import SweepNotFound, Tracker, resolve_tracking_uri
-from sweeper.exits import EXIT_OK, first_line
+from sweeper.exits import EXIT_FAILED, EXIT_OK, first_line
 from sweeper.plan.cost import duration
 from sweeper.plan.data import PreparedData, data_facts, min_classes, prepare_data
 from sweeper.plan.points import Plan, make_plan
@@ -50,6 +50,19 @@ def plan_rows(plan: Plan, failed_before: dict, too_big: Optional[dict] = None) -
     return rows
 
 
+def search_history(tracker: Tracker, experiment_id: Optional[str], config: SweepConfig) -> Optional[list]:
+    """Method tpe: the ledger's trial runs as the search reads them (None for the other methods,
+    whose points do not depend on results)."""
+    if config.method != "tpe":
+        return None
+    from sweeper.plan.search.feed import Recorded
+
+    if experiment_id is None:
+        return []
+    return [Recorded(tuple(r["key"]), r["values"], r["status"], r["metric"], r["failed"])
+            for r in tracker.trial_records(experiment_id, config.selection.metric)]
+
+
 def plan_sweep(config: SweepConfig, tracking_uri: Optional[str] = None, total_cpus: Optional[int] = None):
     """``(plan, failed_before)`` of ``config`` against what MLflow already holds; writes nothing.
 
@@ -59,7 +72,8 @@ def plan_sweep(config: SweepConfig, tracking_uri: Optional[str] = None, total_cp
     tracker = tracker_for(config, tracking_uri)
     experiment_id = tracker.find_experiment(config.experiment_name)
     finished = tracker.finished(experiment_id) if experiment_id else {}
-    plan = make_plan(config, finished, total_cpus=total_cpus, data=facts)
+    plan = make_plan(config, finished, total_cpus=total_cpus, data=facts,
+                     history=search_history(tracker, experiment_id, config))
     pending = {t.key for t in plan.pending}
     failed = tracker.failed(experiment_id) if experiment_id else {}
     return plan, {k: v for k, v in failed.items() if k in pending}
@@ -71,8 +85,10 @@ def sweep_settings(config: SweepConfig) -> dict[str, object]:
     base = json.loads(canonical_json({"seed": config.seed, "data": config.data.model_dump(),
                                       "model": config.model.model_dump(), "train": config.train.model_dump()}))
     axes = dict(config.grid.axes())
-    fixed = {k: v for k, v in knob_params(base).items() if k not in axes and not k.startswith(f"{DATA_PREFIX}path")}
+    knobs = config.grid.knobs()
+    fixed = {k: v for k, v in knob_params(base).items() if k not in knobs and not k.startswith(f"{DATA_PREFIX}path")}
     return {**fixed, **{f"grid.{k}": json.loads(canonical_json(list(v))) for k, v in axes.items()},
+            **{f"grid.{k}": knob.describe() for k, knob in config.grid.ranges().items()},
             "repeats": config.repeats, "method": config.method}
 
 
@@ -126,7 +142,8 @@ def run_sweep(config: SweepConfig, sweep_text: str, *, command: str = "run", add
     if experiment_id is not None:
         for run, owner in take_over(tracker, experiment_id, timeout):
             observer.event(f"  taking over {run.info.run_name} (run {run.info.run_id}): {owner.text()}")
-    plan = make_plan(config, tracker.finished(experiment_id) if experiment_id else {}, data=data.facts())
+    plan = make_plan(config, tracker.finished(experiment_id) if experiment_id else {}, data=data.facts(),
+                     history=search_history(tracker, experiment_id, config))
     pending_keys = {t.key for t in plan.pending}
     failed = tracker.failed(experiment_id) if experiment_id else {}
     failed_before = {} if retry_failed else {k: v for k, v in failed.items() if k in pending_keys}
@@ -134,7 +151,8 @@ def run_sweep(config: SweepConfig, sweep_text: str, *, command: str = "run", add
     for key, reason in too_big.items():
         observer.event(f"  not training {key[0]} #{key[1] + 1} on these workers: {reason}")
     skip = {**failed_before, **too_big}
-    to_train = len(plan.pending) - len(skip)
+    to_train = len(plan.pending) - len(skip) + (plan.feed.left or 0) * config.repeats if plan.feed else \
+        len(plan.pending) - len(skip)
     where = links.sweep_url(tracker, experiment_id) if experiment_id else None
     if to_train == 0:
         counts = Counts(len(plan.trials), {"done_before": len(plan.done), "failed_before": len(skip)})
@@ -142,15 +160,27 @@ def run_sweep(config: SweepConfig, sweep_text: str, *, command: str = "run", add
         more += f" ({len(too_big)} too big for these workers)" if too_big else ""
         observer.event(f"sweep {config.name}: nothing to train, all {len(plan.trials) - len(skip)} trial(s) are done{more}"
                        + (f"; {where}" if where else ""))
-        return SweepResult(counts.as_dict(), EXIT_OK, "nothing to train")
+        result = SweepResult(counts.as_dict(), EXIT_OK, "nothing to train")
+        parent = find_parent(tracker, experiment_id) if experiment_id and plan.done else None
+        if parent is not None:  # a sweep finished before its champion was registered (an older store)
+            champion = champion_of(config, tracker, experiment_id, parent.info.run_id, data, observer)
+            if champion is not None and champion.created:
+                observer.event(champion.line())
+        return result
     experiment_id = tracker.open_experiment(config.experiment_name, config.name)
+    if plan.feed is not None:  # every draw reads the ledger again: other submissions' points count too
+        plan.feed.refresh = lambda: search_history(tracker, experiment_id, config)
     resume_from = {k: v for k, v in tracker.checkpoints(experiment_id).items() if k in pending_keys}
     tags = {**selection_tags(config.selection.rule()), METHOD: config.method, OVERRIDES: json.dumps(list(overrides))}
     submission = Submission.start(tracker, experiment_id, config.name, command, trials=to_train, sweep_text=sweep_text,
                                   plan_text=plan.summary(), plan_rows=plan_rows(plan, failed_before, too_big),
                                   settings=sweep_settings(config), dataset=dataset_of(config, data), tags=tags,
-                                  view=links.view_state([k for k, _ in config.grid.axes()], config.selection.metric,
+                                  view=links.view_state(list(config.grid.knobs()), config.selection.metric,
                                                         config.selection.mode))
+    if plan.feed is not None:
+        observer.event(f"search {config.method}: rebuilt from the ledger: {len(plan.points)} point(s) known, "
+                       f"{len(plan.feed.history()) - sum(o.value is None for o in plan.feed.history())} with a result; "
+                       f"up to {plan.feed.left} more to draw")
     observer.event(f"sweep {config.name}: {len(plan.trials)} trial(s) of {len(plan.points)} point(s); "
                    f"{len(plan.done)} done before, {to_train} to train"
                    + (f", {len(failed_before)} failed before (--retry-failed trains them again)" if failed_before else "")
@@ -175,12 +205,32 @@ def run_sweep(config: SweepConfig, sweep_text: str, *, command: str = "run", add
 
                 ray.shutdown()
     result.experiment_id = experiment_id
+    if result.exit_code in (EXIT_OK, EXIT_FAILED):  # not after a stop, an interrupt or a lost store
+        result.champion = champion_of(config, tracker, experiment_id, submission.parent_id, data, observer)
     return result
+
+
+def champion_of(config: SweepConfig, tracker: Tracker, experiment_id: str, parent_id: str, data: PreparedData,
+                observer):
+    """The chosen point's model registered as ``models:/<sweep>@champion`` (:mod:`ledger.models`),
+    or None: nothing finished, or the store refused (said in one line; the sweep's result stands)."""
+    from ledger.models import register_champion
+
+    try:
+        return register_champion(tracker.uri, experiment_id, config.name, parent_id, config.selection.rule(),
+                                 data.test.x[:2])
+    except StoreUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- the trials are recorded; the model can be registered later
+        observer.event(f"champion of {config.name} not registered: {first_line(exc, 200)}")
+        return None
 
 
 def summary_lines(result: SweepResult, elapsed: float, uri: str) -> list[str]:
     """The block printed when a submission ends: what happened, how long, where to look."""
-    lines = [f"{result.message} in {duration(elapsed)} ({duration(result.wall_seconds)} training): "
+    # The message first, on a line of its own: it may end in a command to run next.
+    lines = [result.message,
+             f"this submission: {duration(elapsed)} ({duration(result.wall_seconds)} training); "
              + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)]
     if result.efficiency is not None:
         lines.append(f"trial time {sum(result.trial_seconds):.1f}s on {result.cpus} CPU(s): "
@@ -189,6 +239,8 @@ def summary_lines(result: SweepResult, elapsed: float, uri: str) -> list[str]:
         url = links.experiment_url(links.ui_address(uri), result.experiment_id, shared_view=True)
         local = not uri.startswith(("http://", "https://"))
         lines.append(f"browse the runs: {url}" + ("  (start the UI with `sweeper ui`)" if local else ""))
+    if result.champion is not None:
+        lines.append(result.champion.line())
     return lines
 
 

@@ -213,7 +213,7 @@ class Plan:
     """What a sweep will train; ``summary()`` prints it. ``cost`` is estimated on first use."""
 
     config: SweepConfig
-    space: int  # points in the grid before exclusion
+    space: Optional[int]  # points in the grid before exclusion (None: a continuous range)
     points: tuple[Point, ...]  # to train: feasible, not excluded (and drawn, for random)
     trials: tuple[Trial, ...]
     excluded: tuple[Excluded, ...]
@@ -226,6 +226,8 @@ class Plan:
     flops_per_cpu: Optional[float] = field(default=None, repr=False)  # None: measure
     data: Optional[DataFacts] = None  # the input shape and image counts the plan was made for
     merged: tuple[Merged, ...] = ()  # points equal to another one, not trained on their own
+    #: Methods random, sobol, tpe: the search drawing the points (tpe: the points still to draw).
+    feed: Optional[object] = field(default=None, repr=False, compare=False)
 
     def sizes(self) -> tuple[int, int, int]:
         """(train, validation, test) images per trial (zeros when unknown)."""
@@ -240,47 +242,47 @@ class Plan:
         """Counts, infeasible and excluded points with reasons, the points to train, and the cost."""
         return format_summary(self)
 
+    def make_trials(self, point: Point) -> list[Trial]:
+        """The trials of ``point``: one per repeat, each with its repeat's seed."""
+        return [Trial(point, r, trial_seed(self.config.seed, r)) for r in range(self.config.repeats)]
+
 
 def make_plan(config: SweepConfig, finished: Optional[Mapping[tuple[str, int], str]] = None,
               total_cpus: Optional[int] = None, flops_per_cpu: Optional[float] = None,
-              data: Optional[DataFacts] = None) -> Plan:
+              data: Optional[DataFacts] = None, history: Optional[list] = None) -> Plan:
     """Expand ``config``; ``finished`` maps ``(point hash, repeat)`` to the run id of a finished trial.
 
     ``data``: the input shape and image counts (default: what the sweep file states or its
-    source implies, without reading files). ``total_cpus`` (default: this machine's) and
+    source implies, without reading files). ``history``: the ledger's trial runs as
+    :class:`~sweeper.plan.search.feed.Recorded` (method tpe: the points of the search so far). ``total_cpus`` (default: this machine's) and
     ``flops_per_cpu`` (default: measured) only affect the cost estimate.
     """
     finished = dict(finished or {})
     data = data or data_facts(config, read=False)[0]
     memory = config.resources.worker_memory
     limit = parse_bytes(memory) if memory else None
-    networks: dict[str, Point] = {}
-    merged = []
-    axes = config.grid.axes()
-    names = [name for name, _ in axes]
-    excluded, infeasible, candidates = [], [], []
-    space = 0
-    for combo in itertools.product(*(values for _, values in axes)):
-        space += 1
-        values = dict(zip(names, combo))
-        rule = _matching_rule(values, config.exclude)
-        if rule is not None:
-            excluded.append(Excluded(values, point_name(values), rule, config.exclude[rule]))
-            continue
-        point = resolve_point(config, values, data.input_shape)
+
+    def why_not(point: Point) -> Optional[str]:
         if point.shape_error is not None:
-            infeasible.append(Infeasible(point, point.shape_error))
-        elif limit and (too_big := memory_problem(point, data.sizes, limit, "resources.worker_memory")) is not None:
-            infeasible.append(Infeasible(point, too_big))
-        elif point.unseen and config.feasibility.unseen_inputs == "skip":
-            infeasible.append(Infeasible(point, "; ".join(point.unseen)))
-        elif network_key(point) in networks:
-            merged.append(Merged(point, networks[network_key(point)]))
-        else:
-            networks[network_key(point)] = point
-            candidates.append(point)
-    points = candidates
-    if config.method == "random":
+            return point.shape_error
+        if limit and (too_big := memory_problem(point, data.sizes, limit, "resources.worker_memory")) is not None:
+            return too_big
+        if point.unseen and config.feasibility.unseen_inputs == "skip":
+            return "; ".join(point.unseen)
+        return None
+
+    excluded, infeasible, merged, feed = [], [], [], None
+    # random over lists with `samples` ranks the product as it always has (earlier sweeps keep their points)
+    expand = config.method == "grid" or (config.method == "random" and config.samples and not config.grid.ranges()
+                                         and not config.grid.conditions())
+    if expand:
+        space, candidates, merged = _expand(config, data, why_not, excluded, infeasible)
+        points = candidates
+    else:
+        space, candidates = config.grid.size(), []
+        points, feed = _search(config, data, why_not, excluded, infeasible, history or [])
+        candidates = points
+    if config.method == "random" and expand:
         # Rank by a hash of (seed, point): reproducible without depending on a RNG's stream.
         ranked = sorted(candidates, key=lambda p: _sha256(f"{config.seed}/sample/{p.hash}"))
         chosen = {p.hash for p in ranked[:config.samples]}
@@ -292,7 +294,107 @@ def make_plan(config: SweepConfig, finished: Optional[Mapping[tuple[str, int], s
     unmatched = tuple(sorted(k for k in finished if k not in keys))
     return Plan(config, space, tuple(points), tuple(trials), tuple(excluded), tuple(infeasible), tuple(done),
                 tuple(pending), len(candidates), unmatched, total_cpus or _cpus(), flops_per_cpu, data,
-                tuple(merged))
+                tuple(merged), feed)
+
+
+def _expand(config: SweepConfig, data, why_not, excluded: list, infeasible: list):
+    """The grid's cartesian product: ``(space, candidates, merged)``; excluded and infeasible
+    points appended to the lists given. A conditional knob whose condition fails keeps its base
+    setting, so the points differing only in it collapse into one (merged)."""
+    networks: dict[str, Point] = {}
+    merged, candidates = [], []
+    axes = config.grid.axes()
+    names = [name for name, _ in axes]
+    conditions = config.grid.conditions()
+    base = {**config.model.model_dump(), **config.train.model_dump()}
+    space = 0
+    for combo in itertools.product(*(values for _, values in axes)):
+        space += 1
+        values = dict(zip(names, combo))
+        if conditions:
+            values = {k: v for k, v in values.items() if k not in conditions or conditions[k].active(values, base)}
+        rule = _matching_rule_partial(values, config.exclude)
+        if rule is not None:
+            excluded.append(Excluded(values, point_name(values), rule, config.exclude[rule]))
+            continue
+        point = resolve_point(config, values, data.input_shape)
+        reason = why_not(point)
+        if reason is not None:
+            infeasible.append(Infeasible(point, reason))
+        elif network_key(point) in networks:
+            merged.append(Merged(point, networks[network_key(point)]))
+        else:
+            networks[network_key(point)] = point
+            candidates.append(point)
+    return space, candidates, merged
+
+
+def _matching_rule_partial(values: Mapping[str, object], exclude: list[dict]) -> Optional[int]:
+    """:func:`_matching_rule` when a conditional knob is unset: an entry naming it does not match."""
+    for i, entry in enumerate(exclude):
+        if all(k in values and canonical_json(values[k]) == canonical_json(v) for k, v in entry.items()):
+            return i
+    return None
+
+
+#: Proposals a stream sampler (random, sobol) may make per point it must find.
+STREAM_ATTEMPTS = 20
+#: Points of a tpe search drawn at random to estimate the cost of its budget.
+PREVIEW_POINTS = 16
+
+
+def _search(config: SweepConfig, data, why_not, excluded: list, infeasible: list, history: list):
+    """Methods random, sobol, tpe: ``(points, feed)``. A stream's points are all drawn here; tpe's
+    are the ledger's so far, and the feed draws the rest as trials end."""
+    from sweeper.plan.search import make_sampler, space_of
+    from sweeper.plan.search.feed import Feed
+
+    def make_point(values):
+        rule = _matching_rule_partial(values, config.exclude)
+        point = resolve_point(config, values, data.input_shape)
+        if rule is not None:
+            return point, f"exclude[{rule}]", network_key(point)
+        return point, why_not(point), network_key(point)
+
+    repeats, budget = config.repeats, config.budget
+    max_points = config.samples or (budget.max_trials // repeats if budget.max_trials else None)
+    if max_points is None:  # a time budget only: the trial limit of every sweep still holds
+        from sweeper.spec.config import MAX_TRIALS
+        max_points = MAX_TRIALS // repeats
+    sampler = make_sampler(config.method, space_of(config), config.seed, config.selection.mode)
+    feed = Feed(sampler, make_point, max_points, repeats)
+    seen_bad: set = set()
+
+    def note(rejected):
+        for point, why in rejected:
+            if point is not None and point.hash not in seen_bad:
+                seen_bad.add(point.hash)
+                if why.startswith("exclude["):
+                    excluded.append(Excluded(point.values, point.name, int(why[8:-1]), config.exclude[int(why[8:-1])]))
+                else:
+                    infeasible.append(Infeasible(point, why))
+
+    if sampler.stream:
+        size = config.grid.size()
+        attempts = STREAM_ATTEMPTS * max_points + 100
+        if size is not None:
+            attempts = min(attempts, STREAM_ATTEMPTS * size + 100)
+        points = []
+        for i in range(attempts):
+            if not feed.can_draw():
+                break
+            point, rejected = feed.draw(i)
+            note(rejected)
+            if point is not None:
+                points.append(point)
+        return points, None
+    feed.absorb(history)
+    points = [resolve_point(config, values, data.input_shape) for values in feed.values.values()]
+    # Points the plan costs the budget's ETA on: a random draw of the space (tpe's own are yet unknown).
+    stream = Feed(make_sampler("random", space_of(config), config.seed), make_point, PREVIEW_POINTS, repeats)
+    feed.preview = [p for i in range(STREAM_ATTEMPTS * PREVIEW_POINTS) if stream.can_draw()
+                    for p in [stream.draw(i)[0]] if p is not None]
+    return points, feed
 
 
 def _cpus() -> int:

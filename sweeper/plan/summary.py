@@ -23,20 +23,84 @@ def _table(header: tuple[str, ...], rows: list[tuple], indent: str = "  ") -> li
 
 
 def _space_text(plan: Plan) -> str:
-    axes = plan.config.grid.axes()
-    if not axes:
+    knobs = plan.config.grid.knobs()
+    if not knobs:
         return "no grid: 1 point"
-    product = " x ".join(f"{name} ({len(values)})" for name, values in axes)
-    return f"{product} = {plan.space} points"
+    product = " x ".join(f"{name} ({size if (size := _knob_size(k)) is not None else 'range'})"
+                         for name, k in knobs.items())
+    if plan.space is None:
+        return f"{product}: a continuous space"
+    return f"{product} = {plan.space} points" + (" (at most: conditions collapse some)"
+                                                 if plan.config.grid.conditions() else "")
+
+
+def _knob_size(knob):
+    from sweeper.spec.space import knob_size
+
+    return knob_size(knob)
+
+
+def search_lines(plan: Plan) -> list[str]:
+    """Methods random, sobol, tpe: the space knob by knob, its size where finite, the budget, what
+    the ledger holds of the search, and the ETA of the budget."""
+    import dataclasses
+
+    from sweeper.plan.cost import estimate_cost
+    from sweeper.spec.space import Knob
+
+    config, budget, feed = plan.config, plan.config.budget, plan.feed
+    lines = ["", f"Search space ({config.method}):"]
+    for name, knob in config.grid.knobs().items():
+        text = knob.describe() if isinstance(knob, Knob) else f"{len(knob)} values"
+        values = knob.values if isinstance(knob, Knob) else knob
+        lines.append(f"  {name}: {text}" + (f" {canonical_json(list(values))}" if values is not None else ""))
+    lines.append(f"  size: {plan.space} points" if plan.space is not None else
+                 "  size: infinite (a continuous range)")
+    limit = config.samples or budget.max_trials
+    lines.append("  budget: " + ", ".join(
+        ([f"{config.samples} points (samples)"] if config.samples else []) +
+        ([f"max_trials {budget.max_trials}"] if budget.max_trials else []) +
+        ([f"time_budget {duration(budget.time_budget)} per submission"] if budget.time_budget else []))
+        if limit or budget.time_budget else "  budget: -")
+    preview = plan.points
+    budget_trials = len(plan.pending)
+    if feed is not None:
+        lines.append(f"  the ledger holds {len(feed.values)} point(s) of this search "
+                     f"({sum(1 for h in feed.values if len(feed.scores.get(h, {})) >= config.repeats)} finished); "
+                     f"{feed.left} more to draw, one at a time as trials end")
+        preview = tuple(feed.preview) or plan.points
+        budget_trials += (feed.left or 0) * config.repeats
+    if not preview or not budget_trials:
+        return lines
+    trials = [t for p in preview for t in plan.make_trials(p)]
+    ghost = dataclasses.replace(plan, points=tuple(preview), trials=tuple(trials), pending=tuple(trials), done=())
+    cost = estimate_cost(ghost, plan.flops_per_cpu)
+    per_trial = cost.cpu_seconds / len(trials) / config.resources.cpus_per_trial
+    slots = max(1, plan.total_cpus // config.resources.cpus_per_trial)
+    if config.resources.max_concurrent:
+        slots = min(slots, config.resources.max_concurrent)
+    wall = per_trial * budget_trials / min(slots, budget_trials)
+    eta = f"  ETA of the budget: {budget_trials} trial(s) x about {duration(per_trial)} " \
+          f"({'estimated on ' + str(len(preview)) + ' sampled points' if feed is not None else 'the drawn points'})" \
+          f" on {min(slots, budget_trials)} slot(s) = about {duration(wall)}"
+    if budget.time_budget is not None and budget.time_budget < wall:
+        eta += f"; the time budget ends it at {duration(budget.time_budget)}"
+    lines.append(eta)
+    return lines
 
 
 def format_summary(plan: Plan) -> str:
     config = plan.config
     repeats = config.repeats
     lines = [f"Sweep {config.name!r} (method {config.method}, seed {config.seed}): {_space_text(plan)}"]
-    lines.append(f"  excluded {len(plan.excluded)}, infeasible {len(plan.infeasible)}, feasible {plan.candidates}"
-                 + (f" (and {len(plan.merged)} merged: the same network as another point)" if plan.merged else ""))
-    if config.method == "random":
+    if plan.feed is not None:
+        lines.append(f"  points of the search so far: {len(plan.points)}; left out on the way: excluded "
+                     f"{len(plan.excluded)}, infeasible {len(plan.infeasible)}")
+    else:
+        lines.append(f"  excluded {len(plan.excluded)}, infeasible {len(plan.infeasible)}, feasible {plan.candidates}"
+                     + (f" (and {len(plan.merged)} merged: the same network as another point)" if plan.merged else ""))
+    if config.method == "random" and plan.feed is None and plan.space is not None and config.samples \
+            and not config.grid.conditions():
         short = " (fewer feasible points than samples: all taken)" if plan.candidates < config.samples else ""
         lines.append(f"  random draw: {len(plan.points)} of {plan.candidates} feasible points{short}")
     lines.append(f"  to train: {len(plan.points)} points x {repeats} repeat{'s' * (repeats > 1)} = "
@@ -46,6 +110,8 @@ def format_summary(plan: Plan) -> str:
     if plan.unmatched:
         lines.append(f"  {len(plan.unmatched)} finished run(s) match no trial of this plan (ignored)")
 
+    if config.method != "grid":
+        lines += search_lines(plan)
     if plan.infeasible:
         lines += ["", f"Infeasible points ({len(plan.infeasible)}):"]
         lines += _table(("point", "reason"), [(i.point.name, i.reason) for i in plan.infeasible])
@@ -96,6 +162,6 @@ def format_summary(plan: Plan) -> str:
                          f"; more pass while a rung has few values)")
         if cpus > plan.total_cpus:
             lines.append(f"  warning: cpus_per_trial {cpus} exceeds the {plan.total_cpus} CPUs available")
-    else:
+    elif plan.feed is None or not plan.feed.can_draw():
         lines += ["", "Nothing to train: every point is excluded or infeasible."]
     return "\n".join(lines)

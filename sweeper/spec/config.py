@@ -19,11 +19,10 @@ the rest of the package (planning, running) trusts a :class:`SweepConfig` it is 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Sequence, Union
 
-from annotated_types import Ge
+from annotated_types import Ge, Le
 from pydantic import (AfterValidator, Field, Strict, TypeAdapter, ValidationError, ValidationInfo, create_model,
                       field_validator, model_validator)
 
@@ -37,6 +36,7 @@ from sweeper.spec.fields import (MAX_BATCH, MAX_BLOCKS, MAX_CLASSES, MAX_CPUS, M
                                  NonNegFloat, NonNegInt, Padding, Pooling, PositiveFloat, PositiveInt, Schedule,
                                  ShrinkFactor, Size, SweepName, UnitInterval, Section, at_most)
 from sweeper.spec.overrides import apply_overrides
+from sweeper.spec.space import Knob, check_conditions, knob_validator, space_size
 from sweeper.spec.yamlsource import LineMap, SweepFileError, load_yaml, located_error, problems_from
 
 INPUT_SHAPE = (1, 28, 28)
@@ -197,6 +197,21 @@ class Feasibility(Section):
     unseen_inputs: Literal["skip", "allow"] = "skip"
 
 
+#: The sweep file's ``method:``: how points are chosen (:mod:`sweeper.plan.search`).
+SEARCH_METHODS = ("grid", "random", "sobol", "tpe")
+#: A time budget longer than this is more likely a unit mistake (minutes for seconds) than a plan.
+MAX_TIME_BUDGET = 30 * 24 * 3600
+
+
+class Budget(Section):
+    """How much a search may spend: ``max_trials`` trials (points x repeats) in all, over every
+    submission of the sweep; ``time_budget`` wall seconds of one submission (no new trial starts
+    after it, the running ones end). Methods random, sobol and tpe; tpe needs one of them."""
+
+    max_trials: Optional[Annotated[PositiveInt, MAX_COUNT]] = None
+    time_budget: Optional[Annotated[PositiveFloat, Le(MAX_TIME_BUDGET)]] = None
+
+
 class MlflowConfig(Section):
     """Where runs are logged: None means MLflow's default store and the sweep name as experiment."""
 
@@ -248,21 +263,49 @@ def _item_type(field):
 
 
 class _GridBase(Section):
-    """Lists of values to sweep, keyed by model or train field name."""
+    """The knobs to sweep, keyed by model or train field name: lists of values, or ranges
+    (:mod:`sweeper.spec.space`), each maybe conditional."""
+
+    def knobs(self) -> dict[str, Union[list, Knob]]:
+        """Every swept field, a list or a :class:`~sweeper.spec.space.Knob`, in :data:`GRID_ORDER`."""
+        return {name: getattr(self, name) for name in GRID_ORDER if getattr(self, name) is not None}
 
     def axes(self) -> list[tuple[str, list]]:
-        """The swept fields and their values, in :data:`GRID_ORDER`."""
-        return [(name, getattr(self, name)) for name in GRID_ORDER if getattr(self, name) is not None]
+        """The swept fields with a list of values (conditional ones too), in :data:`GRID_ORDER`."""
+        out = []
+        for name, knob in self.knobs().items():
+            values = knob.values if isinstance(knob, Knob) else knob
+            if values is not None:
+                out.append((name, list(values)))
+        return out
 
-    def size(self) -> int:
-        return math.prod(len(values) for _, values in self.axes())
+    def ranges(self) -> dict[str, Knob]:
+        return {name: knob for name, knob in self.knobs().items() if isinstance(knob, Knob) and knob.is_range}
+
+    def conditions(self) -> dict[str, Knob]:
+        return {name: knob for name, knob in self.knobs().items() if isinstance(knob, Knob) and knob.when}
+
+    def size(self) -> Optional[int]:
+        """Points of the product of the knobs; None when a range is continuous."""
+        return space_size(self.knobs())
 
 
 _FIELDS = {**ModelConfig.model_fields, **TrainConfig.model_fields}
-GridConfig = create_model(
-    "GridConfig", __base__=_GridBase, __module__=__name__,
-    **{name: (Optional[Annotated[list[_item_type(_FIELDS[name])], Field(min_length=1), AfterValidator(_distinct)]],
-              None) for name in GRID_ORDER})
+
+
+def _rangeable(field) -> Optional[str]:
+    """``"int"`` or ``"float"`` for a field a range can sweep; None for the others (lists only)."""
+    return {int: "int", float: "float"}.get(field.annotation)
+
+
+def _knob_type(name: str):
+    item = _item_type(_FIELDS[name])
+    lists = Annotated[list[item], Field(min_length=1), AfterValidator(_distinct)]
+    return Optional[Annotated[Any, knob_validator(item, lists, _rangeable(_FIELDS[name]))]]
+
+
+GridConfig = create_model("GridConfig", __base__=_GridBase, __module__=__name__,
+                          **{name: (_knob_type(name), None) for name in GRID_ORDER})
 #: One value of a grid key, validated as the grid would (exclude entries use these).
 _ITEM_ADAPTERS = {name: TypeAdapter(_item_type(field)) for name, field in _FIELDS.items()}
 
@@ -276,9 +319,10 @@ class SweepConfig(Section):
 
     name: SweepName
     seed: Annotated[NonNegInt, MAX_SEED] = 0
-    method: Literal["grid", "random"] = "grid"
-    samples: Optional[Annotated[PositiveInt, MAX_COUNT]] = Field(None, validate_default=True)
+    method: Literal[SEARCH_METHODS] = "grid"
     repeats: Annotated[PositiveInt, MAX_REPEATS] = 1
+    budget: Budget = Field(Budget(), validate_default=True)
+    samples: Optional[Annotated[PositiveInt, MAX_COUNT]] = Field(None, validate_default=True)
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -291,28 +335,53 @@ class SweepConfig(Section):
     feasibility: Feasibility = Feasibility()
     mlflow: MlflowConfig = MlflowConfig()
 
+    @field_validator("budget")
+    @classmethod
+    def _budget_for_search(cls, budget, info: ValidationInfo):
+        method, repeats = info.data.get("method"), info.data.get("repeats")
+        if method == "tpe" and budget.max_trials is None and budget.time_budget is None:
+            raise located_error([(("method",), "tpe needs a budget: budget.max_trials and/or budget.time_budget "
+                                               "(wall seconds)")], up=1)
+        if method == "grid" and (budget.max_trials is not None or budget.time_budget is not None):
+            raise located_error([((), "a budget is for methods random, sobol and tpe (grid trains every point)")])
+        if budget.max_trials is not None and repeats is not None and budget.max_trials < repeats:
+            raise located_error([(("max_trials",), f"{budget.max_trials} trials cannot hold one point of "
+                                                   f"{repeats} repeats")])
+        return budget
+
     @field_validator("samples")
     @classmethod
     def _samples_for_random(cls, samples, info: ValidationInfo):
-        method = info.data.get("method")
-        if method == "random" and samples is None:
-            raise located_error([(("method",), "random needs `samples`, the number of points to draw")], up=1)
-        if method == "grid" and samples is not None:
-            raise located_error([((), "only used by method random (grid trains every point)")])
+        method, budget = info.data.get("method"), info.data.get("budget")
+        if method in ("random", "sobol") and samples is None and budget is not None and budget.max_trials is None:
+            raise located_error([(("method",), f"{method} needs `samples`, the number of points to draw "
+                                               "(or budget.max_trials)")], up=1)
+        if method in ("grid", "tpe") and samples is not None:
+            raise located_error([((), f"only used by methods random and sobol ({method} "
+                                      + ("trains every point)" if method == "grid" else "uses budget.max_trials)"))])
         return samples
 
     @field_validator("grid")
     @classmethod
     def _grid_size(cls, grid, info: ValidationInfo):
+        method = info.data.get("method")
+        problems = check_conditions(grid.knobs())
+        if method == "grid":
+            problems += [((name,), "a range needs method random, sobol or tpe (grid takes lists of values)")
+                         for name in grid.ranges()]
+        if problems:
+            raise located_error(problems)
         size = grid.size()
-        if size > MAX_GRID_POINTS:
+        if method == "grid" and size > MAX_GRID_POINTS:
             raise located_error([((), f"{size} points exceed the limit of {MAX_GRID_POINTS}")])
         samples = info.data.get("samples")
-        if info.data.get("method") == "random" and samples is not None and samples > size:
+        if method in ("random", "sobol") and samples is not None and size is not None and samples > size:
             raise located_error([(("samples",), f"{samples} exceeds the {size} points of the grid")], up=1)
-        repeats = info.data.get("repeats")
-        points = samples if info.data.get("method") == "random" and samples else size
-        if repeats is not None and points * repeats > MAX_TRIALS:
+        repeats, budget = info.data.get("repeats"), info.data.get("budget")
+        points = size if method == "grid" else samples
+        if method != "grid" and budget is not None and budget.max_trials is not None and repeats:
+            points = budget.max_trials // repeats
+        if repeats is not None and points is not None and points * repeats > MAX_TRIALS:
             raise located_error([(("repeats",), f"{points} point(s) x {repeats} repeats = {points * repeats} trials "
                                                f"exceed the limit of {MAX_TRIALS} trials per sweep")], up=1)
         return grid
@@ -385,4 +454,4 @@ def load_sweep(path: Union[str, Path], overrides: Sequence[str] = ()) -> SweepCo
 
 __all__ = ["DATASET_SIZES", "KNOWN_SHAPES", "PATH_SOURCES", "TEST_FRACTION", "INPUT_SHAPE", "MAX_GRID_POINTS", "MAX_TRIALS", "GRID_SECTIONS", "GRID_ORDER",
            "DataConfig", "ModelConfig", "TrainConfig", "EarlyStopping", "SelectionConfig", "Resources", "Failures", "Feasibility",
-           "MlflowConfig", "GridConfig", "SweepConfig", "canonical_json", "parse_sweep", "load_sweep"]
+           "MlflowConfig", "GridConfig", "Budget", "SEARCH_METHODS", "SweepConfig", "canonical_json", "parse_sweep", "load_sweep"]

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: ``elsewhere``: trained by another submission that held the trial's claim (see ledger.claims).
+#: ``elsewhere``: trained by another submission that held the trial's claim (see ledger.claims);
+#: ``unspent``: trials of a search's budget not drawn (its time budget ran out, or its space did).
 STATES = ("done_before", "failed_before", "queued", "running", "finished", "failed", "killed", "duplicate",
-          "elsewhere")
+          "elsewhere", "unspent")
 
 
 @dataclass

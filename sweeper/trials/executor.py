@@ -53,9 +53,16 @@ class Runner:
         PreparedData, put into Ray's object store once, in :meth:`run`."""
         self.config, self.submission, self.data = plan.config, submission, data
         trials = [t for t in plan.pending if t.key not in (skip or {})]
-        counts = Counts(len(plan.trials), {"done_before": len(plan.done), "queued": len(trials),
-                                           "failed_before": len(plan.pending) - len(trials)})
-        self.scheduler = Scheduler(trials, self.config)
+        self.feed = plan.feed
+        # A search's trials still to draw are planned and queued: drawn, they join the queue; not
+        # drawn (time budget, space spent), they end as unspent.
+        self.undrawn = (self.feed.left or 0) * self.config.repeats if self.feed is not None else 0
+        counts = Counts(len(plan.trials) + self.undrawn, {"done_before": len(plan.done),
+                                                          "queued": len(trials) + self.undrawn,
+                                                          "failed_before": len(plan.pending) - len(trials)})
+        self.scheduler = Scheduler(trials, self.config, feed=self.feed, make_trials=plan.make_trials)
+        budget = self.config.budget
+        self.deadline = None if budget.time_budget is None else time.monotonic() + budget.time_budget
         self.tally = Tally(counts, self.config.selection.rule(), self.config.failures.stop_after_same_error)
         self.claims = Claims(submission.tracker, submission.experiment_id, stale_after(stale_seconds))
         self.resume_from = resume_from or {}
@@ -164,9 +171,39 @@ class Runner:
             except Exception:  # noqa: BLE001 -- Ray may be gone already
                 pass
 
+    def _spend_budget(self) -> None:
+        """Past the time budget: nothing new starts (queued trials and undrawn points are unspent)."""
+        if self.deadline is None or time.monotonic() < self.deadline:
+            return
+        self.deadline = None
+        if self.feed is not None:
+            self.feed.close()
+        self.counts.move("queued", "unspent", len(self.scheduler.queue) + self.undrawn)
+        self.scheduler.queue.clear()
+        self.undrawn = 0
+        self.observer.event(f"time budget of {self.config.budget.time_budget:g} s spent: no new trial starts")
+
+    def _drew(self, added: int) -> None:
+        """Account for trials the search drew (they were counted as queued while undrawn)."""
+        self.undrawn -= added
+        if self.undrawn < 0:  # the sweep file's budget grew since the plan: count what was drawn
+            self.counts.total -= self.undrawn
+            self.counts.state["queued"] -= self.undrawn
+            self.undrawn = 0
+
     def _fill(self, stop_reason: Optional[str]) -> Optional[str]:
         """Start trials while slots are free, and keep the next child run created ahead."""
-        while stop_reason is None and self.scheduler.can_start(len(self.inflight)):
+        self._spend_budget()
+        while stop_reason is None:
+            before = self.scheduler.queued
+            startable = self.scheduler.can_start(len(self.inflight))
+            if self.scheduler.queued > before:
+                self._drew(self.scheduler.queued - before)
+            if self.feed is not None and not self.feed.can_draw() and self.undrawn:
+                self.counts.move("queued", "unspent", self.undrawn)
+                self.undrawn = 0
+            if not startable:
+                break
             trial, run_id = self.scheduler.next_start()
             if run_id is None:
                 trial, run_id = self._prepare(trial)
@@ -254,6 +291,11 @@ class Runner:
             return self._worker_died(stream, message.error)
         if isinstance(message, m.LAST):
             self.inflight.pop(gen)
+            if self.feed is not None and isinstance(message, m.Ended):
+                # The search sees this result before it proposes the trial that takes the slot.
+                outcome = message.outcome
+                self.feed.tell(outcome.key, outcome.metrics.get(self.config.selection.metric),
+                               failed=outcome.status == "FAILED")
             if isinstance(message, m.Ended) and message.outcome.status == "FINISHED":
                 # The worker is free: hand it the next trial before recording this one's end
                 # (final artifacts, FINISHED, the duplicate rule: ~0.1 s the CPU would sit idle).

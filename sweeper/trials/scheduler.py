@@ -11,6 +11,9 @@ The scheduler decides and remembers; it neither writes the ledger nor talks to R
   that frees gets its task at once.
 * A trial whose claim another live submission holds waits here until that submission finishes
   it (trained elsewhere) or stops holding it (claimed again).
+* A search that proposes from results (method ``tpe``) hands the scheduler a *feed*
+  (:class:`~sweeper.plan.search.feed.Feed`): when the queue is empty and a slot is free, the next
+  point is drawn from it then, so the sampler has seen every result that came in before.
 """
 from __future__ import annotations
 
@@ -35,8 +38,11 @@ def slots_for(cpus: int, cpus_per_trial: int, cap: Optional[int]) -> int:
 class Scheduler:
     """The trials of one submission that are not running: queued, created ahead, or held elsewhere."""
 
-    def __init__(self, trials: Iterable, config, ahead: int = 1):
+    def __init__(self, trials: Iterable, config, ahead: int = 1, feed=None, make_trials=None):
+        """``feed`` and ``make_trials(point) -> trials``: the lazily drawn points of a search."""
         self.queue = deque(longest_first(trials, config))
+        self.feed, self.make_trials = feed, make_trials
+        self.rejected: list = []  # (point, why) of proposals the feed left out (infeasible)
         self.ready: deque = deque()  # (trial, run_id): child runs created ahead, still counted as queued
         self.waiting: dict = {}  # key -> (trial, the run holding its claim)
         self.ahead = ahead
@@ -50,7 +56,27 @@ class Scheduler:
     # -- what to do next ---------------------------------------------------------------------
 
     def can_start(self, running: int) -> bool:
-        return bool(self.ready or self.queue) and running < self.slots
+        if running >= self.slots:
+            return False
+        if not self.ready and not self.queue:
+            self.refill()
+        return bool(self.ready or self.queue)
+
+    def refill(self) -> int:
+        """Draw the next point of the search (its trials queued); 0 when there is none to draw."""
+        if self.feed is None or not self.feed.can_draw():
+            return 0
+        point, rejected = self.feed.draw()
+        self.rejected += rejected
+        if point is None:
+            return 0
+        trials = self.make_trials(point)
+        self.queue.extend(trials)
+        return len(trials)
+
+    def drawable(self) -> bool:
+        """More points may come from the search."""
+        return self.feed is not None and self.feed.can_draw()
 
     def next_start(self) -> tuple[object, Optional[str]]:
         """The next trial to start, with its run if it was created ahead (else None)."""
@@ -69,7 +95,7 @@ class Scheduler:
 
     def busy(self, running: int) -> bool:
         """Anything left: queued, created ahead, running, or waited for."""
-        return bool(self.queue or self.ready or running or self.waiting)
+        return bool(self.queue or self.ready or running or self.waiting or self.drawable())
 
     # -- trials held by another submission -------------------------------------------------------
 

@@ -6,6 +6,7 @@ closes its parent run; the command exits 143 (130 for Ctrl-C).
 from __future__ import annotations
 
 import os
+import sys
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ class SweepResult:
     timeline: list = field(default_factory=list)
     driver: dict = field(default_factory=dict)
     experiment_id: Optional[str] = None  # the sweep's experiment (None: nothing was written)
+    champion: Optional[object] = None  # the registered chosen model (ledger.models.Champion), if any
 
     @property
     def efficiency(self) -> Optional[float]:
@@ -75,17 +77,19 @@ class SweepResult:
 
 def connect(address: Optional[str] = None) -> bool:
     """Use the Ray already initialised in this process, else start or join one; True if we did."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address and "ray" not in sys.modules:
+        # Token authentication, Ray's default for a local cluster, named: Ray then prints no notice
+        # about having chosen it. Ray reads the mode once, when imported: set after the import, the
+        # local cluster would demand a token the driver never sends. A cluster joined by address
+        # keeps its own mode.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 
     if ray.is_initialized():
         return False
-    address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         probe(address)
-    else:
-        # Token authentication, Ray's default for a local cluster, named: Ray then prints no notice
-        # about having chosen it. A cluster joined by address keeps its own mode.
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
     ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              configure_logging=False)
     return True

@@ -129,3 +129,13 @@ def test_merge_keeps_the_other_sections(tmp_path):
     assert res["throughput"] == {"new": True}
     assert res["targets"] == {"sweep_efficiency": 0.9, "throughput_ok": True}
     assert "sweep kept from the run of earlier" in res["machine"]["note"]
+
+
+def test_search_section_runs_quick(tmp_path):
+    from benchmarks import run
+
+    res = run.run(quick=True, out=tmp_path, log=lambda *_: None, sections=["search"])
+    s = json.loads((tmp_path / "latest.json").read_text())["search"]
+    assert set(s["medians"]) == {"random", "sobol", "tpe", "optuna_tpe"} and s["trained"] >= 4
+    assert "## Search: best validation accuracy" in (tmp_path / "latest.md").read_text()
+    assert "search_tpe_vs_random" in res["targets"]

@@ -109,6 +109,26 @@ def start_sweeper(path: Path | None = None) -> subprocess.Popen:
     return proc
 
 
+def start_submission(path: Path, url: str, token: str | None, credentials: dict) -> subprocess.Popen:
+    """``sweeper run PATH --cluster URL`` on the host, in the background (the Job Submission API;
+    the driver runs in the ray-head container); ``token`` in RAY_AUTH_TOKEN, MLflow's login from
+    ``credentials`` (passed on to the job); its output in a file."""
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))}
+    env.update(credentials)
+    env["PYTHONPATH"] = str(REPO)  # this checkout's sweeper, whatever the venv has installed
+    if token is not None:
+        env["RAY_AUTH_TOKEN"] = token
+    log = Path(tempfile.mkstemp(prefix="compose-submit-", suffix=".log")[1])
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(path), "--cluster", url, "-q"],
+                                cwd=path.parent, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env)
+    proc.log = log
+    return proc
+
+
 def finish(proc: subprocess.Popen, timeout: float = SWEEP_TIMEOUT) -> tuple[int, str]:
     try:
         proc.wait(timeout=timeout)

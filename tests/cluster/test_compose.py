@@ -214,7 +214,12 @@ def test_ray_head_and_workers(compose):
     for args in (head, worker):
         assert flag(args, "--block") is True
         assert int(flag(args, "--num-cpus")) >= 1
-    assert flag(head, "--include-dashboard") == "false"
+    # The dashboard (Ray's Job Submission API, `sweeper run --cluster`) on the host's loopback only;
+    # the token guards it (RAY_AUTH_MODE=token on every Ray process).
+    assert flag(head, "--include-dashboard") == "true" and flag(head, "--dashboard-host") == "0.0.0.0"
+    dashboard = flag(head, "--dashboard-port")
+    assert [str(p) for p in services["ray-head"]["ports"]] == [f"127.0.0.1:8265:{dashboard}"]
+    assert services["ray-head"]["environment"]["RAY_AUTH_MODE"] == "token"
     assert "ray status" in healthcheck_text(services["ray-head"]) and str(port) in healthcheck_text(services["ray-head"])
     # `scale`: read by docker-compose 1.29 and Compose v2 (1.29 ignores deploy.replicas, and refuses both).
     assert int(services["ray-worker"]["scale"]) >= 1 and "replicas" not in services["ray-worker"].get("deploy", {})

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.compose_cluster import (CHROMIUM, chromium, compose, finish, killed_on_exit, login_proxy, settings,
-                                           start_sweeper, sweep_folder, wait_for_checkpoint, wait_for_workers,
+                                           start_submission, start_sweeper, sweep_folder, wait_for_checkpoint, wait_for_workers,
                                            worker_hosts)
 from tests.cluster.mlflow_login import assert_login_required, http_status
 from tests.cluster.records import client, runs_per_point, steps_lost, sweep_outcome, sweep_runs
@@ -224,3 +224,94 @@ def test_postgres_restarted_mid_sweep(cluster, record_figure):
                   f"metric steps lost {lost}; runs left RUNNING {len(left)} {left}")
     assert lost == 0 and left == [], out[-3000:]
     assert rc == 0 and sorted(per_point.values()) == [1] * 4, (rc, per_point, out[-3000:])
+
+
+# -- sweeps submitted from the host (Ray's Job Submission API on the dashboard port) -------------------
+
+def _login(cluster: dict) -> dict:
+    return {"MLFLOW_TRACKING_USERNAME": cluster["user"], "MLFLOW_TRACKING_PASSWORD": cluster["password"]}
+
+
+def _first_trial_seconds(cluster: dict, name: str, proc, started: float, timeout: float = 300) -> float | None:
+    """Seconds from the submission until the sweep's first trial run appears on the server."""
+    c = client(cluster["uri"])
+    while proc.poll() is None and time.monotonic() - started < timeout:
+        experiment = c.get_experiment_by_name(name)
+        if experiment is not None and c.search_runs([experiment.experiment_id], "tags.`sweep.kind` = 'trial'",
+                                                    max_results=1):
+            return time.monotonic() - started
+        time.sleep(0.5)
+    return None
+
+
+def test_the_dashboard_answers_on_the_hosts_loopback_only_and_wants_the_token(cluster):
+    published = compose("port", "ray-head", "8265").stdout.strip()
+    assert published == cluster["dashboard"].removeprefix("http://"), published
+    port = int(published.rsplit(":", 1)[1])
+    addresses = {a for a in subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+                 if ":" not in a and not a.startswith("127.")}
+    for address in addresses:
+        with socket.socket() as s:
+            s.settimeout(3)
+            assert s.connect_ex((address, port)) != 0, f"the dashboard answers on {address}:{port}"
+    assert http_status(f"{cluster['dashboard']}/api/version") == 401
+
+
+def test_a_submission_without_the_token_or_with_a_wrong_one_is_refused(cluster):
+    path = sweep_folder(f"compose-refused-{uuid.uuid4().hex[:6]}", epochs=1, train_size=300)
+    for token, words in ((None, "no token"), ("0" * 64, "is not the cluster's")):
+        rc, out = finish(start_submission(path, cluster["dashboard"], token, _login(cluster)), timeout=120)
+        assert rc == 4 and "refused the submission" in out and words in out, out[-3000:]
+        assert "Traceback" not in out, out[-3000:]
+
+
+def test_a_sweep_submitted_from_the_host(cluster, record_figure):
+    """The sweep file travels with the job; its driver runs in the ray-head container; every trial is
+    recorded once, on both worker containers; the same submission again trains nothing."""
+    name = f"compose-submit-{uuid.uuid4().hex[:6]}"
+    path = sweep_folder(name, epochs=2, train_size=600)
+    hosts = worker_hosts()
+    started = time.monotonic()
+    with killed_on_exit(start_submission(path, cluster["dashboard"], cluster["token"], _login(cluster))) as proc:
+        first = _first_trial_seconds(cluster, name, proc, started)
+        rc, out = finish(proc)
+    total = time.monotonic() - started
+    assert rc == 0 and "sweep complete" in out, out[-4000:]
+    parents, children, per_point, lost, left = sweep_outcome(cluster["uri"], name, 2)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(per_point.values()) == [1] * 4 and lost == 0 and left == [], (per_point, lost, left)
+    per_host = {host: sum(r.data.tags.get("sweep.host") == host for r in children) for host in hosts.values()}
+    record_figure(f"compose: host submission (--cluster, 4 trials x 2 epochs): first trial after "
+                  f"{first if first is None else round(first)}s, done in {total:.0f}s; trials per worker "
+                  f"container {sorted(per_host.values())}")
+    assert sum(per_host.values()) == 4 and all(n >= 1 for n in per_host.values()), (per_host, hosts)
+    again = time.monotonic()
+    rc, out = finish(start_submission(path, cluster["dashboard"], cluster["token"], _login(cluster)))
+    record_figure(f"compose: the same submission again: nothing to train, {time.monotonic() - again:.0f}s")
+    assert rc == 0 and "nothing to train" in out, out[-3000:]
+    assert len(sweep_runs(cluster["uri"], name)[1]) == 4
+
+
+def test_a_worker_container_killed_mid_submitted_sweep(cluster, record_figure):
+    """As test_a_worker_container_killed_mid_sweep, the sweep submitted from the host."""
+    name = f"compose-submit-kill-{uuid.uuid4().hex[:6]}"
+    epochs = 10
+    path = sweep_folder(name, epochs=epochs, train_size=1800)
+    wait_for_workers(2)
+    hosts = worker_hosts()
+    started = time.monotonic()
+    with killed_on_exit(start_submission(path, cluster["dashboard"], cluster["token"], _login(cluster))) as proc:
+        ready = wait_for_checkpoint(cluster, name, proc, hosts=set(hosts.values()))
+        victim_host = ready[0].data.tags["sweep.host"]
+        (index,) = [i for i, h in hosts.items() if h == victim_host]
+        kill = compose("exec", "-T", "--index", str(index), "ray-worker", "bash", "-c", "kill -KILL -1", check=False)
+        killed_at = time.monotonic() - started
+        rc, out = finish(proc)
+    _, children, per_point, lost, left = sweep_outcome(cluster["uri"], name, epochs)
+    record_figure(f"compose: host submission, worker container {index} killed at {killed_at:.0f}s (exec rc "
+                  f"{kill.returncode}): exit {rc} after {time.monotonic() - started:.0f}s; FINISHED runs per point "
+                  f"{sorted(per_point.values())}; metric steps lost {lost}; runs left RUNNING {len(left)}")
+    compose("up", "-d", "--no-build", "ray-worker", timeout=180)
+    wait_for_workers(2)
+    assert rc == 0 and "sweep complete" in out, out[-4000:]
+    assert sorted(per_point.values()) == [1] * 4 and lost == 0 and left == [], (per_point, lost, left)

@@ -60,3 +60,23 @@ def max_pool_grad_naive(x, dy, size=2, stride=None, padding=0):
         u, v = np.unravel_index(np.argmax(window), window.shape)  # argmax returns the first maximum
         dxp[ni, ci, i * s[0] + u, j * s[1] + v] += dy[ni, ci, i, j]
     return dxp[:, :, pad[0][0] : pad[0][0] + x.shape[2], pad[1][0] : pad[1][0] + x.shape[3]]
+
+
+def check_gradients(model, loss, eps: float = 1e-6, tol: float = 1e-6, samples: int = 12) -> int:
+    """Central differences of ``loss()`` against ``model``'s gradients (already computed by a
+    backward pass of the same loss) at about ``samples`` entries of every parameter: each agrees
+    within ``tol`` relative (absolute below 1). Returns how many entries were checked."""
+    checked = 0
+    for name, layer, key in model.named_parameters():
+        p, g = layer.params[key], layer.grads[key]
+        for idx in list(np.ndindex(p.shape))[:: max(1, p.size // samples)]:
+            old = p[idx]
+            p[idx] = old + eps
+            up = loss()
+            p[idx] = old - eps
+            down = loss()
+            p[idx] = old
+            numeric = (up - down) / (2 * eps)
+            assert abs(numeric - g[idx]) <= tol * max(1.0, abs(numeric)), (name, idx, numeric, g[idx])
+            checked += 1
+    return checked

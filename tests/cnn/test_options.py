@@ -6,6 +6,7 @@ import pytest
 
 import cnn
 from cnn.spec import ConvBlockSpec, ModelSpec
+from tests.cnn.reference import check_gradients
 
 
 def options_spec(batch_norm=True, dropout=0.3, dense=(6,)):
@@ -71,20 +72,7 @@ def test_finite_difference_gradient_with_batch_norm_and_dropout():
     reset()
     _, dlogits = cnn.softmax_cross_entropy(model.forward(x), y)
     model.backward(dlogits)
-    eps, checked = 1e-6, 0
-    for name, layer, key in model.named_parameters():
-        p, g = layer.params[key], layer.grads[key]
-        for idx in list(np.ndindex(p.shape))[:: max(1, p.size // 12)]:
-            old = p[idx]
-            p[idx] = old + eps
-            up = loss()
-            p[idx] = old - eps
-            down = loss()
-            p[idx] = old
-            numeric = (up - down) / (2 * eps)
-            assert abs(numeric - g[idx]) <= 1e-6 * max(1.0, abs(numeric)), (name, idx, numeric, g[idx])
-            checked += 1
-    assert checked > 60
+    assert check_gradients(model, loss) > 60
 
 
 def _torch_model_logits(x, p, masks, training, torch):

@@ -1,7 +1,8 @@
 """What a person sees: a sweep in MLflow's own UI, served by ``sweeper ui`` and opened in headless Chromium.
 
 The link ``sweeper ui NAME`` prints must land on the sweep's training runs (not MLflow's GenAI
-pages), grouped by point, with the trials' names; screenshots go to ``.ci/artifacts/``.
+pages), grouped by point, with the trials' names; the registered model's page must show the
+chosen point's version with the alias ``champion``; screenshots go to ``.ci/artifacts/``.
 """
 import re
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ledger import links
 from sweeper.app.cli import main
 from tests.sweeper.test_sweep_e2e import parents, sweep_file
 
@@ -80,6 +82,11 @@ def test_the_printed_link_opens_the_training_runs_grouped_by_point(tmp_path, ray
         chromium(link, tmp_path, f"--screenshot={ARTIFACTS / 'mlflow-ui-runs.png'}")
         run_page = link.replace("/runs?", f"/runs/{parent.info.run_id}?")
         chromium(run_page, tmp_path, f"--screenshot={ARTIFACTS / 'mlflow-ui-parent-run.png'}")
+        # The registered model's page (ledger.links.model_url): the chosen point's version, alias champion.
+        model_page = links.model_url(link.split("/#/")[0], name)
+        model_text = chromium(model_page, tmp_path)
+        (tmp_path / "mlflow-ui-model.txt").write_text(model_text)
+        chromium(model_page, tmp_path, f"--screenshot={ARTIFACTS / 'mlflow-ui-model.png'}")
         # printed while serving: the project's line only (no access log, no MLflow notices)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
@@ -92,4 +99,5 @@ def test_the_printed_link_opens_the_training_runs_grouped_by_point(tmp_path, ray
         assert f"Group: {point} 2" in text and f"{point} #1" in text and f"{point} #2" in text, text[-3000:]
     assert "(average)" in text and "val_accuracy" in text  # repeats averaged per point, the metric a column
     assert re.search(r"\b5 matching runs", text), text[-2000:]  # the one parent and its four trials
+    assert name in model_text and "Version 1" in model_text and "champion" in model_text, model_text[-3000:]
     assert "GET /" not in out + err and "INFO" not in out + err, out + err

@@ -47,11 +47,15 @@ def test_run_returns_trials_chosen_and_status_as_data(tmp_path, ray_local, mlflo
     means = trials.groupby("point_name")["val_accuracy"].mean()
     assert chosen["point"] == means.idxmax() and chosen["repeats"] == 2  # on validation, averaged over repeats
     assert chosen["kernel_size"] in (3, 5) and len(chosen["run_ids"]) == 2
+    assert result.champion == "models:/api-run@champion"  # one of the chosen point's runs, registered
+    from ledger.tracking import Tracker
+
+    assert Tracker(mlflow_uri).client.get_model_version_by_alias("api-run", "champion").run_id in chosen["run_ids"]
     status = sweeper.status("api-run", tracking_uri=mlflow_uri)
     assert status.states == {"FINISHED": 4} and status.chosen["point"] == chosen["point"]
     assert [s["state"] for s in status.submissions] == ["FINISHED"]
     again = sweeper.run(path)  # nothing to train: nothing written, said so
-    assert again.exit_code == 0 and again.message == "nothing to train"
+    assert again.exit_code == 0 and again.message == "nothing to train" and again.champion is None
     folder = result.report(tmp_path / "report", attach=False)
     assert (folder / "report.html").exists()
 

@@ -242,3 +242,17 @@ def test_ctrl_c_marks_runs_killed_and_resume_completes(tmp_path, ray_local, mlfl
         assert steps == list(range(1, 11))
         earlier = client.get_run(run.data.tags["sweep.resumed_from"])
         assert earlier.data.tags["mlflow.parentRunId"] == run.info.run_id
+
+
+@pytest.mark.slow
+def test_a_fresh_process_starts_its_own_local_ray_quietly(tmp_path):
+    """`sweeper run` with no Ray address starts a local Ray in its own process, as `make sweep`
+    does: it must come up (token authentication chosen before Ray reads it) and say nothing."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    code = ("from sweeper.trials.session import connect; assert connect(); import ray; "
+            "print(int(ray.cluster_resources()['CPU'])); ray.shutdown()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.strip()) >= 1
+    assert "auth" not in done.stderr.lower(), done.stderr
