@@ -95,6 +95,21 @@ def test_epochs_are_written_with_their_checkpoint_once_enough_time_passed(tmp_pa
     assert "checkpoint" in {f.path for f in tracker.client.list_artifacts(task.run_id)}
 
 
+def test_a_driver_lost_while_epochs_are_held_leaves_no_half_written_epoch(tmp_path, mlflow_uri):
+    """Epochs held (their checkpoint not due yet) are in the store neither as metrics nor as a
+    checkpoint tag: a resume after the driver's loss trains them again and records them once."""
+    trial, task, tracker, exp = _trial_and_run(tmp_path, mlflow_uri, "relay-held")
+    messages = _worker(task)
+    stream = TrialStream(trial, task, 1, tracker, exp, persist_seconds=3600)
+    cut = _kinds(messages).index("Checkpoint") + 2  # epoch 1, its checkpoint, epoch 2
+    for message in messages[:cut]:
+        stream.handle(message)
+    run = tracker.client.get_run(task.run_id)  # the driver is lost here: nothing more is written
+    assert run.info.status == "RUNNING" and run.data.tags["sweep.attempt"] == "1"
+    assert "sweep.checkpoint_epoch" not in run.data.tags and run.data.metrics == {}
+    assert int(run.data.params["n_params"]) > 0  # the start, with the params, is written at once
+
+
 def test_a_retry_continues_from_the_checkpoint_the_driver_kept(tmp_path, mlflow_uri):
     trial, task, tracker, exp = _trial_and_run(tmp_path, mlflow_uri, "relay-retry")
     stream = TrialStream(trial, task, 1, tracker, exp)
