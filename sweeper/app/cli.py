@@ -9,8 +9,8 @@ returning the exit status. A new one (``run``, ``resume``, ``status``, ``train``
 
 Exit status: see :mod:`sweeper.app.errors` (also printed by ``--help``). :func:`main` turns every
 exception into one line on stderr and its exit code, never a traceback (unless ``SWEEPER_DEBUG=1``).
-Names and paths given on the command line are checked before anything is read or written: a
-sweep name by the rule of :mod:`sweeper.spec.names`, an output folder or file for being writable.
+Names and paths given on the command line are checked before anything is read or written
+(:mod:`sweeper.app.arguments`).
 """
 from __future__ import annotations
 
@@ -24,15 +24,13 @@ from typing import Callable, Optional, Sequence
 from cnn.dataset import DataError
 from sweeper.app.errors import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK,
                                 EXIT_TERMINATED, EXIT_UNAVAILABLE, classify, debug_traceback, first_line, is_cluster_error)
+from sweeper.app.arguments import (BadArgument, port_number, positive_int, repeat_index,  # noqa: F401
+                                   sweep_name, writable_file, writable_folder)
 from sweeper.app.submit import CLUSTER_ARGS
 from sweeper.spec.config import load_sweep
-from sweeper.spec.names import sweep_name_problem
 from sweeper.plan.points import make_plan
+from sweeper.spec.names import sweep_name_problem
 from sweeper.spec.yamlsource import SweepFileError
-
-
-class BadArgument(ValueError):
-    """A name or path on the command line that cannot be used; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -52,73 +50,6 @@ def arg(*names, **options) -> tuple[tuple, dict]:
 
 
 SWEEP_FILE = arg("file", metavar="FILE", help="sweep file (YAML)")
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    if value > 1_000_000:
-        raise argparse.ArgumentTypeError(f"must be at most 1000000, got {value}")
-    return value
-
-
-def port_number(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a TCP port, 1 to 65535, got {value}")
-    return value
-
-
-def repeat_index(text: str) -> int:
-    value = int(text)
-    if not 0 <= value < 1000:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 999 (repeats are at most 1000), got {value}")
-    return value
-
-
-def sweep_name(name: str) -> str:
-    """``name`` if it can name a sweep; else :class:`BadArgument` (exit 2)."""
-    problem = sweep_name_problem(name)
-    if problem is not None:
-        raise BadArgument(f"{name!r} is not a valid sweep name: {problem}")
-    return name
-
-
-def writable_folder(folder: Path, what: str) -> Path:
-    """``folder`` if it is, or can be made as, a writable folder; else :class:`BadArgument`."""
-    probe = folder
-    while not probe.exists():
-        if probe.is_symlink():
-            raise BadArgument(f"{what} {folder}: {probe} is a broken symbolic link")
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        raise BadArgument(f"{what} {folder}: {probe} is not a folder")
-    _try_write(probe, f"{what} {folder}")
-    return folder
-
-
-def _try_write(folder: Path, what: str) -> None:
-    # os.access says yes to root even on a read-only mount: create (and drop) a file instead.
-    import tempfile
-
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise BadArgument(f"{what}: {folder} is not writable ({exc.strerror or exc})") from None
-
-
-def writable_file(path: Path, what: str) -> Path:
-    """``path`` if a file can be written there (its folder exists and is writable, it is no folder)."""
-    if path.is_dir():
-        raise BadArgument(f"{what} {path}: is a folder; give a file name, e.g. {path / 'model.npz'}")
-    if not path.parent.is_dir():
-        raise BadArgument(f"{what} {path}: the folder {path.parent} does not exist")
-    _try_write(path.parent, f"{what} {path}")
-    return path
 
 
 def command(name: str, help: str, *arguments: tuple[tuple, dict]):
