@@ -187,14 +187,21 @@ class Model:
         normalized = getattr(x, "normalized", None)
         if hasattr(x, "y") and hasattr(x, "x"):  # a Dataset: its images with their mark
             x = x.x
-        elif self.normalizer is not None and x.dtype.kind == "f" and len(x) and min(self.normalizer.mean) >= 0 \
-                and float(x.min()) < 0:
-            raise ValueError("predict takes raw pixels (as the image files hold them) for this model, which "
-                             "standardises them itself; these images have negative values, so they are standardised "
-                             "already: pass the Dataset (model.predict(test)) or the raw pixels")
+        else:
+            self.check_raw_pixels(x)
         with evaluating(self):
             return np.concatenate([self.forward(self.prepare(x[i : i + batch_size], normalized)).argmax(axis=1)
                                    for i in range(0, len(x), batch_size)])
+
+    def check_raw_pixels(self, x: np.ndarray) -> None:
+        """``ValueError`` when this model standardises raw pixels itself and ``x`` has negative
+        values: raw pixels are never negative, so ``x`` was standardised already (``cnn.load_mnist``'s
+        ``test.x``) and would be standardised twice."""
+        if self.normalizer is not None and x.dtype.kind == "f" and len(x) and min(self.normalizer.mean) >= 0 \
+                and float(x.min()) < 0:
+            raise ValueError("this model takes raw pixels (as the image files hold them) and standardises them "
+                             "itself; these images have negative values, so they are standardised already: pass "
+                             "the Dataset (model.predict(test)) or the raw pixels")
 
     @property
     def n_params(self) -> int:

@@ -6,10 +6,11 @@ Logged by :func:`ledger.models.register_champion` as a *model from code*
 the standardisation fitted on the sweep's training split. Serving needs this package importable
 (``--env-manager local`` in the project's environment).
 
-Input: raw images as the sweep's data files hold them (``cnn.load_source``: uint8 pixels 0..255
-for MNIST), an array ``(N, C, H, W)``; the signature names that exact shape and dtype, and MLflow
-refuses another one with a message naming it. Called directly (no signature), the model also takes
-``(N, H, W)`` for one channel, ``(N, H, W, C)`` and rows of ``C*H*W`` flattened pixels (a DataFrame).
+Input: raw images on the scale the sweep's data files hold them (``cnn.load_source``: pixels
+0..255 for MNIST), uint8 or float, as ``(N, C, H, W)``, ``(N, H, W)`` for one channel,
+``(N, H, W, C)``, or rows of ``C*H*W`` flattened pixels (an array or a DataFrame); anything else is
+refused with a message naming these shapes. The signature declares the output only: MLflow would
+check an input tensor's exact shape and dtype and refuse every other layout.
 Output: a DataFrame, one row per image: ``label`` (int64) and ``prob_<k>`` (float64) per class.
 """
 
@@ -66,6 +67,7 @@ class ChampionModel(PythonModel):
         import pandas as pd
 
         x = as_images(model_input, tuple(self.model.spec.input_shape))
+        self.model.check_raw_pixels(x)  # standardised images would be standardised twice
         labels, probs = predict_raw(self.model, x)
         frame = pd.DataFrame(probs, columns=[f"{PROB_PREFIX}{k}" for k in range(probs.shape[1])])
         frame.insert(0, LABEL_COLUMN, labels)

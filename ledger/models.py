@@ -74,13 +74,15 @@ def chosen_run(runs, selection: Selection):
 
 
 def signature_for(example: np.ndarray, classes: int):
-    """Input: raw images ``(-1, C, H, W)`` of ``example``'s dtype; output: label and class probabilities."""
+    """Output: the label and the class probabilities. No input schema: MLflow checks a tensor's exact
+    shape and dtype, and the model takes raw images in several layouts and dtypes
+    (:func:`ledger.champion.as_images`, which refuses anything else naming the shapes it takes);
+    the input example shows one."""
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema, TensorSpec
+    from mlflow.types import ColSpec, Schema
 
-    inputs = Schema([TensorSpec(example.dtype, (-1, *example.shape[1:]))])
     outputs = Schema([ColSpec("long", LABEL_COLUMN)] + [ColSpec("double", f"{PROB_PREFIX}{k}") for k in range(classes)])
-    return ModelSignature(inputs, outputs)
+    return ModelSignature(inputs=None, outputs=outputs)
 
 
 @contextlib.contextmanager

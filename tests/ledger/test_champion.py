@@ -33,6 +33,9 @@ def test_raw_images_of_every_usual_layout_give_the_models_labels(model):
     out = pyfunc.predict(None, x)
     assert list(out.columns) == ["label"] + [f"prob_{k}" for k in range(10)]
     np.testing.assert_array_equal(out["label"], labels)
+    np.testing.assert_array_equal(pyfunc.predict(None, x.astype(np.float32)[:, 0])["label"], labels)  # float pixels
+    with pytest.raises(ValueError, match="standardised already"):  # never standardised twice
+        pyfunc.predict(None, (x.astype(np.float32) - 30.0) / 70.0)
 
 
 def test_the_chosen_points_best_repeat_stands_for_it():

@@ -93,10 +93,13 @@ def test_the_champion_predicts_as_its_model_file_with_the_recorded_test_accuracy
     np.testing.assert_array_equal(out["label"].to_numpy(), own.predict(test.x))
     np.testing.assert_allclose(out.filter(like="prob_").sum(axis=1), 1.0, rtol=1e-9)
     assert np.mean(out["label"].to_numpy() == test.y) == run.data.metrics["test_accuracy"]  # exactly
-    sig = model.metadata.signature.inputs.to_dict()[0]["tensor-spec"]
-    assert sig["dtype"] == "uint8" and tuple(sig["shape"]) == (-1, 1, 28, 28)
-    with pytest.raises(Exception, match=r"-1, 1, 28, 28"):
-        model.predict(test.x[:, 0])  # (N, 28, 28): refused, naming the expected shape
+    assert model.metadata.signature.outputs.input_names()[:2] == ["label", "prob_0"]
+    labels = out["label"].to_numpy()
+    for layout in (test.x[:, 0], test.x.transpose(0, 2, 3, 1), test.x.astype(np.float32),
+                   test.x.reshape(len(test), -1)):  # raw images as a user may hold them
+        np.testing.assert_array_equal(model.predict(layout)["label"].to_numpy(), labels)
+    with pytest.raises(Exception, match=r"\(N, 1, 28, 28\)"):
+        model.predict(test.x[:, :, :27])  # a wrong shape: refused, naming the shapes it takes
     record_figure(f"champion: sweep with registration {sweep['seconds']:.1f}s; models:/ load {loaded:.2f}s; "
                   f"predict {len(test)} images, labels = cnn.load_model's, test accuracy = recorded "
                   f"{run.data.metrics['test_accuracy']:.4f}")
@@ -175,10 +178,10 @@ def test_mlflow_models_serve_answers_invocations(sweep, mlflow_uri, tmp_path, re
         own = cnn.load_model(fetch_artifact(mlflow_uri, champion.run_id, "model.npz", tmp_path / "npz"))
         assert [row["label"] for row in rows] == own.predict(images).tolist()
         bad = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", headers={"Content-Type": "application/json"},
-                                     data=json.dumps({"inputs": images[:, 0].tolist()}).encode())
+                                     data=json.dumps({"inputs": images[:, :, :27].tolist()}).encode())
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(bad, timeout=30)
-        assert refused.value.code == 400 and "-1, 1, 28, 28" in refused.value.read().decode()
+        assert refused.value.code == 400 and "(N, 1, 28, 28)" in refused.value.read().decode()
         record_figure(f"mlflow models serve: /ping after {startup:.1f}s; /invocations of 8 images: median "
                       f"{sorted(latencies)[2] * 1000:.0f} ms over 5 requests")
     finally:
