@@ -30,6 +30,9 @@ class RunRecorder:
         self.tracker, self.client = tracker, tracker.client
         self.run_id, self.key, self.experiment_id = run_id, key, experiment_id
         self.tags = dict(tags) if tags is not None else dict(self.client.get_run(run_id).data.tags)
+        #: The last epoch whose metrics this run holds: an epoch trained again (a retry from an
+        #: earlier checkpoint) is not written twice, so every step is in the run exactly once.
+        self.logged_through = 0
 
     def start(self, info: dict, params: Optional[dict] = None) -> int:
         """RUNNING, with the attempt raised, what the worker says of itself (host, pid, threads) and
@@ -44,7 +47,13 @@ class RunRecorder:
                     params=[Param(k, str(v)) for k, v in (params or {}).items()])
         self.client.update_run(self.run_id, status="RUNNING")
         self.tags = {**self.tags, ATTEMPT: str(attempt)}  # a retry recorded by the same recorder counts on
+        if attempt > 1 and not self.logged_through:  # a retry this recorder did not see begin
+            self.logged_through = self._last_logged_epoch()
         return attempt
+
+    def _last_logged_epoch(self) -> int:
+        names = [k for k in EPOCH_METRICS if k in self.client.get_run(self.run_id).data.metrics]
+        return max((m.step for m in self.client.get_metric_history(self.run_id, names[0])), default=0) if names else 0
 
     def _write(self, metrics: Sequence = (), params: Sequence = (), tags: Sequence = ()) -> None:
         """One ``log_batch`` of them all, or as few as MLflow's limits per batch allow."""
@@ -75,6 +84,7 @@ class RunRecorder:
         if from_run and from_run != self.run_id:
             tags.append(RunTag(RESUMED_FROM, from_run))
             self._copy_history(from_run, epoch)
+            self.logged_through = max(self.logged_through, epoch)
             for run in self.tracker.trial_runs(self.experiment_id, self.key):
                 if run.info.run_id == from_run or run.data.tags.get(PARENT_RUN) == from_run:
                     self.client.log_batch(run.info.run_id, tags=[RunTag(PARENT_RUN, self.run_id),
@@ -99,13 +109,16 @@ class RunRecorder:
         # Identical values may be logged again on a retry; MLflow only refuses a changed param.
         self._write(params=[Param(k, str(v)) for k, v in params.items()])
 
-    @staticmethod
-    def _epoch_metrics(epochs: Iterable[tuple[int, dict, Optional[int]]]) -> list:
-        """``(epoch, metrics, timestamp)`` as MLflow metrics at step ``epoch``."""
+    def _epoch_metrics(self, epochs: Iterable[tuple[int, dict, Optional[int]]]) -> list:
+        """``(epoch, metrics, timestamp)`` as MLflow metrics at step ``epoch``, for the epochs after
+        :attr:`logged_through` (which moves on: call it for metrics about to be written)."""
         from mlflow.entities import Metric
 
         out = []
         for epoch, metrics, timestamp in epochs:
+            if epoch <= self.logged_through or not metrics:
+                continue
+            self.logged_through = epoch
             now = timestamp if timestamp is not None else now_ms()
             out += [Metric(k, float(metrics[k]), now, epoch) for k in EPOCH_METRICS if k in metrics]
             if "seconds" in metrics:
