@@ -169,8 +169,8 @@ def register_champion(tracking_uri: str, experiment_id: str, name: str, parent_r
                       verbose: Optional[bool] = None) -> Optional[Champion]:
     """Register the chosen point's model under ``name`` with the alias ``champion`` (see the module).
 
-    ``example``: a few raw images ``(n, C, H, W)`` as the data files hold them (the signature's
-    dtype and shape, and the input example); ``verbose``: let MLflow's warnings and notices through
+    ``example``: a few raw images ``(n, C, H, W)`` as the data files hold them (the model's input
+    example); ``verbose``: let MLflow's warnings and notices through
     (default: when its logger shows INFO, i.e. not quietened by the CLI). Returns None when
     nothing finished with the selection metric.
     """
