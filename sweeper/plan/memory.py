@@ -10,10 +10,14 @@ unfold ``U`` im2col values per image (both from :func:`cnn.spec.infer_shapes`)::
            + P x b x (3 + 2 x slots)             # weights, gradients, optimizer slots, a checkpoint
            + max(batch x (2A + 2U),              # a training step: outputs, gradients, im2col and its gradient
                  eval_batch x (A + U)) x b       # evaluation in batches of 1000: outputs and im2col
+             x workspace                         # other convolution algorithms' buffers, the autotune's tries
 
-``slots`` is 2 for Adam, 1 for SGD. Without base and data it came to 1.0-1.4 times the traced
-peak of two training steps and one evaluation batch, measured on points of the quickstart and
-lecture-grid sweeps. As an estimate, it is compared against the whole memory of a worker. The plan, the same on every
+``slots`` is 2 for Adam, 1 for SGD. ``workspace`` (:data:`WORKSPACE`) covers what a layer's first
+step holds beyond im2col's buffers: the autotune runs the candidate algorithms (FFT spectra,
+Winograd tiles) on the layer's own input before choosing, and what it tries and picks depends on
+timings. With it, the estimate without base and data came to 1.1-1.9 times the traced peak of
+two training steps and one evaluation batch on quickstart points (about 1.0-2.3 on a loaded
+machine, where the autotune picks differently); without it, down to 0.77. As an estimate, it is compared against the whole memory of a worker. The plan, the same on every
 machine, compares against ``resources.worker_memory`` when the sweep file states it; a run then
 compares the points it is about to train against the workers it has (:func:`worker_memory`: this
 machine's, or its container's, memory, or ``SWEEPER_WORKER_MEMORY`` for a cluster's worker nodes)
@@ -34,6 +38,8 @@ BASE_BYTES = 200 * 2 ** 20
 #: Batch of ``cnn.evaluate`` (validation every epoch).
 EVAL_BATCH = 1000
 OPTIMIZER_SLOTS = {"adam": 2, "sgd": 1}
+#: The step's arrays times this: room for the convolution algorithms' and the autotune's buffers.
+WORKSPACE = 1.6
 ENV = "SWEEPER_WORKER_MEMORY"
 
 
@@ -49,7 +55,7 @@ def trial_memory(point, sizes: Optional[tuple[int, int, int]] = None) -> int:
     images = sum(sizes or (0, 0, 0)) * math.prod(point.spec.input_shape)
     slots = OPTIMIZER_SLOTS.get(train["optimizer"], 2)
     step = max(train["batch_size"] * (2 * activations + 2 * unfolded), EVAL_BATCH * (activations + unfolded))
-    return BASE_BYTES + images + params * floats * (3 + 2 * slots) + step * floats
+    return BASE_BYTES + images + params * floats * (3 + 2 * slots) + int(step * floats * WORKSPACE)
 
 
 @lru_cache(maxsize=None)
