@@ -178,7 +178,7 @@ def test_a_worker_container_killed_mid_sweep(cluster, record_figure):
     SIGKILL to every process but its PID 1, which then exits: the container stops, as a machine that
     dies) while it trains a trial: the sweep finishes, the trial is retried from its checkpoint."""
     name = f"compose-kill-{uuid.uuid4().hex[:8]}"
-    epochs = 10
+    epochs = 20  # trials long enough to be mid-training when the kill lands
     path = sweep_folder(name, epochs=epochs, train_size=1800)
     hosts = worker_hosts()
     started = time.monotonic()
@@ -187,12 +187,14 @@ def test_a_worker_container_killed_mid_sweep(cluster, record_figure):
         victim_host = ready[0].data.tags["sweep.host"]
         (index,) = [i for i, h in hosts.items() if h == victim_host]
         victims = {r.info.run_name for r in ready if r.data.tags["sweep.host"] == victim_host}
+        kill_ms = int(time.time() * 1000)
         kill = compose("exec", "-T", "--index", str(index), "ray-worker", "bash", "-c", "kill -KILL -1", check=False)
         killed_at = time.monotonic() - started
         rc, out = finish(proc)
     _, children, per_point, lost, left = sweep_outcome(cluster["uri"], name, epochs)
+    # A trial that ended between its checkpoint and the kill was no victim.
     retried = {r.info.run_name: (r.data.tags.get("sweep.attempt"), r.data.tags.get("sweep.resumed_at_epoch"))
-               for r in children if r.info.run_name in victims}
+               for r in children if r.info.run_name in victims and (r.info.end_time or 0) > kill_ms}
     record_figure(f"compose: worker container {index} killed at {killed_at:.0f}s (exec rc {kill.returncode}): "
                   f"sweeper exit {rc} after {time.monotonic() - started:.0f}s; FINISHED runs per point "
                   f"{sorted(per_point.values())}; metric steps lost {lost}; runs left RUNNING {len(left)}; "
