@@ -40,9 +40,10 @@ def own_store_and_cache(tmp_path_factory):
     home = tmp_path_factory.mktemp("session-state")
     before = _state(REPO)
     patch = pytest.MonkeyPatch()
-    # A session against a cluster (.ci/cluster.sh, .ci/compose.sh) keeps the cluster's tracking
-    # server: that store is what those tests check.
-    if not any(os.environ.get(flag) == "1" for flag in ("SWEEPER_CLUSTER", "COMPOSE_CI")):
+    # A session against the plain-process cluster (.ci/cluster.sh: SWEEPER_CLUSTER=1 and the
+    # cluster's MLFLOW_TRACKING_URI) keeps that tracking server: that store is what those tests
+    # check. The compose tests name their server's address themselves.
+    if not (os.environ.get("SWEEPER_CLUSTER") == "1" and os.environ.get("MLFLOW_TRACKING_URI")):
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow.db")
     patch.setenv("XDG_CACHE_HOME", str(home / "cache"))
     yield home
