@@ -161,14 +161,19 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def _stat(path, missing: str, unreadable: str) -> os.stat_result:
+    """``os.stat`` of ``path``; a :class:`DataError` naming it otherwise (nothing is opened)."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: {missing}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: {unreadable} ({exc.strerror or exc})") from None
+
+
 def regular_file(path, what: str = "file") -> os.stat_result:
     """``os.stat`` of ``path`` when it is a regular file within the read limit (nothing is opened)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: cannot read file (no such {what})") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    st = _stat(path, f"cannot read file (no such {what})", "cannot read file")
     if not stat.S_ISREG(st.st_mode):
         raise ReadRefused(f"{path}: is {_kind(st.st_mode)}; only regular files are read")
     b = budget()
@@ -180,12 +185,7 @@ def regular_file(path, what: str = "file") -> os.stat_result:
 def folder(path, what: str = "folder") -> Path:
     """``path`` when it is a folder (a FIFO or file named as one is refused without opening it)."""
     path = Path(path).expanduser()
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such {what}") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    st = _stat(path, f"no such {what}", "cannot read")
     if not stat.S_ISDIR(st.st_mode):
         raise ReadRefused(f"{path}: is {_kind(st.st_mode) if not stat.S_ISREG(st.st_mode) else 'a file'}; "
                           f"expected a {what}")
