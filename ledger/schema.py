@@ -85,6 +85,9 @@ SWEEP_FILE, PLAN_FILE = "sweep.yaml", "plan.txt"
 
 #: ``sweep.kind`` values.
 PARENT, TRIAL = "parent", "trial"
+#: The kind of a parent run made in a race and set aside for the earliest one (never deleted: a
+#: submission that found it first may still write to it before it moves over).
+RETIRED_PARENT = "retired-parent"
 #: ``sweep.error_kind`` of errors that are the trial's own and would happen again with the same seed.
 DETERMINISTIC = "trial"
 #: Run states in which a run is still owned by a driver.

@@ -175,7 +175,7 @@ class Submission:
                 self.tracker.client.log_batch(run.info.run_id, tags=[RunTag(PARENT_RUN, first.info.run_id)])
         old, self.parent_id = self.parent_id, first.info.run_id
         self.tracker.client.log_batch(self.parent_id, tags=[RunTag(BEAT_PREFIX + self.id, str(now_ms()))])
-        self.tracker.client.delete_run(old)
+        sweeps.retire_parent(self.tracker, old, self.parent_id)
 
     def others_live(self, timeout: Optional[float] = None) -> bool:
         """Whether another submission on the parent still runs (its driver alive, not ended)."""

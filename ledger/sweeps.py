@@ -4,7 +4,9 @@ Every trial of a sweep sits under one parent run named after the sweep (MLflow's
 the sweep as one row with its trials folded under it). The parent is the experiment's earliest
 parent run (start time, then run id: :func:`ledger.rules.order`), so every command agrees on it.
 Two submissions started together may both create one; each reads back after creating and the
-later one deletes its own, as a claim does (:mod:`ledger.claims`).
+later one retires its own (:func:`retire_parent`), as a claim does (:mod:`ledger.claims`). A
+retired parent is not deleted: a third submission may have found it in between and still write to
+it until it moves over itself.
 
 The parent holds what the sweep is: its fixed settings and its grid (knob -> values) as params,
 the sweep file (``sweep.yaml``, the latest submission's), MLflow's source tags (git commit,
@@ -18,8 +20,8 @@ from __future__ import annotations
 import json
 
 from . import rules
-from .schema import (CHANGED, DATASET_CONTEXT, KIND, MAX_PARAM_VALUE, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE, NAME, PARENT, SCHEMA,
-                     SCHEMA_VERSION, param_text)
+from .schema import (CHANGED, DATASET_CONTEXT, KIND, MAX_PARAM_VALUE, MAX_PARAMS_PER_BATCH, MAX_TAG_VALUE, NAME, PARENT,
+                     PARENT_RUN, RETIRED_PARENT, SCHEMA, SCHEMA_VERSION, SUPERSEDED_BY, param_text)
 from .source import source_tags
 from .tracking import Tracker
 
@@ -39,9 +41,19 @@ def open_parent(tracker: Tracker, experiment_id: str, sweep_name: str) -> str:
     mine = tracker.client.create_run(experiment_id, run_name=sweep_name, tags=tags).info.run_id
     first = find_parent(tracker, experiment_id)  # another submission may have made one a moment ago
     if first is not None and first.info.run_id != mine:
-        tracker.client.delete_run(mine)
+        retire_parent(tracker, mine, first.info.run_id)
         return first.info.run_id
     return mine
+
+
+def retire_parent(tracker: Tracker, run_id: str, into: str) -> None:
+    """Set aside parent run ``run_id``, made in a race, for ``into``: no longer a parent to any
+    search, nested under ``into`` and KILLED (kept, out of the default view; writes still land)."""
+    from mlflow.entities import RunTag
+
+    tracker.client.log_batch(run_id, tags=[RunTag(KIND, RETIRED_PARENT), RunTag(SUPERSEDED_BY, into),
+                                           RunTag(PARENT_RUN, into)])
+    tracker.client.set_terminated(run_id, "KILLED")
 
 
 def describe_sweep(tracker: Tracker, parent_id: str, settings: dict[str, object], dataset=None) -> None:
@@ -85,4 +97,4 @@ def dataset_entity(name: str, digest: str, source: str, shapes: dict[str, tuple]
                    schema=json.dumps(schema), profile=json.dumps(profile))
 
 
-__all__ = ["describe_sweep", "dataset_entity", "find_parent", "log_dataset", "open_parent"]
+__all__ = ["describe_sweep", "dataset_entity", "find_parent", "log_dataset", "open_parent", "retire_parent"]

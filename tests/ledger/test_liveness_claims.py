@@ -103,7 +103,9 @@ def test_a_second_parent_made_in_a_race_is_settled_into_the_first(sweep):
     racer.end({}, "FINISHED")
     assert racer.parent_id == first.parent_id
     assert tracker.client.get_run(run_id).data.tags[PARENT_RUN] == first.parent_id
-    assert tracker.client.get_run(later).info.lifecycle_stage == "deleted"
+    retired = tracker.client.get_run(later)  # set aside, never deleted: another racer may still write to it
+    assert retired.info.status == "KILLED" and retired.data.tags["sweep.kind"] == "retired-parent"
+    assert retired.data.tags[PARENT_RUN] == first.parent_id and find_parent(tracker, exp).info.run_id == first.parent_id
 
 
 def test_claims_earliest_live_wins_finished_settles_and_a_lost_driver_does_not_count(sweep):
