@@ -76,18 +76,11 @@ def _headers(path, zf: zipfile.ZipFile) -> dict[str, tuple[tuple, np.dtype]]:
         name = info.filename[:-len(".npy")]
         try:
             with zf.open(info) as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=10_000)
-                elif version == (2, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=10_000)
-                else:
-                    raise ValueError(f"unsupported .npy version {version}")
-                header = f.tell()
-        except Exception as exc:  # noqa: BLE001 -- zip and header faults of every kind (numpy tokenizes it)
+                shape, _, dtype, header = gate.npy_header(f, f"{path}: {name}")
+        except DataError as exc:  # the gate's message, as a model file's error
+            raise ModelFileError(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 -- a zip member that cannot even be opened
             raise ModelFileError(f"{path}: {name}: not a valid array ({str(exc)[:200]})") from None
-        if dtype.hasobject:
-            raise ModelFileError(f"{path}: {name}: object arrays (pickle) are refused")
         nbytes = math.prod(shape) * dtype.itemsize
         if header + nbytes != info.file_size:
             raise ModelFileError(f"{path}: {name}: its header declares {nbytes} bytes of data, "
