@@ -1,6 +1,8 @@
 """Helpers for tests that run the CLI as a child process."""
+import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +28,17 @@ def wait_for(predicate, timeout: float, what: str, every: float = 0.2):
             return value
         time.sleep(every)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def sigkill_when(proc, ready, timeout: float, what: str, log_path) -> None:
+    """Wait until ``ready()`` while the child ``proc`` (its own process group) still runs, then
+    SIGKILL the whole group, as a machine that dies would; the test fails if the child ended first
+    (its log shows why). The group is killed whatever happens."""
+    try:
+        wait_for(lambda: ready() or proc.poll() is not None, timeout, what)
+        assert proc.poll() is None, Path(log_path).read_text()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -21,7 +21,7 @@ import pytest
 
 from ledger.tracking import Tracker
 from tests.conftest import FIGURES
-from tests.sweeper.procs import default_sigint, wait_for
+from tests.sweeper.procs import default_sigint, sigkill_when, wait_for
 from tests.sweeper.test_sweep_e2e import _running_after_epoch_one, children, parents, sweep_file
 
 pytestmark = pytest.mark.slow
@@ -79,15 +79,8 @@ def test_sigkilled_driver_is_seen_stale_and_resume_takes_over(tmp_path, mlflow_u
     log = open(tmp_path / "driver.log", "w")
     proc = subprocess.Popen([*CLI, "run", str(path), "-q"], env=_env(tmp_path), start_new_session=True,
                             stdout=log, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: _checkpoint_stored(mlflow_uri, name) or proc.poll() is not None, 240,
-                 "a trial's first checkpoint file in the store")
-        assert proc.poll() is None, (tmp_path / "driver.log").read_text()
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    sigkill_when(proc, lambda: _checkpoint_stored(mlflow_uri, name), 240, "a trial's first checkpoint file in the store",
+                 tmp_path / "driver.log")
     interrupted = [r for r in children(mlflow_uri, name) if r.info.status in ("RUNNING", "SCHEDULED")]
     assert interrupted, "the kill left no run behind: nothing to test"
 

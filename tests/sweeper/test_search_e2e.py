@@ -1,14 +1,13 @@
 """Searches (random, sobol, tpe over ranges) end to end on a real local Ray and a real MLflow
 SQLite store; a TPE search whose driver is SIGKILLed continues from the ledger on resume."""
 import os
-import signal
 import subprocess
 from collections import Counter
 
 import pytest
 
 from sweeper.app.cli import main
-from tests.sweeper.procs import wait_for
+from tests.sweeper.procs import sigkill_when
 from tests.sweeper.test_driver_faults import CLI
 from tests.sweeper.test_sweep_e2e import children, parents, sweep_file
 
@@ -54,15 +53,8 @@ def test_sigkilled_tpe_search_resumes_from_the_ledger(tmp_path, ray_local, mlflo
     proc = subprocess.Popen([*CLI, "run", str(path), "-q", "--address", ray_local], env={**os.environ, "PYTHONUNBUFFERED": "1"},
                             start_new_session=True,
                             stdout=log, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: len(children(mlflow_uri, name, "FINISHED")) >= 2 or proc.poll() is not None, 300,
-                 "two finished trials")
-        assert proc.poll() is None, (tmp_path / "driver.log").read_text()
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    sigkill_when(proc, lambda: len(children(mlflow_uri, name, "FINISHED")) >= 2, 300, "two finished trials",
+                 tmp_path / "driver.log")
     before = {r.data.tags["sweep.point"] for r in children(mlflow_uri, name, "FINISHED")}
     assert 2 <= len(before) < 6
     resume = subprocess.run([*CLI, "resume", name, "--tracking-uri", mlflow_uri, "-q", "--address", ray_local],
