@@ -21,7 +21,7 @@ _EXPORTS = {
     "RUN_COLUMNS": "frame", "load_runs": "frame", "load_history": "frame", "load_parent": "frame",
     "runs_frame": "frame", "parse_value": "frame", "experiment_for": "frame",
     "Selection": "selection", "rank_points": "selection", "choose_point": "selection", "best_mean": "selection",
-    "selection_tags": "selection", "selection_from_tags": "selection",
+    "selection_tags": "selection", "selection_from_tags": "selection", "non_dominated": "selection",
     "attach_report": "reports", "set_note": "reports", "fetch_artifact": "reports", "set_tags": "reports",
     "submitted_sweep": "reports", "register_champion": "models", "Champion": "models",
 }

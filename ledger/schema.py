@@ -74,6 +74,8 @@ PARENT_RUN = "mlflow.parentRunId"
 NOTE = "mlflow.note.content"
 #: The selection rule a submission recorded on the parent (ledger.selection reads it back).
 SELECTION_METRIC, SELECTION_MODE = "sweep.selection.metric", "sweep.selection.mode"
+#: The sweep's objectives, a JSON list of ``[metric, "max" | "min"]`` (none: one objective, the selection).
+OBJECTIVES = "sweep.objectives"
 #: Marks an experiment as model training for MLflow's UI.
 EXPERIMENT_KIND, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 #: The runs table's shared view (see ledger.links): ``mlflow.sharedViewState.<key>`` on the experiment.
@@ -96,6 +98,9 @@ ACTIVE = ("RUNNING", "SCHEDULED")
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds")
 FINAL_METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_accuracy", "train_loss",
                  "train_seconds", "epochs_run", "peak_rss_mib")
+#: What a sweep file's ``objectives:`` may name: a trial's validation metrics, its cost as measured
+#: (final metrics) and its network's size (params, known from the plan's shapes). Never a test metric.
+OBJECTIVE_METRICS = ("val_accuracy", "val_loss", "train_seconds", "peak_rss_mib", "forward_flops", "n_params")
 #: Params describing the trained network or its data rather than a config field.
 MODEL_PARAMS = ("n_params", "forward_flops", "train_images", "val_images", "test_images")
 #: Params of a child run that are not knobs: the sweep's seed, the trial's, the repeat.

@@ -12,26 +12,41 @@ all three name the same point. Pure functions on the run frame of :func:`ledger.
 
 The parent run records the rule it was run with in the tags :data:`METRIC_TAG` and
 :data:`MODE_TAG` (see :func:`selection_tags`).
+
+**Several objectives** (the sweep file's ``objectives:``, recorded in :data:`OBJECTIVES_TAG`): a
+point is on the Pareto front when no other point is at least as good on every objective (mean
+over its repeats) and better on one (:func:`non_dominated`). The chosen point is the best by the
+selection metric *among the front*. The sweep file makes the selection metric one of the
+objectives, so this is the selection metric's best point, ties going to the one no tied point
+dominates: a user asking for accuracy and speed gets the most accurate point, and of equally
+accurate ones the faster.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, Mapping, Optional, Sequence
 
-from .schema import SELECTION_METRIC as METRIC_TAG, SELECTION_MODE as MODE_TAG  # noqa: E402 (the parent's tags)
+from .schema import OBJECTIVES as OBJECTIVES_TAG, SELECTION_METRIC as METRIC_TAG, SELECTION_MODE as MODE_TAG  # noqa: E402
 
 
 @dataclass(frozen=True)
 class Selection:
-    """Which metric chooses, and whether higher (``max``) or lower (``min``) is better."""
+    """Which metric chooses, and whether higher (``max``) or lower (``min``) is better;
+    ``objectives``: ``((metric, mode), ...)`` of a sweep with several (the choice is then made
+    among the Pareto front of these), else empty."""
 
     metric: str = "val_accuracy"
     mode: str = "max"
+    objectives: tuple = ()
 
     def __post_init__(self):
         if self.mode not in ("max", "min"):
             raise ValueError(f"selection mode must be max or min, not {self.mode!r}")
+        object.__setattr__(self, "objectives", tuple((str(m), str(d)) for m, d in self.objectives))
+        if any(d not in ("max", "min") for _, d in self.objectives):
+            raise ValueError(f"objective modes must be max or min: {self.objectives!r}")
 
     def better(self, value: float, than: Optional[float]) -> bool:
         """True when ``value`` beats ``than`` (anything beats None or NaN; NaN beats nothing)."""
@@ -49,19 +64,49 @@ class Selection:
 DEFAULT = Selection()
 
 
+#: Parts of a metric's name that make lower better: losses and costs (time, FLOPs, size, memory).
+LOWER_IS_BETTER = ("loss", "seconds", "flops", "params", "rss")
+
+
 def natural_mode(metric: str) -> str:
-    """``min`` for losses, ``max`` for anything else."""
-    return "min" if "loss" in metric else "max"
+    """``min`` for losses and costs (:data:`LOWER_IS_BETTER`), ``max`` for anything else."""
+    return "min" if any(part in metric for part in LOWER_IS_BETTER) else "max"
 
 
 def selection_tags(selection: Selection) -> dict[str, str]:
-    return {METRIC_TAG: selection.metric, MODE_TAG: selection.mode}
+    tags = {METRIC_TAG: selection.metric, MODE_TAG: selection.mode}
+    if selection.objectives:
+        tags[OBJECTIVES_TAG] = json.dumps([list(o) for o in selection.objectives])
+    return tags
 
 
 def selection_from_tags(tags: Mapping[str, str]) -> Selection:
     """The rule a parent run recorded; :data:`DEFAULT` for runs logged before there was one."""
     metric = tags.get(METRIC_TAG) or DEFAULT.metric
-    return Selection(metric, tags.get(MODE_TAG) or natural_mode(metric))
+    try:
+        objectives = tuple(tuple(o) for o in json.loads(tags.get(OBJECTIVES_TAG) or "[]"))
+        return Selection(metric, tags.get(MODE_TAG) or natural_mode(metric), objectives)
+    except (ValueError, TypeError):  # a tag edited by hand: one objective, as before there were several
+        return Selection(metric, tags.get(MODE_TAG) or natural_mode(metric))
+
+
+def non_dominated(values, modes: Sequence[str]):
+    """The Pareto front of ``values`` ``(n, k)``, one column per objective, ``modes`` ``max`` or
+    ``min`` each: a boolean mask ``(n,)``, True where no other row is at least as good on every
+    column and better on one. Rows with a NaN are never on the front (and dominate nothing)."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=float).reshape(len(values), len(modes))
+    x = np.where(np.array([m == "max" for m in modes]), -x, x)  # every column: lower is better
+    finite = ~np.isnan(x).any(axis=1)
+    y = x[finite]
+    # dominated[i]: some j is <= on every column and < on one (O(n^2 k), n in the thousands at most)
+    le = (y[:, None, :] <= y[None, :, :]).all(axis=2)  # le[j, i]: j at least as good as i everywhere
+    lt = (y[:, None, :] < y[None, :, :]).any(axis=2)
+    dominated = (le & lt).any(axis=0)
+    mask = np.zeros(len(x), dtype=bool)
+    mask[np.flatnonzero(finite)[~dominated]] = True
+    return mask
 
 
 def _nan(value) -> bool:
@@ -98,6 +143,11 @@ def rank_points(runs, selection: Selection = DEFAULT):
     mean selection metric), ``score_std`` and ``forward_flops`` (when present), sorted best
     first (ties: fewer FLOPs, then earlier start). Points without the metric are left out: an
     empty frame when the sweep logged no such metric (``val_fraction: 0``).
+
+    With ``selection.objectives`` also ``front`` (on the Pareto front of the objectives' means)
+    and each objective's mean under its name; the first row is the best on the front: among
+    equal scores the front comes first, and when the selection metric is not an objective
+    (a rule given by hand) the front comes before everything else.
     """
     import pandas as pd
 
@@ -118,8 +168,16 @@ def rank_points(runs, selection: Selection = DEFAULT):
                           else math.nan),
         "order": range(groups.ngroups),
     })
-    table = table.sort_values(["score", "forward_flops", "order"],
-                              ascending=[selection.mode == "min", True, True], kind="stable", na_position="last")
+    keys, ascending = ["score", "forward_flops", "order"], [selection.mode == "min", True, True]
+    if selection.objectives:
+        names = [m for m, _ in selection.objectives]
+        means = groups[[m for m in names if m in done.columns]].mean().reindex(columns=names)
+        table = table.join(means.drop(columns=[c for c in means.columns if c in table.columns]))
+        table["front"] = non_dominated(means.reindex(table.index).to_numpy(), [d for _, d in selection.objectives])
+        at = 1 if selection.metric in names else 0
+        keys.insert(at, "front")
+        ascending.insert(at, False)
+    table = table.sort_values(keys, ascending=ascending, kind="stable", na_position="last")
     return table.drop(columns="order")
 
 
@@ -129,5 +187,5 @@ def choose_point(runs, selection: Selection = DEFAULT) -> Optional[str]:
     return None if ranked.empty else ranked.index[0]
 
 
-__all__ = ["DEFAULT", "METRIC_TAG", "MODE_TAG", "Selection", "best_mean", "choose_point", "selection_from_tags",
-           "natural_mode", "rank_points", "selection_tags"]
+__all__ = ["DEFAULT", "LOWER_IS_BETTER", "METRIC_TAG", "MODE_TAG", "OBJECTIVES_TAG", "Selection", "best_mean",
+           "choose_point", "non_dominated", "selection_from_tags", "natural_mode", "rank_points", "selection_tags"]

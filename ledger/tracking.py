@@ -14,7 +14,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 from . import retry, rules
 from .schema import (ACTIVE, ATTEMPT, CHECKPOINT_EPOCH, DATASET_CONTEXT, DETERMINISTIC, ERROR_KIND, EXPERIMENT_KIND, KIND, MAX_PARAM_VALUE,
@@ -121,6 +121,14 @@ def client(uri: str) -> retry.RetryingClient:
 
     # Opening is retried like any call: a store locked or down at start waits the same patience.
     return retry.call(opened, _what="opening the store")
+
+
+def _number(value) -> Optional[float]:
+    """A metric, or a param's text read as a number (None when it is not one)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _batched(items: list, size: int) -> Iterable[list]:
@@ -235,10 +243,11 @@ class Tracker:
         """``(point hash, repeat) -> run id`` of the run that decides each finished trial."""
         return {key: run.info.run_id for key, run in rules.deciding_runs(self.trials(experiment_id, "FINISHED", params=False)).items()}
 
-    def trial_records(self, experiment_id: str, metric: str) -> list[dict]:
+    def trial_records(self, experiment_id: str, metrics: Sequence[str]) -> list[dict]:
         """Every trial run, oldest first, as a search reads it: ``key``, ``status``, the swept
-        ``values`` (read back from its params), ``metric`` (the run's last value of the selection
-        metric, None without one) and ``failed`` (an error of the trial's own)."""
+        ``values`` (read back from its params), ``metrics`` (the run's last value of each of
+        ``metrics``, left out when it has none; ``forward_flops`` and ``n_params`` from its params)
+        and ``failed`` (an error of the trial's own)."""
         out = []
         for run in self.trials(experiment_id):
             try:
@@ -248,7 +257,8 @@ class Tracker:
             params = run.data.params
             out.append({"key": rules.key(run), "status": run.info.status,
                         "values": {k: param_value(params[k]) for k in swept if k in params},
-                        "metric": run.data.metrics.get(metric),
+                        "metrics": {m: _number(run.data.metrics.get(m, params.get(m))) for m in metrics
+                                    if m in run.data.metrics or m in params},
                         "failed": run.data.tags.get(ERROR_KIND) == DETERMINISTIC})
         return out
 

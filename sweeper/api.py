@@ -99,7 +99,7 @@ class SweepRun:
         from ledger import rank_points, rules
 
         frame = self.trials
-        ranked = rank_points(frame, self.config.selection.rule())
+        ranked = rank_points(frame, self.config.rule())
         if not len(ranked):
             return None
         point, row = next(ranked.iterrows())

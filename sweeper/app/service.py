@@ -51,16 +51,21 @@ def plan_rows(plan: Plan, failed_before: dict, too_big: Optional[dict] = None) -
 
 
 def search_history(tracker: Tracker, experiment_id: Optional[str], config: SweepConfig) -> Optional[list]:
-    """Method tpe: the ledger's trial runs as the search reads them (None for the other methods,
-    whose points do not depend on results)."""
-    if config.method != "tpe":
+    """Methods tpe and nsga2: the ledger's trial runs as the search reads them, each finished one
+    with its value of every objective (None for the other methods, whose points do not depend on
+    results)."""
+    from sweeper.spec.config import MODEL_METHODS
+
+    if config.method not in MODEL_METHODS:
         return None
+    from sweeper.plan.search import objective_metrics, objective_values
     from sweeper.plan.search.feed import Recorded
 
     if experiment_id is None:
         return []
-    return [Recorded(tuple(r["key"]), r["values"], r["status"], r["metric"], r["failed"])
-            for r in tracker.trial_records(experiment_id, config.selection.metric)]
+    names = [metric for metric, _ in objective_metrics(config)]
+    return [Recorded(tuple(r["key"]), r["values"], r["status"], objective_values(r["metrics"], names), r["failed"])
+            for r in tracker.trial_records(experiment_id, names)]
 
 
 def plan_sweep(config: SweepConfig, tracking_uri: Optional[str] = None, total_cpus: Optional[int] = None):
@@ -171,7 +176,7 @@ def run_sweep(config: SweepConfig, sweep_text: str, *, command: str = "run", add
     if plan.feed is not None:  # every draw reads the ledger again: other submissions' points count too
         plan.feed.refresh = lambda: search_history(tracker, experiment_id, config)
     resume_from = {k: v for k, v in tracker.checkpoints(experiment_id).items() if k in pending_keys}
-    tags = {**selection_tags(config.selection.rule()), METHOD: config.method, OVERRIDES: json.dumps(list(overrides))}
+    tags = {**selection_tags(config.rule()), METHOD: config.method, OVERRIDES: json.dumps(list(overrides))}
     submission = Submission.start(tracker, experiment_id, config.name, command, trials=to_train, sweep_text=sweep_text,
                                   plan_text=plan.summary(), plan_rows=plan_rows(plan, failed_before, too_big),
                                   settings=sweep_settings(config), dataset=dataset_of(config, data), tags=tags,
@@ -217,7 +222,7 @@ def champion_of(config: SweepConfig, tracker: Tracker, experiment_id: str, paren
     from ledger.models import register_champion
 
     try:
-        return register_champion(tracker.uri, experiment_id, config.name, parent_id, config.selection.rule(),
+        return register_champion(tracker.uri, experiment_id, config.name, parent_id, config.rule(),
                                  data.test.x[:2])
     except StoreUnavailable:
         raise

@@ -29,9 +29,9 @@ from sweeper.spec.data import (DATASET_SIZES, KNOWN_SHAPES, PATH_SOURCES, TEST_F
 from sweeper.spec.fields import MAX_REPEATS, MAX_SEED, NonNegInt, PositiveInt, Section, SweepName
 from sweeper.spec.names import run_name_problem
 from sweeper.spec.overrides import apply_overrides
-from sweeper.spec.sections import (INPUT_SHAPE, MAX_COUNT, MAX_TRIALS, SEARCH_METHODS, Budget,  # noqa: F401 (re-exported)
-                                   EarlyStopping, Failures, Feasibility, MlflowConfig, ModelConfig, Resources,
-                                   SelectionConfig, TrainConfig)
+from sweeper.spec.sections import (INPUT_SHAPE, MAX_COUNT, MAX_OBJECTIVES, MAX_TRIALS, MODEL_METHODS,  # noqa: F401
+                                   SEARCH_METHODS, Budget, EarlyStopping, Failures, Feasibility, MlflowConfig,
+                                   ModelConfig, Objective, Resources, SelectionConfig, TrainConfig)
 from sweeper.spec.space import Knob, check_conditions, knob_validator, space_size
 from sweeper.spec.yamlsource import LineMap, SweepFileError, load_yaml, located_error, problems_from
 
@@ -135,13 +135,14 @@ class SweepConfig(Section):
     repeats: Annotated[PositiveInt, MAX_REPEATS] = 1
     budget: Budget = Field(Budget(), validate_default=True)
     samples: Optional[Annotated[PositiveInt, MAX_COUNT]] = Field(None, validate_default=True)
+    objectives: Optional[Annotated[list[Objective], Field(min_length=2, max_length=MAX_OBJECTIVES)]] = None
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     grid: GridConfig = Field(GridConfig(), validate_default=True)
     exclude: Annotated[list[dict[str, Any]], Field(max_length=1000)] = []
     early_stopping: Optional[EarlyStopping] = None
-    selection: SelectionConfig = SelectionConfig()
+    selection: SelectionConfig = Field(SelectionConfig(), validate_default=True)
     resources: Resources = Resources()
     failures: Failures = Failures()
     feasibility: Feasibility = Feasibility()
@@ -151,11 +152,12 @@ class SweepConfig(Section):
     @classmethod
     def _budget_for_search(cls, budget, info: ValidationInfo):
         method, repeats = info.data.get("method"), info.data.get("repeats")
-        if method == "tpe" and budget.max_trials is None and budget.time_budget is None:
-            raise located_error([(("method",), "tpe needs a budget: budget.max_trials and/or budget.time_budget "
-                                               "(wall seconds)")], up=1)
+        if method in MODEL_METHODS and budget.max_trials is None and budget.time_budget is None:
+            raise located_error([(("method",), f"{method} needs a budget: budget.max_trials and/or "
+                                               "budget.time_budget (wall seconds)")], up=1)
         if method == "grid" and (budget.max_trials is not None or budget.time_budget is not None):
-            raise located_error([((), "a budget is for methods random, sobol and tpe (grid trains every point)")])
+            raise located_error([((), "a budget is for methods random, sobol, tpe and nsga2 (grid trains every "
+                                      "point)")])
         if budget.max_trials is not None and repeats is not None and budget.max_trials < repeats:
             raise located_error([(("max_trials",), f"{budget.max_trials} trials cannot hold one point of "
                                                    f"{repeats} repeats")])
@@ -168,7 +170,7 @@ class SweepConfig(Section):
         if method in ("random", "sobol") and samples is None and budget is not None and budget.max_trials is None:
             raise located_error([(("method",), f"{method} needs `samples`, the number of points to draw "
                                                "(or budget.max_trials)")], up=1)
-        if method in ("grid", "tpe") and samples is not None:
+        if method in ("grid", *MODEL_METHODS) and samples is not None:
             raise located_error([((), f"only used by methods random and sobol ({method} "
                                       + ("trains every point)" if method == "grid" else "uses budget.max_trials)"))])
         return samples
@@ -179,7 +181,7 @@ class SweepConfig(Section):
         method = info.data.get("method")
         problems = check_conditions(grid.knobs())
         if method == "grid":
-            problems += [((name,), "a range needs method random, sobol or tpe (grid takes lists of values)")
+            problems += [((name,), "a range needs method random, sobol, tpe or nsga2 (grid takes lists of values)")
                          for name in grid.ranges()]
         if problems:
             raise located_error(problems)
@@ -234,17 +236,57 @@ class SweepConfig(Section):
             raise located_error(problems)
         return out
 
+    @field_validator("objectives")
+    @classmethod
+    def _distinct_objectives(cls, objectives):
+        seen: dict[str, int] = {}
+        problems = []
+        for i, objective in enumerate(objectives or ()):
+            if objective.metric in seen:
+                problems.append(((i, "metric"), f"{objective.metric} is already objective {seen[objective.metric]}"))
+            seen.setdefault(objective.metric, i)
+        if problems:
+            raise located_error(problems)
+        return objectives
+
     @field_validator("early_stopping")
     @classmethod
     def _early_stopping_needs_validation(cls, rule, info: ValidationInfo):
         data = info.data.get("data")
         if rule is not None and data is not None and data.val_fraction == 0:
             raise located_error([((), f"{rule.metric} needs a validation set: set data.val_fraction > 0")])
+        objectives = info.data.get("objectives")
+        if rule is not None and objectives and rule.metric != objectives[0].metric:
+            # ASHA ranks trials at its rungs on one metric: the first objective, measured each epoch.
+            raise located_error([(("metric",), f"with several objectives early stopping stops on the first "
+                                               f"objective ({objectives[0].metric}): set early_stopping.metric "
+                                               f"to it, or put {rule.metric} first in objectives")])
         return rule
+
+    @field_validator("selection")
+    @classmethod
+    def _selection_is_an_objective(cls, selection, info: ValidationInfo):
+        objectives = info.data.get("objectives")
+        if not objectives:
+            return selection
+        modes = {o.metric: o.mode for o in objectives}
+        if selection.metric not in modes:
+            # The chosen point is the selection metric's best on the Pareto front of the objectives.
+            raise located_error([(("objectives",), f"the selection metric {selection.metric} is not an objective: "
+                                                   f"add it, or set selection.metric to a validation objective")],
+                                up=1)
+        if modes[selection.metric] != selection.mode:
+            raise located_error([(("mode",), f"{selection.mode} disagrees with the objective's direction on "
+                                             f"{selection.metric}")])
+        return selection
 
     @property
     def experiment_name(self) -> str:
         return self.mlflow.experiment or self.name
+
+    def rule(self):
+        """The selection rule of this sweep (:class:`ledger.selection.Selection`), its objectives included."""
+        return self.selection.rule(self.objectives or ())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,4 +311,4 @@ def load_sweep(path: Union[str, Path], overrides: Sequence[str] = ()) -> SweepCo
 
 __all__ = ["DATASET_SIZES", "KNOWN_SHAPES", "PATH_SOURCES", "TEST_FRACTION", "INPUT_SHAPE", "MAX_GRID_POINTS", "MAX_TRIALS", "GRID_SECTIONS", "GRID_ORDER",
            "DataConfig", "ModelConfig", "TrainConfig", "EarlyStopping", "SelectionConfig", "Resources", "Failures", "Feasibility",
-           "MlflowConfig", "GridConfig", "Budget", "SEARCH_METHODS", "SweepConfig", "canonical_json", "parse_sweep", "load_sweep"]
+           "MlflowConfig", "GridConfig", "Budget", "Objective", "SEARCH_METHODS", "MODEL_METHODS", "SweepConfig", "canonical_json", "parse_sweep", "load_sweep"]

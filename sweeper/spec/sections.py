@@ -6,12 +6,13 @@ types of :mod:`sweeper.spec.fields`. :mod:`sweeper.spec.config` assembles them i
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Sequence
 
 from annotated_types import Ge, Le
 from pydantic import Field, Strict, field_validator, model_validator
 
 from cnn.spec import ConvBlockSpec, ModelSpec
+from ledger.schema import OBJECTIVE_METRICS
 from ledger.selection import Selection, natural_mode
 
 from sweeper.spec.fields import (MAX_BATCH, MAX_BLOCKS, MAX_CLASSES, MAX_CPUS, MAX_DENSE, MAX_DEPTH, MAX_EPOCHS,
@@ -137,9 +138,42 @@ class EarlyStopping(_MetricChoice):
 class SelectionConfig(_MetricChoice):
     """The validation metric that chooses the best point (report, ``status``, progress line); never a test metric."""
 
-    def rule(self) -> Selection:
-        """The rule as :mod:`ledger.selection` applies it."""
-        return Selection(self.metric, self.mode)
+    def rule(self, objectives: Sequence["Objective"] = ()) -> Selection:
+        """The rule as :mod:`ledger.selection` applies it (with several ``objectives``: the best
+        on their Pareto front)."""
+        return Selection(self.metric, self.mode, tuple((o.metric, o.mode) for o in objectives))
+
+
+#: Optuna's words for a direction, as a sweep file writes them, and the modes they mean.
+DIRECTIONS = {"maximize": "max", "minimize": "min"}
+#: Objectives a sweep may have at once.
+MAX_OBJECTIVES = 4
+
+
+class Objective(Section):
+    """One objective of a search with several: a metric a trial records
+    (:data:`~ledger.schema.OBJECTIVE_METRICS`: validation metrics, train seconds, peak memory,
+    forward FLOPs, parameters) and its ``direction``, ``maximize`` or ``minimize`` (left out: the
+    metric's natural one; the other one would prefer the worst points and is refused)."""
+
+    metric: Literal[OBJECTIVE_METRICS]
+    direction: Optional[Literal["maximize", "minimize"]] = Field(None, validate_default=True)
+
+    @field_validator("direction")
+    @classmethod
+    def _natural_direction(cls, direction, info):
+        metric = info.data.get("metric")
+        if metric is None:
+            return direction
+        natural = {"max": "maximize", "min": "minimize"}[natural_mode(metric)]
+        if direction is not None and direction != natural:
+            raise located_error([((), f"{direction} {metric} would prefer the worst points; use {natural} "
+                                      "(or leave direction out)")])
+        return natural
+
+    @property
+    def mode(self) -> str:
+        return DIRECTIONS[self.direction]
 
 
 class Resources(Section):
@@ -173,7 +207,9 @@ class Feasibility(Section):
 
 
 #: The sweep file's ``method:``: how points are chosen (:mod:`sweeper.plan.search`).
-SEARCH_METHODS = ("grid", "random", "sobol", "tpe")
+SEARCH_METHODS = ("grid", "random", "sobol", "tpe", "nsga2")
+#: Methods whose proposals depend on the results so far: drawn one at a time, and they need a budget.
+MODEL_METHODS = ("tpe", "nsga2")
 #: A time budget longer than this is more likely a unit mistake (minutes for seconds) than a plan.
 MAX_TIME_BUDGET = 30 * 24 * 3600
 
@@ -181,7 +217,7 @@ MAX_TIME_BUDGET = 30 * 24 * 3600
 class Budget(Section):
     """How much a search may spend: ``max_trials`` trials (points x repeats) in all, over every
     submission of the sweep; ``time_budget`` wall seconds of one submission (no new trial starts
-    after it, the running ones end). Methods random, sobol and tpe; tpe needs one of them."""
+    after it, the running ones end). Methods random, sobol, tpe and nsga2; tpe and nsga2 need one of them."""
 
     max_trials: Optional[Annotated[PositiveInt, MAX_COUNT]] = None
     time_budget: Optional[Annotated[PositiveFloat, Le(MAX_TIME_BUDGET)]] = None

@@ -40,6 +40,7 @@ from sweeper.trials.session import TERMINATED, SweepResult, Terminated, handle_s
 from sweeper.trials.stream import TrialStream
 from sweeper.trials.tally import Tally
 from sweeper.trials.timings import Timings
+from sweeper.plan.search import objective_metrics, objective_values
 from sweeper.trials.trial import TrialOutcome, TrialTask
 
 
@@ -63,7 +64,8 @@ class Runner:
         self.scheduler = Scheduler(trials, self.config, feed=self.feed, make_trials=plan.make_trials)
         budget = self.config.budget
         self.deadline = None if budget.time_budget is None else time.monotonic() + budget.time_budget
-        self.tally = Tally(counts, self.config.selection.rule(), self.config.failures.stop_after_same_error)
+        self.tally = Tally(counts, self.config.rule(), self.config.failures.stop_after_same_error)
+        self.objectives = [metric for metric, _ in objective_metrics(self.config)]
         self.claims = Claims(submission.tracker, submission.experiment_id, stale_after(stale_seconds))
         self.resume_from = resume_from or {}
         self.observer = observer or Silent()
@@ -301,8 +303,10 @@ class Runner:
             self.inflight.pop(gen)
             if self.feed is not None and isinstance(message, m.Ended):
                 # The search sees this result before it proposes the trial that takes the slot.
-                outcome = message.outcome
-                self.feed.tell(outcome.key, outcome.metrics.get(self.config.selection.metric),
+                outcome, point = message.outcome, stream.trial.point
+                # Each objective as the ledger holds it (a run's FLOPs and size are the point's).
+                known = {**outcome.metrics, "forward_flops": point.flops, "n_params": point.params}
+                self.feed.tell(outcome.key, objective_values(known, self.objectives),
                                failed=outcome.status == "FAILED")
             if isinstance(message, m.Ended) and message.outcome.status == "FINISHED":
                 # The worker is free: hand it the next trial before recording this one's end

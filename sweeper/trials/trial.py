@@ -251,7 +251,8 @@ def _train(task: TrialTask, recorder, coordinator, outcome: TrialOutcome, data) 
     metrics = {"test_loss": test_loss, "test_accuracy": test_accuracy, "train_seconds": train_seconds,
                "epochs_run": result.epochs_run, "peak_rss_mib": round(_memory()["max_rss"] / 2**20, 1)}
     status, reason = recorder.finish(model, metrics, result.stopped_early)
-    if result.history and "val_accuracy" in result.history[-1]:  # already logged per epoch
-        metrics["val_accuracy"] = result.history[-1]["val_accuracy"]
+    for name in ("val_accuracy", "val_loss"):  # already logged per epoch; the search reads them here
+        if result.history and name in result.history[-1]:
+            metrics[name] = result.history[-1][name]
     outcome.metrics, outcome.history, outcome.stopped_early = metrics, result.history, result.stopped_early
     outcome.status, outcome.reason = status, reason

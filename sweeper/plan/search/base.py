@@ -1,8 +1,8 @@
 """The search space and the interface every sampler has (after Optuna's ``BaseSampler``).
 
 A sampler proposes the swept values of the next point from what it is told: the ledger's
-observations (a point's values and its seed-averaged selection metric, or none yet while it
-runs). It keeps no state of its own between calls, so it is rebuilt from the ledger on every
+observations (a point's values and its seed-averaged selection metric, or with several
+objectives the seed-averaged value of each; none yet while it runs). It keeps no state of its own between calls, so it is rebuilt from the ledger on every
 start: MLflow stays the only record, and two drivers that read the same ledger propose the
 same point (their claims then train it once).
 """
@@ -21,11 +21,12 @@ from sweeper.spec.space import Knob
 @dataclass(frozen=True)
 class Observation:
     """One point the search knows of: its swept ``values``; ``value`` the mean selection metric of
-    its finished repeats once all are finished (None: still to train or running); ``failed`` for a
-    point that cannot train (infeasible, or its trial failed)."""
+    its finished repeats once all are finished (with several objectives a tuple: each objective's
+    mean; None: still to train or running); ``failed`` for a point that cannot train (infeasible,
+    or its trial failed)."""
 
     values: dict
-    value: Optional[float] = None
+    value: Optional[Union[float, tuple]] = None
     failed: bool = False
 
 
@@ -101,13 +102,17 @@ def derived_seed(*parts: Union[int, str]) -> int:
 
 class Sampler(ABC):
     """Proposes swept values; ``ask(history, index)`` for the ``index``-th proposal of a search
-    that knows ``history``. Deterministic in (seed, history, index)."""
+    that knows ``history``. Deterministic in (seed, history, index). ``mode``: ``max`` or ``min``,
+    or one per objective; ``budget``: the points the search may draw (None: unbounded)."""
 
     #: True when the proposals do not depend on the history (a stream: the plan can list them).
     stream = False
 
-    def __init__(self, space: Space, seed: int, mode: str = "max"):
-        self.space, self.seed, self.mode = space, seed, mode
+    def __init__(self, space: Space, seed: int, mode: Union[str, Sequence[str]] = "max",
+                 budget: Optional[int] = None):
+        self.space, self.seed, self.budget = space, seed, budget
+        self.modes = (mode,) if isinstance(mode, str) else tuple(mode)
+        self.mode = self.modes[0]
 
     @abstractmethod
     def ask(self, history: Sequence[Observation], index: int) -> dict:

@@ -1,14 +1,14 @@
-"""The points of a search (methods random, sobol, tpe) as a plan lists them.
+"""The points of a search (methods random, sobol, tpe, nsga2) as a plan lists them.
 
 A stream's points (random, sobol) are all drawn here, skipping equal, excluded and infeasible
-proposals; a tpe search's points are the ledger's so far, and the returned
+proposals; a tpe or nsga2 search's points are the ledger's so far, and the returned
 :class:`~sweeper.plan.search.feed.Feed` draws the rest as trials end. Called by
 :func:`sweeper.plan.points.make_plan`.
 """
 from __future__ import annotations
 
 from sweeper.plan.points import Excluded, Infeasible, matching_rule, network_key, resolve_point
-from sweeper.plan.search import make_sampler, space_of
+from sweeper.plan.search import make_sampler, objective_metrics, space_of
 from sweeper.plan.search.feed import Feed
 from sweeper.spec.config import SweepConfig
 
@@ -34,7 +34,8 @@ def search_points(config: SweepConfig, data, why_not, excluded: list, infeasible
     if max_points is None:  # a time budget only: the trial limit of every sweep still holds
         from sweeper.spec.config import MAX_TRIALS
         max_points = MAX_TRIALS // repeats
-    sampler = make_sampler(config.method, space_of(config), config.seed, config.selection.mode)
+    sampler = make_sampler(config.method, space_of(config), config.seed,
+                           [mode for _, mode in objective_metrics(config)], budget=max_points)
     feed = Feed(sampler, make_point, max_points, repeats)
     seen_bad: set = set()
 

@@ -9,7 +9,7 @@ sweep together trains at most ``budget.max_trials`` trials.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from sweeper.plan.search.base import Observation, Sampler
 
@@ -21,12 +21,13 @@ ATTEMPTS = 50
 @dataclass(frozen=True)
 class Recorded:
     """A trial run of the sweep, as the ledger holds it: ``status`` FINISHED, FAILED, KILLED ...;
-    ``metric`` the selection metric of a finished one; ``failed`` for an error of its own."""
+    ``metric`` the selection metric of a finished one (with several objectives, a tuple of their
+    values); ``failed`` for an error of its own."""
 
     key: tuple[str, int]
     values: dict
     status: str
-    metric: Optional[float] = None
+    metric: Optional[Union[float, tuple]] = None
     failed: bool = False
 
 
@@ -39,7 +40,7 @@ class Feed:
         self.refresh = refresh
         self.values: dict[str, dict] = {}  # point hash -> swept values, every point known
         self.networks: set[str] = set()  # network keys of the known points (equal settings collapse)
-        self.scores: dict[str, dict[int, float]] = {}  # point hash -> repeat -> selection metric
+        self.scores: dict[str, dict[int, tuple]] = {}  # point hash -> repeat -> each objective's value
         self.failed: set[str] = set()
         self.closed = False
         self.drawn = 0  # points this feed proposed
@@ -59,12 +60,14 @@ class Feed:
     def network_of(self, point) -> str:
         return self.make_point(point.values)[2]
 
-    def tell(self, key: tuple[str, int], metric: Optional[float], failed: bool = False) -> None:
-        """A trial ended: its selection metric (seed-averaged per point for the sampler)."""
+    def tell(self, key: tuple[str, int], metric: Union[float, tuple, None], failed: bool = False) -> None:
+        """A trial ended: its selection metric, or a tuple of each objective's value (each
+        seed-averaged per point for the sampler)."""
         if failed:
             self.failed.add(key[0])
         elif metric is not None:
-            self.scores.setdefault(key[0], {})[key[1]] = float(metric)
+            values = tuple(metric) if isinstance(metric, (tuple, list)) else (metric,)
+            self.scores.setdefault(key[0], {})[key[1]] = tuple(float(v) for v in values)
 
     def absorb(self, records: list[Recorded]) -> None:
         """The ledger's trials (read again: another submission's points and results count too)."""
@@ -81,13 +84,16 @@ class Feed:
                 self.tell(rec.key, None, failed=True)
 
     def history(self) -> list[Observation]:
-        """Every known point: its mean metric once all its repeats finished, else pending."""
+        """Every known point: its mean metric (a tuple of means with several objectives) once all
+        its repeats finished, else pending."""
         out = []
         for h, values in self.values.items():
-            scores = self.scores.get(h, {})
-            done = len(scores) >= self.repeats
-            out.append(Observation(values, sum(scores.values()) / len(scores) if done else None,
-                                   failed=h in self.failed))
+            scores = list(self.scores.get(h, {}).values())
+            mean = None
+            if len(scores) >= self.repeats:
+                mean = tuple(sum(column) / len(scores) for column in zip(*scores))
+                mean = mean[0] if len(mean) == 1 else mean
+            out.append(Observation(values, mean, failed=h in self.failed))
         return out
 
     def within_budget(self, point_hash: str) -> bool:

@@ -30,8 +30,8 @@ class SobolSampler(Sampler):
 
     stream = True
 
-    def __init__(self, space: Space, seed: int, mode: str = "max"):
-        super().__init__(space, seed, mode)
+    def __init__(self, space: Space, seed: int, mode="max", budget=None):
+        super().__init__(space, seed, mode, budget)
         self._points = np.empty((0, max(1, len(space.names))))
 
     def _unit(self, index: int) -> np.ndarray:

@@ -1,15 +1,23 @@
-"""``tpe``: Optuna's :class:`~optuna.samplers.TPESampler` through its ask-and-tell interface.
+"""``tpe`` and ``nsga2``: Optuna's :class:`~optuna.samplers.TPESampler` and
+:class:`~optuna.samplers.NSGAIISampler` through their ask-and-tell interface.
 
 Optuna is a library here, never a ledger: each proposal builds a throw-away in-memory study from
 the observations the ledger holds (finished points with their seed-averaged metric, points still
 running as RUNNING trials so that ``constant_liar`` steers concurrent proposals apart, failed
 ones as FAIL) and asks it once. Nothing of Optuna's is stored. The study's seed is derived from
 the sweep's seed and the number of observations, so equal ledgers give equal proposals.
+
+With several objectives the study has one direction per objective and each finished point is
+told its seed-averaged value of every objective: TPE is then Optuna's multi-objective TPE.
+NSGA-II breeds each generation from the best of the ones before; the generations are not stored
+either: the ledger's finished points, in the order their first runs were created, make
+generations of :func:`population_size` points each (what NSGA-II itself would have made had
+they finished in that order).
 """
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import Optional, Sequence
 
 from sweeper.plan.search.base import Observation, Sampler, Space, derived_seed, tidy
 from sweeper.spec.config import canonical_json
@@ -57,13 +65,34 @@ def to_params(space: Space, values: dict, dists: dict):
     return params
 
 
+def population_size(budget: Optional[int]) -> int:
+    """NSGA-II's points per generation: a fifth of the budget's points, between 4 and Optuna's
+    default of 50, so that a budget of tens of points still breeds a few generations."""
+    return 50 if budget is None else max(4, min(50, budget // 5))
+
+
 class TpeSampler(Sampler):
     """Tree-structured Parzen estimator; conditional knobs are asked define-by-run."""
 
-    def __init__(self, space: Space, seed: int, mode: str = "max", startup: int = STARTUP_TRIALS):
-        super().__init__(space, seed, mode)
+    name = "tpe"
+
+    def __init__(self, space: Space, seed: int, mode="max", budget: Optional[int] = None,
+                 startup: int = STARTUP_TRIALS):
+        super().__init__(space, seed, mode, budget)
         self.startup = startup
         self.dists = distributions(space)
+
+    def make(self, seed: int):
+        """The Optuna sampler of one proposal."""
+        import optuna
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # constant_liar is marked experimental
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.startup, constant_liar=True)
+
+    def extra(self, order: int) -> dict:
+        """System attributes of the ``order``-th finished observation (NSGA-II: its generation)."""
+        return {}
 
     def study(self, history: Sequence[Observation], index: int):
         """The in-memory study of ``history``, seeded for proposal ``index``."""
@@ -71,11 +100,10 @@ class TpeSampler(Sampler):
         from optuna.trial import TrialState, create_trial
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # constant_liar is marked experimental
-            sampler = optuna.samplers.TPESampler(seed=derived_seed(self.seed, "tpe", len(history), index),
-                                                 n_startup_trials=self.startup, constant_liar=True)
-        study = optuna.create_study(direction="maximize" if self.mode == "max" else "minimize", sampler=sampler)
+        sampler = self.make(derived_seed(self.seed, self.name, len(history), index))
+        study = optuna.create_study(directions=["maximize" if m == "max" else "minimize" for m in self.modes],
+                                    sampler=sampler)
+        done = 0
         for obs in history:
             params = to_params(self.space, obs.values, self.dists)
             if params is None:
@@ -86,7 +114,10 @@ class TpeSampler(Sampler):
             elif obs.value is None:
                 study.add_trial(create_trial(params=params, distributions=dists, state=TrialState.RUNNING))
             else:
-                study.add_trial(create_trial(params=params, distributions=dists, value=float(obs.value)))
+                values = [float(v) for v in (obs.value if isinstance(obs.value, tuple) else (obs.value,))]
+                study.add_trial(create_trial(params=params, distributions=dists, values=values,
+                                             system_attrs=self.extra(done)))
+                done += 1
         return study
 
     def ask(self, history: Sequence[Observation], index: int) -> dict:
@@ -105,3 +136,20 @@ class TpeSampler(Sampler):
                 knob = self.space.knobs[name]
                 out[name] = int(raw) if knob.integer else (raw if knob.step else tidy(raw, knob))
         return out
+
+
+class Nsga2Sampler(TpeSampler):
+    """NSGA-II (:class:`optuna.samplers.NSGAIISampler`): a genetic search, usually with several
+    objectives; its first generation is drawn at random."""
+
+    name = "nsga2"
+
+    def make(self, seed: int):
+        import optuna
+
+        return optuna.samplers.NSGAIISampler(population_size=population_size(self.budget), seed=seed)
+
+    def extra(self, order: int) -> dict:
+        from optuna.samplers import NSGAIISampler
+
+        return {NSGAIISampler._get_generation_key(): order // population_size(self.budget)}
