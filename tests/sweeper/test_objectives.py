@@ -113,3 +113,20 @@ def test_nsga2_breeds_from_the_rebuilt_population():
     study = sampler.study(history, 2 * size)
     generations = {t.system_attrs.get("NSGAIISampler:generation") for t in study.trials}
     assert generations == {0, 1}
+
+
+def test_feed_tells_the_model_each_objectives_seed_average():
+    """Repeats: a point is told to the model once all its repeats finished, each objective averaged."""
+    from sweeper.plan.points import make_plan
+    from sweeper.plan.search.feed import Recorded
+
+    config = sweep(objectives=TWO, method="nsga2", repeats=2, budget={"max_trials": 8})
+    empty = make_plan(config, flops_per_cpu=1e9, history=[])
+    point, _ = empty.feed.draw()
+    history = [Recorded((point.hash, 0), dict(point.values), "FINISHED", (0.8, 10.0))]
+    plan = make_plan(config, {(point.hash, 0): "run"}, flops_per_cpu=1e9, history=history)
+    assert plan.feed.history() == [Observation(dict(point.values), None)]  # one repeat of two: pending
+    plan.feed.tell((point.hash, 1), (0.9, 14.0))
+    (obs,) = plan.feed.history()
+    assert obs.value == pytest.approx((0.85, 12.0))
+    assert plan.feed.draw()[0] is not None  # the model takes the tuple
