@@ -6,6 +6,8 @@
 * :func:`heatmaps`: the mean selection metric for every pair of swept knobs;
 * :func:`cost_fronts`: the metric against forward FLOPs, parameters and training time, each with
   its Pareto front;
+* :func:`objective_front`: a sweep with several objectives, each pair of them with the Pareto
+  front of all of them;
 * :func:`parallel`: every point as a line across the swept knobs, coloured by the metric;
 * :func:`kernels`: the chosen network's first-layer kernels on one colour scale.
 
@@ -171,6 +173,41 @@ def cost_fronts(points: pd.DataFrame, path: Path, selection: Selection, chosen: 
         ax.set_xlabel(title)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(metric)
+    return _save(figure, path)
+
+
+def _log_if_wide(ax, values: pd.Series) -> None:
+    if len(values) and values.min() > 0 and values.max() / values.min() > 10:
+        from matplotlib.ticker import NullFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def objective_front(ranked: pd.DataFrame, objectives: Sequence[tuple[str, str]], path: Path,
+                    chosen: Optional[str] = None) -> Path:
+    """Every point's mean of each pair of objectives (``ranked``: :func:`ledger.rank_points` with
+    the objectives, so it has their means and ``front``); the Pareto front of all objectives in
+    red, joined in order along the first axis when there are two; the chosen point ringed."""
+    pairs = list(itertools.combinations(range(len(objectives)), 2))
+    figure, axes = _panels(len(pairs), 4.6, 3.8)
+    for ax, (i, j) in zip(axes.flat, pairs):
+        (x, x_mode), (y, y_mode) = objectives[i], objectives[j]
+        data = ranked.dropna(subset=[x, y])
+        rest, front = data[~data["front"].astype(bool)], data[data["front"].astype(bool)].sort_values(x)
+        ax.scatter(rest[x].astype(float), rest[y].astype(float), s=14, color="tab:blue", alpha=0.6, label="dominated")
+        ax.scatter(front[x].astype(float), front[y].astype(float), s=28, color="tab:red", zorder=3,
+                   label="Pareto front")
+        if len(objectives) == 2 and len(front) > 1:
+            ax.plot(front[x].astype(float), front[y].astype(float), color="tab:red", linewidth=1.0)
+        if chosen is not None and chosen in data.index:
+            ax.scatter([float(data.loc[chosen, x])], [float(data.loc[chosen, y])], s=140, facecolors="none",
+                       edgecolors="black", linewidths=1.5, zorder=4, label="chosen")
+        _log_if_wide(ax, data[x].astype(float))
+        ax.set_xlabel(f"{x} ({'higher' if x_mode == 'max' else 'lower'} is better)")
+        ax.set_ylabel(f"{y} ({'higher' if y_mode == 'max' else 'lower'} is better)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
     return _save(figure, path)
 
 

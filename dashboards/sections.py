@@ -18,6 +18,7 @@ from .analysis import TOP, Facts, Findings, analyse
 from .compare import matched
 from .conclusion import conclusion
 from .document import Section, interval, markdown_item, number
+from .front import pareto
 from .nextsweep import changes
 
 
@@ -35,7 +36,9 @@ class Report:
 def chosen_point(f: Facts, found: Findings) -> list[Section]:
     row = found.chosen_row
     section = Section("Chosen point")
-    section.text(f"{row['point_name']}: the best mean {f.selection.metric} over {int(row['repeats'])} repeat(s).")
+    among = " on the Pareto front of the objectives" if f.selection.objectives else ""
+    section.text(f"{row['point_name']}: the best mean {f.selection.metric}{among} over {int(row['repeats'])} "
+                 f"repeat(s).")
     section.table(pd.DataFrame({"field": list(found.swept), "value": [stats.label(row[s]) for s in found.swept]}))
     metrics = found.choice.metrics
     shown = metrics.assign(**{"95% interval": [interval(lo, hi) for lo, hi in zip(metrics["lo"], metrics["hi"])]})
@@ -253,8 +256,9 @@ def states(f: Facts, found: Findings) -> list[Section]:
 
 
 #: The report's sections in order; those in :data:`NEED_A_CHOICE` only when a point was chosen.
-SECTIONS = (conclusion, chosen_point, knobs, values, leaderboard, next_sweep, checks, pictures, against, about, states)
-NEED_A_CHOICE = {chosen_point, knobs, values, leaderboard, next_sweep, checks, pictures, against}
+SECTIONS = (conclusion, chosen_point, pareto, knobs, values, leaderboard, next_sweep, checks, pictures, against, about,
+            states)
+NEED_A_CHOICE = {chosen_point, pareto, knobs, values, leaderboard, next_sweep, checks, pictures, against}
 
 
 def note(f: Facts, found: Findings, lead: Section) -> str:
