@@ -46,3 +46,16 @@ def test_two_objectives_train_the_budget_once_and_report_the_front(method, tmp_p
     assert f"| {ranked['point_name'].iloc[0]} |" in md and "| chosen |" in md
     # attaching the report kept the objectives on the parent
     assert load_parent(mlflow_uri, name)["selection"] == selection
+
+
+def test_objectives_with_repeats_and_early_stopping(tmp_path, ray_local, mlflow_uri):
+    """Each point trained `repeats` times (the model told each objective's mean over them); ASHA
+    stops trials on the first objective, as without objectives."""
+    name = "objectives-asha"
+    path = sweep_file(tmp_path, name, mlflow_uri, method="nsga2", repeats=2, budget={"max_trials": 6}, grid=SPACE,
+                      objectives=OBJECTIVES, train={"epochs": 3},
+                      early_stopping={"metric": "val_accuracy", "grace_epochs": 1, "reduction_factor": 2})
+    assert main(["run", str(path), "--address", ray_local, "-q"]) == 0
+    runs = children(mlflow_uri, name, "FINISHED")
+    per_point = Counter(r.data.tags["sweep.point"] for r in runs)
+    assert len(runs) == 6 and len(per_point) == 3 and set(per_point.values()) == {2}
