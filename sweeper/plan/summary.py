@@ -41,7 +41,7 @@ def _knob_size(knob):
 
 
 def search_lines(plan: Plan) -> list[str]:
-    """Methods random, sobol, tpe: the space knob by knob, its size where finite, the budget, what
+    """Methods random, sobol, tpe, nsga2: the space knob by knob, its size where finite, the budget, what
     the ledger holds of the search, and the ETA of the budget."""
     import dataclasses
 
@@ -56,6 +56,9 @@ def search_lines(plan: Plan) -> list[str]:
         lines.append(f"  {name}: {text}" + (f" {canonical_json(list(values))}" if values is not None else ""))
     lines.append(f"  size: {plan.space} points" if plan.space is not None else
                  "  size: infinite (a continuous range)")
+    if config.objectives:
+        lines.append("  objectives: " + ", ".join(f"{o.metric} ({o.direction})" for o in config.objectives)
+                     + f"; chosen: the best {config.selection.metric} on their Pareto front")
     limit = config.samples or budget.max_trials
     lines.append("  budget: " + ", ".join(
         ([f"{config.samples} points (samples)"] if config.samples else []) +
