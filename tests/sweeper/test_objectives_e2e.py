@@ -59,3 +59,35 @@ def test_objectives_with_repeats_and_early_stopping(tmp_path, ray_local, mlflow_
     runs = children(mlflow_uri, name, "FINISHED")
     per_point = Counter(r.data.tags["sweep.point"] for r in runs)
     assert len(runs) == 6 and len(per_point) == 3 and set(per_point.values()) == {2}
+
+
+def test_sigkilled_nsga2_search_resumes_from_the_ledger(tmp_path, ray_local, mlflow_uri):
+    """SIGKILL mid-search with two objectives, then resume: exactly max_trials FINISHED runs, none
+    twice, the earlier points part of the one search."""
+    import os
+    import subprocess
+
+    from tests.sweeper.procs import sigkill_when
+    from tests.sweeper.test_driver_faults import CLI
+
+    name = "objectives-kill"
+    path = sweep_file(tmp_path, name, mlflow_uri, method="nsga2", budget={"max_trials": 6}, grid=SPACE,
+                      objectives=OBJECTIVES, data={"train_size": 1500}, train={"epochs": 4},
+                      resources={"max_concurrent": 1})
+    with open(tmp_path / "driver.log", "w") as log:
+        proc = subprocess.Popen([*CLI, "run", str(path), "-q", "--address", ray_local],
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True, stdout=log,
+                                stderr=subprocess.STDOUT, text=True)
+        sigkill_when(proc, lambda: len(children(mlflow_uri, name, "FINISHED")) >= 2, 300, "two finished trials",
+                     tmp_path / "driver.log")
+    before = {r.data.tags["sweep.point"] for r in children(mlflow_uri, name, "FINISHED")}
+    assert 2 <= len(before) < 6
+    resume = subprocess.run([*CLI, "resume", name, "--tracking-uri", mlflow_uri, "-q", "--address", ray_local],
+                            capture_output=True, text=True, timeout=600)
+    assert resume.returncode == 0, resume.stderr
+    runs = children(mlflow_uri, name, "FINISHED")
+    counts = Counter((r.data.tags["sweep.point"], r.data.tags["sweep.repeat"]) for r in runs)
+    assert len(runs) == 6 and set(counts.values()) == {1}, counts
+    assert before <= {k[0] for k in counts}
+    assert f"{len(before)} with a result" in resume.stderr, resume.stderr
+    assert [r for r in children(mlflow_uri, name) if r.info.status in ("RUNNING", "SCHEDULED")] == []
