@@ -41,7 +41,7 @@ def test_defaults():
     assert sweep(mlflow={"experiment": "lecture"}).experiment_name == "lecture"
 
 
-@pytest.mark.parametrize("name", ["quickstart", "lecture-grid", "random-asha"])
+@pytest.mark.parametrize("name", ["quickstart", "lecture-grid", "random-asha", "accurate-and-fast"])
 def test_examples_load(name):
     config = load_sweep(REPO / "sweeps" / f"{name}.yaml")
     assert config.name == name
