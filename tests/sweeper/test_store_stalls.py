@@ -146,3 +146,99 @@ def test_artifact_disk_full_mid_trial(tmp_path, ray_local, artifact_disk):
     add_row("artifact folder's disk full mid-trial (16 MB tmpfs under `mlruns/`)", LOAD,
             f"1/1 (exit 4 after {stopped:.0f} s, one line; `resume` finished: {finished} FINISHED, "
             f"{EPOCHS} steps each)", counted.steps_lost, len(counted.zombies))
+
+
+PATIENCE = 20
+SLACK = 15  # a loaded 2-core machine: the driver's own exit (Ray tasks cancelled, cleanup's single tries)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real ``mlflow server`` (SQLite behind it, artifacts served), in its own process group:
+    yields ``(url, group id)``; continued (if stopped) and ended after the test."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                             "--artifacts-destination", str(tmp_path / "server-artifacts")],
+                            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    try:
+        wait_for(lambda: _answers(url) or proc.poll() is not None, 180, "mlflow server to answer")
+        assert proc.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+        yield url, proc.pid
+    finally:
+        for sig in (signal.SIGCONT, signal.SIGTERM):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        log.close()
+
+
+def _server_env(tmp_path) -> dict:
+    """The child's own bounds: no HTTP settings inherited from this process's MLflow client."""
+    env = {k: v for k, v in _env(tmp_path).items() if not k.startswith("MLFLOW_HTTP_REQUEST_")}
+    return {**env, "SWEEPER_STORE_PATIENCE": str(PATIENCE)}
+
+
+def test_server_that_stops_answering_mid_run(tmp_path, ray_local, mlflow_server):
+    """The server SIGSTOPped mid-sweep: connections are accepted (the kernel's backlog) and never
+    answered. The driver gives up within the patience, exit 4, one line; continued, the server
+    serves ``resume``, which finishes the sweep."""
+    url, group = mlflow_server
+    name = "server-stopped"
+    path = sweep_file(tmp_path, name, url, **HEAVY)
+    env = _server_env(tmp_path)
+    proc = subprocess.Popen([*CLI, "run", str(path), "--address", ray_local, "-q"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stopped_server = False
+    try:
+        wait_for(lambda: _past_epoch(url, name, 2) or proc.poll() is not None, 300, "a trial past epoch 2")
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        os.killpg(group, signal.SIGSTOP)
+        stopped_server, began = True, time.monotonic()
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=5):
+            pass  # it still accepts: the fault is silence, not a refusal
+        line = _stops_with_one_line(proc, name, timeout=PATIENCE + 240)
+        stopped = time.monotonic() - began
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if stopped_server:
+            os.killpg(group, signal.SIGCONT)
+    assert "no answer for" in line, line
+    assert stopped < PATIENCE + SLACK, f"the driver took {stopped:.0f}s to stop (patience {PATIENCE}s)"
+    wait_for(lambda: _answers(url), 60, "the continued server to answer")
+    wait_for(lambda: not _trial_processes(NAMES), 60, "the trials' Ray tasks to end")
+    before = _steps_per_run(url, name)
+    _no_duplicate_steps(before)
+    resumed, said = _resume(name, url, ray_local, tmp_path, {**env, "SWEEPER_STORE_PATIENCE": "120"})
+    counted, finished = _finished_once(url, name)
+    print(f"server SIGSTOPped: exit 4 {stopped:.1f} s after the stop (patience {PATIENCE} s): {line}\n"
+          f"steps per run then {before}; resume {resumed:.0f} s; {finished} FINISHED runs, each steps 1..{EPOCHS} once")
+    add_row(f"MLflow server stopped (SIGSTOP: accepts, never answers) mid-sweep, patience {PATIENCE} s",
+            LOAD, f"1/1 (exit 4 after {stopped:.0f} s, one line; `resume` finished: {finished} FINISHED, "
+            f"{EPOCHS} steps each)", counted.steps_lost, len(counted.zombies))
