@@ -15,15 +15,20 @@ the same value, statuses and artifacts overwrite themselves, and a metric batch 
 (same key, step, value and timestamp) is stored once. A ``create_run`` whose answer was lost can
 leave an extra SCHEDULED run of this submission; the driver's reconciliation marks it KILLED.
 
-The patience bounds the whole wait, tries included: a try is not started when the time left is
-shorter than the longest try so far, so a call gives up within the patience (plus at most one
-try's bound). Each try is itself bounded from the patience (:func:`try_seconds`): over HTTP,
-MLflow's client retries each request itself (by default 7 times over about 4 minutes per call)
-and waits 120 s for an answer; :func:`bound_http_retries` sets ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``
-to 0 and ``MLFLOW_HTTP_REQUEST_TIMEOUT`` to the try bound (unless the environment sets them), so
-a server that accepts connections but never answers costs one try bound per try. For SQLite,
-MLflow asks for a 20 s busy timeout on every session; :func:`bound_sqlite_waits` makes it the
-try bound, so a database locked by another process is retried here, within the patience.
+The patience bounds the whole wait, tries included: a call's deadline is its first try's start
+plus the patience; no try is started with less than :data:`MIN_TRY` left before it (the last
+wait is cut short so that one more try fits), and each try is bounded by :func:`try_bound`, the
+try bound (:func:`try_seconds`, a quarter of the patience) cut to the time left, so the last try
+ends by the deadline too. Over HTTP, MLflow's client
+retries each request itself (by default 7 times over about 4 minutes per call) and waits 120 s
+for an answer; :func:`bound_http_retries` sets ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` to 0 and
+``MLFLOW_HTTP_REQUEST_TIMEOUT`` to the try's bound, whole seconds (unless the environment sets
+them), so a server that accepts connections but never answers costs one bound per try. For
+SQLite, MLflow asks for a 20 s busy timeout on every session; :func:`bound_sqlite_waits` makes it
+the try's bound, read when each session (and connection) starts, so a database locked by another
+process is retried here, and a try of several sessions (opening a store) waits no later than the
+deadline either. What is not bounded: a PostgreSQL statement (no client-side timeout is set), and
+an HTTP answer trickled a byte at a time (the timeout is per socket read).
 
 Signals are held while a call to a database-backed store runs (:func:`deferring`): Python runs
 a signal handler between any two bytecodes, and a ``KeyboardInterrupt`` raised inside SQLAlchemy's
@@ -65,7 +70,7 @@ _TRANSIENT = ("api request to", "max retries exceeded", "connection refused", "c
 _TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "SERVICE_UNDER_MAINTENANCE"}
 
 
-_state = threading.local()  # depth: store calls running on this thread; held: (handler, signum)
+_state = threading.local()  # depth: store calls running on this thread; held: (handler, signum); deadline
 
 
 def deferring(handler: Callable) -> Callable:
@@ -115,15 +120,33 @@ def try_seconds(value: Optional[float] = None) -> float:
     return min(MAX_TRY, max(MIN_TRY, patience(value) / 4))
 
 
+def try_bound(value: Optional[float] = None) -> float:
+    """The bound of the try running now on this thread: :func:`try_seconds`, cut to the time left
+    before its call's deadline (outside a call: :func:`try_seconds`)."""
+    bound = try_seconds(value)
+    deadline = getattr(_state, "deadline", None)
+    return bound if deadline is None else max(0.0, min(bound, deadline - time.monotonic()))
+
+
+def remaining() -> float:
+    """Seconds left before the deadline of the call running on this thread, else :func:`patience`:
+    for a wait inside a try (a lock file) that is not a store call of its own."""
+    deadline = getattr(_state, "deadline", None)
+    return patience() if deadline is None else max(0.0, deadline - time.monotonic())
+
+
 _OURS: dict = {}  # the values bound_http_retries set, so that a later patience may change them
 
 
-def bound_http_retries(value: Optional[float] = None) -> None:
+def bound_http_retries(value: Optional[float] = None, seconds: Optional[float] = None) -> None:
     """MLflow's own HTTP retries off and its timeout the try bound in this process (this module
     retries within the patience), unless the user's environment sets them (MLflow reads them on
-    every request)."""
-    for name, wanted in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"),
-                         ("MLFLOW_HTTP_REQUEST_TIMEOUT", f"{max(1, round(try_seconds(value)))}")):
+    every request). ``seconds``: this try's bound, when shorter (whole seconds, at least 1: MLflow
+    reads an integer)."""
+    bound = try_seconds(value)
+    # A try's own bound is rounded down, so that it ends by its call's deadline.
+    timeout = round(bound) if seconds is None else int(min(seconds, bound))
+    for name, wanted in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", f"{max(1, timeout)}")):
         current = os.environ.get(name)
         if current is None or current == _OURS.get(name):
             os.environ[name] = _OURS[name] = wanted
@@ -140,8 +163,8 @@ def bound_sqlite_waits() -> None:
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    def busy_ms() -> int:
-        return int(try_seconds() * 1000)
+    def busy_ms() -> int:  # read as each session starts: the try's bound, to its call's deadline
+        return int(try_bound() * 1000)
 
     def on_connect(dbapi_connection, record):
         if type(dbapi_connection).__module__.startswith("sqlite3"):
@@ -194,39 +217,56 @@ def is_transient(exc: BaseException) -> bool:
 def call(fn: Callable, *args, _patience: Optional[float] = None, _what: str = "", _shield: bool = False,
          **kwargs):
     """``fn(*args, **kwargs)``, tried again on transient errors for up to :func:`patience` seconds;
-    ``_shield``: signals handled through :func:`deferring` wait for each try to return."""
-    attempt = (lambda: _shielded(fn, args, kwargs)) if _shield else (lambda: fn(*args, **kwargs))
-    bound_http_retries(_patience)
+    ``_shield``: signals handled through :func:`deferring` wait for each try to return.
+
+    Every try ends by the call's deadline (its start plus the patience, at least :data:`MIN_TRY`):
+    none is started with less than :data:`MIN_TRY` left, and each is bounded by :func:`try_bound`.
+    A call made inside another's try keeps the earlier deadline."""
+    budget = patience(_patience)
     began = time.monotonic()
+    outer = getattr(_state, "deadline", None)
+    deadline = began + max(budget, MIN_TRY)
+    if outer is not None:
+        deadline = min(deadline, outer)
+
+    def attempt():
+        _state.deadline = deadline
+        bound_http_retries(_patience, deadline - time.monotonic())
+        try:
+            return _shielded(fn, args, kwargs) if _shield else fn(*args, **kwargs)
+        finally:
+            _state.deadline = outer
+
     try:
         return attempt()
     except Exception as exc:  # noqa: BLE001 -- sorted below
         if not is_transient(exc):
             raise
         first = exc
-    budget = patience(_patience)
-    longest = time.monotonic() - began  # the longest try so far: none is started that would end late
+    finally:
+        bound_http_retries(_patience)  # the whole try bound again, for calls that are not retried (a heartbeat)
     delay, tries = BACKOFF[0], 1
     last: BaseException = first
     name = _what or getattr(fn, "__name__", "call")
     if budget > 0:
         _log.warning("tracking store: %s failed (%s); trying again for up to %.0f s", name, _short(first), budget)
-    while time.monotonic() - began + delay + longest <= budget:
-        time.sleep(delay)
-        delay = min(delay * 2, BACKOFF[1])
-        tries += 1
-        start = time.monotonic()
-        try:
-            result = attempt()
-        except Exception as exc:  # noqa: BLE001
-            if not is_transient(exc):
-                raise
-            last = exc
-            continue
-        finally:
-            longest = max(longest, time.monotonic() - start)
-        _log.warning("tracking store: %s succeeded after %.0f s (%d tries)", name, time.monotonic() - began, tries)
-        return result
+    try:
+        while deadline - time.monotonic() > MIN_TRY:  # (after a try with exactly MIN_TRY left: none more)
+            # The last wait is cut short so that one more try fits, with MIN_TRY left for it.
+            time.sleep(max(0.0, min(delay, deadline - time.monotonic() - MIN_TRY)))
+            delay = min(delay * 2, BACKOFF[1])
+            tries += 1
+            try:
+                result = attempt()
+            except Exception as exc:  # noqa: BLE001
+                if not is_transient(exc):
+                    raise
+                last = exc
+                continue
+            _log.warning("tracking store: %s succeeded after %.0f s (%d tries)", name, time.monotonic() - began, tries)
+            return result
+    finally:
+        bound_http_retries(_patience)
     raise StoreUnavailable(f"no answer for {time.monotonic() - began:.0f} s ({tries} tries of {name}): "
                            f"{_short(last)}") from last
 
@@ -303,4 +343,4 @@ class RetryingClient:
 
 
 __all__ = ["PATIENCE", "StoreUnavailable", "RetryingClient", "call", "is_transient", "is_store_error", "describe", "patience",
-           "bound_http_retries", "bound_sqlite_waits", "try_seconds", "deferring"]
+           "bound_http_retries", "bound_sqlite_waits", "try_seconds", "try_bound", "remaining", "deferring"]

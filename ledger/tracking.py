@@ -74,8 +74,8 @@ def _creation_lock(uri: str):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{path}.lock", "a") as lock:
-        began, wait = time.monotonic(), retry.patience()
-        while True:  # the patience bounds this wait too: a process stuck creating the store is given up on
+        began, wait = time.monotonic(), retry.remaining()
+        while True:  # the call's deadline bounds this wait too: a process stuck creating the store is given up on
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break

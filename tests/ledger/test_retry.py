@@ -78,7 +78,7 @@ def test_call_gives_up_after_the_patience_with_the_last_error(monkeypatch):
     with pytest.raises(StoreUnavailable, match="no answer for .* tries of down") as info:
         call(down, _patience=30)
     assert isinstance(info.value.__cause__, ConnectionRefusedError)
-    assert tries == [0, 1, 3, 7, 15, 25]  # 1, 2, 4, 8, then 10 s apart; the next would pass 30 s
+    assert tries == [0, 1, 3, 7, 15, 25, 29]  # 1, 2, 4, 8, then 10 s apart; the last wait cut to fit a try
     assert is_store_error(info.value) and not is_transient(info.value)
 
 
@@ -117,11 +117,11 @@ def test_a_real_client_against_a_closed_port_gives_up_within_its_patience(monkey
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    client = RetryingClient(MlflowClient(f"http://127.0.0.1:{port}"), patience_s=4)
+    client = RetryingClient(MlflowClient(f"http://127.0.0.1:{port}"), patience_s=5)
     began = time.monotonic()
-    with pytest.raises(StoreUnavailable, match="tries of get_run"):
+    with pytest.raises(StoreUnavailable, match="4 tries of get_run"):
         client.get_run("0" * 32)
-    assert 2.5 <= time.monotonic() - began < 20  # tries at 0, 1 and 3 s
+    assert 3.5 <= time.monotonic() - began < 20  # tries at 0, 1, 3 and 4 s (the last wait cut: 1 s left)
     assert client.tracking_uri.endswith(str(port))  # plain attributes pass through
 
 
@@ -164,3 +164,56 @@ def test_only_database_stores_hold_signals(tmp_path):
 
     assert client(f"sqlite:///{tmp_path}/m.db")._shield
     assert not retry.RetryingClient(object())._shield
+
+
+def test_no_try_ends_past_the_deadline_when_later_tries_hang(monkeypatch):
+    """The first try fails at once (connection refused), the later ones hang for their whole bound
+    (a server that came back stuck): the last try is cut to the time left, so the call gives up by
+    the patience, not a try's bound later."""
+    clock = [0.0]
+    monkeypatch.setattr(retry.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(retry.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    tries = []
+
+    def stuck():
+        bound = retry.try_bound()
+        tries.append((clock[0], bound))
+        if len(tries) == 1:
+            raise ConnectionRefusedError("connection refused")
+        clock[0] += bound  # waits its whole bound, then times out
+        raise TimeoutError("timed out")
+
+    with pytest.raises(StoreUnavailable):
+        call(stuck, _patience=30)
+    assert retry.try_seconds(30) == 7.5
+    assert all(start + bound <= 30 for start, bound in tries), tries
+    assert clock[0] <= 30 and tries[-1][1] >= retry.MIN_TRY, tries
+    assert tries[-1][1] < 7.5, tries  # the last one was cut short (it would have ended past 30 s)
+
+
+def test_a_call_inside_a_try_keeps_the_outer_deadline(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(retry.time, "monotonic", lambda: clock[0])
+    seen = []
+
+    def inner():
+        seen.append(retry.remaining())
+        return "ok"
+
+    def outer():
+        clock[0] += 4
+        return call(inner, _patience=100)
+
+    assert call(outer, _patience=10) == "ok"
+    assert seen == [6.0]  # the outer call's 10 s, 4 of them spent
+    assert retry.try_bound(10) == retry.try_seconds(10) and retry.remaining() == retry.patience()  # outside a call
+
+
+def test_http_timeout_follows_the_time_left(monkeypatch):
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        if retry.os.environ.get(name) != retry._OURS.get(name):
+            monkeypatch.delenv(name, raising=False)
+    retry.bound_http_retries(40, seconds=3.7)
+    assert retry.os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "3"  # rounded down: it ends in time
+    retry.bound_http_retries(40)
+    assert retry.os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "10"

@@ -195,3 +195,43 @@ def test_a_creation_lock_held_elsewhere(tmp_path, patience):
             tracking.client.cache_clear()
     assert PATIENCE <= seconds < bound(), seconds
     assert fcntl  # the lock is fcntl's, as tracking._creation_lock takes it
+
+
+TIGHT = 1.5  # seconds past the patience allowed to a call in this process: the try's own rounding, a loaded machine
+
+
+@pytest.mark.parametrize("fault", ["sqlite lock at opening", "sqlite lock mid-run", "silent server"])
+def test_every_wait_ends_by_the_patience(fault, tmp_path, monkeypatch, record_figure):
+    """The store's waits stay within the patience, the last try included (no try's bound over),
+    with a patience (6 s) that leaves room for several tries of 1.5 s."""
+    patience_s = 6.0
+    monkeypatch.setenv("SWEEPER_STORE_PATIENCE", str(patience_s))
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        if os.environ.get(name) != retry._OURS.get(name):
+            monkeypatch.delenv(name, raising=False)
+    server = holder = None
+    if fault == "silent server":
+        server = SilentServer()
+        target = lambda: tracking.client(f"http://127.0.0.1:{server.port}")  # noqa: E731
+    else:
+        uri = store(tmp_path)
+        if fault == "sqlite lock at opening":
+            tracking.client.cache_clear()
+            target = lambda: tracking.client(uri)  # noqa: E731
+        else:
+            t = tracking.Tracker(uri)
+            exp = t.client.create_experiment("tight")
+            target = lambda: t.client.set_experiment_tag(exp, "k", "v")  # noqa: E731
+        holder = LockHolder(tmp_path / "mlflow.db")
+    began = time.monotonic()
+    try:
+        with pytest.raises(StoreUnavailable):
+            target()
+    finally:
+        seconds = time.monotonic() - began
+        for closer in (server, holder):
+            if closer is not None:
+                closer.close()
+        tracking.client.cache_clear()
+    assert patience_s - retry.MIN_TRY - 1.0 <= seconds <= patience_s + TIGHT, seconds
+    record_figure(f"store: {fault}, patience {patience_s:g} s: gave up after {seconds:.2f} s")

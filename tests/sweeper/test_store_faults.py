@@ -9,8 +9,8 @@ Real local Ray, real SQLite stores, the CLI in child processes:
 * the artifact folder deleted: ``resume NAME`` says to give the file (exit 2, one line);
   ``resume FILE`` trains the trials whose checkpoints are gone from epoch 1, with a note.
 
-What these cannot simulate: an NFS store that hangs (a call blocks, it does not fail), and a
-disk that fills under MLflow's artifact folder rather than under the database.
+What these cannot simulate: an NFS store that hangs (a call blocks, it does not fail). A disk
+that fills under the artifact folder, and a server that stops answering: test_store_stalls.py.
 """
 import os
 import shutil
