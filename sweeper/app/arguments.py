@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Optional
 
 from sweeper.spec.names import sweep_name_problem
 
@@ -42,6 +43,22 @@ def sweep_name(name: str) -> str:
     if problem is not None:
         raise BadArgument(f"{name!r} is not a valid sweep name: {problem}")
     return name
+
+
+def sweep_name_or_file(value: str, tracking_uri: Optional[str]) -> tuple[str, Optional[str]]:
+    """``(sweep name, tracking URI)`` of ``value``: a sweep name as it is, or a sweep file read for
+    its ``name`` and, unless ``tracking_uri`` is given, its ``mlflow.tracking_uri``. Users type the
+    file they ran as often as its name; a bad file exits 2 as ``validate`` would."""
+    try:
+        is_file = Path(value).is_file()
+    except (OSError, ValueError):  # a name too long for a path, a NUL
+        is_file = False
+    if not is_file:
+        return sweep_name(value), tracking_uri
+    from sweeper.spec.config import load_sweep
+
+    config = load_sweep(value)
+    return config.name, tracking_uri or config.mlflow.tracking_uri
 
 
 def writable_folder(folder: Path, what: str) -> Path:

@@ -24,7 +24,7 @@ from typing import Callable, Optional, Sequence
 from cnn.dataset import DataError
 from sweeper.app.errors import (EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK,
                                 EXIT_TERMINATED, EXIT_UNAVAILABLE, classify, debug_traceback, first_line, is_cluster_error)
-from sweeper.app.arguments import (BadArgument, port_number, positive_int, repeat_index,  # noqa: F401
+from sweeper.app.arguments import (BadArgument, port_number, positive_int, repeat_index, sweep_name_or_file,  # noqa: F401
                                    sweep_name, writable_file, writable_folder)
 from sweeper.app.submit import CLUSTER_ARGS
 from sweeper.spec.config import load_sweep
@@ -191,13 +191,13 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 @command("status", "counts per state, stale runs, failures with reasons and the best points of a sweep",
-         arg("name", metavar="NAME"), TRACKING, arg("--top", type=positive_int, default=5, help="best points to list"),
+         arg("name", metavar="NAME_OR_FILE"), TRACKING, arg("--top", type=positive_int, default=5, help="best points to list"),
          STALE)
 def _status(args: argparse.Namespace) -> int:
     from sweeper import api
     from sweeper.app.status import status_text
 
-    sweep_name(args.name)
+    args.name, args.tracking_uri = sweep_name_or_file(args.name, args.tracking_uri)
     print(status_text(api.status(args.name, args.tracking_uri, args.top, args.stale_after)))
     return EXIT_OK
 
@@ -217,7 +217,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 @command("report", "write a report of a sweep (which knobs matter, with intervals) and attach it to MLflow",
-         arg("name", metavar="NAME"), TRACKING,
+         arg("name", metavar="NAME_OR_FILE"), TRACKING,
          arg("--out", metavar="DIR", default=None, help="folder to write into (default: reports/NAME)"),
          arg("--against", metavar="OTHER", default=None, help="compare with sweep OTHER (matched points side by side)"),
          arg("--attach", action=argparse.BooleanOptionalAction, default=True,
@@ -226,9 +226,9 @@ def _train(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from sweeper.app.report import report_command
 
-    sweep_name(args.name)
+    args.name, args.tracking_uri = sweep_name_or_file(args.name, args.tracking_uri)
     if args.against:
-        sweep_name(args.against)
+        args.against, _ = sweep_name_or_file(args.against, None)
     writable_folder(Path(args.out) if args.out else Path("reports") / args.name, "--out" if args.out else "report folder")
     return report_command(args.name, args.tracking_uri, args.out, args.attach, args.against)
 

@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 
 #: Fraction of the single-thread float32 matmul rate that training reaches (im2col copies, the
 #: elementwise layers, pooling, Python overhead around small matmuls) when this machine has no
-#: calibration file. The estimate scales as 1 / efficiency.
-EFFICIENCY = 0.05
+#: calibration file. The estimate scales as 1 / efficiency. ``benchmarks.calibrate`` measured
+#: medians of 0.14 (Intel Xeon) and 0.22 (AMD EPYC) on the project's 2-core machines: the lower
+#: one, so that an uncalibrated ETA errs long.
+EFFICIENCY = 0.14
 #: Written by ``python -m benchmarks.calibrate`` (``make bench``): {"efficiency": ..., "cpu": ...}.
 CALIBRATION_ENV = "CNN_SWEEPER_CALIBRATION"
 #: float64 matmuls run at about half the float32 rate.

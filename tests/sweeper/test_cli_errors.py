@@ -62,6 +62,17 @@ def test_names_on_the_command_line_are_checked_first(command, name, capsys, tmp_
     assert list(tmp_path.iterdir()) == []  # nothing written, no store created
 
 
+@pytest.mark.parametrize("command", ["status", "report"])
+def test_a_bad_sweep_file_in_place_of_a_name_exits_2_naming_it(command, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmethod: bogus\n")
+    assert main([command, str(bad), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]) == 2
+    line = one_line(capsys)
+    assert line.startswith(str(bad)) and "method" in line and "(line 2)" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
 def test_report_out_must_be_a_writable_folder(capsys, tmp_path):
     afile = tmp_path / "a-file"
     afile.write_text("x")

@@ -140,6 +140,11 @@ def test_a_sweep_in_an_experiment_of_another_name_is_found_by_its_name(tmp_path,
     assert main(["report", "e2e-renamed", "--tracking-uri", mlflow_uri, "--out", str(tmp_path / "report")]) == 0
     assert any((tmp_path / "report").iterdir())
     assert main(["resume", "e2e-renamed", "--tracking-uri", mlflow_uri, "-q"]) == 0  # nothing left to train
+    capsys.readouterr()  # the file it ran names it too, with the store the file gives
+    assert main(["status", str(path)]) == 0
+    assert "sweep e2e-renamed" in capsys.readouterr().out
+    assert main(["report", str(path), "--out", str(tmp_path / "by-file")]) == 0
+    assert any((tmp_path / "by-file").iterdir())
 
 
 def test_diverging_trial_fails_with_reason_and_the_rest_finish(tmp_path, ray_local, mlflow_uri):
