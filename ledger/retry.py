@@ -27,8 +27,8 @@ them), so a server that accepts connections but never answers costs one bound pe
 SQLite, MLflow asks for a 20 s busy timeout on every session; :func:`bound_sqlite_waits` makes it
 the try's bound, read when each session (and connection) starts, so a database locked by another
 process is retried here, and a try of several sessions (opening a store) waits no later than the
-deadline either. What is not bounded: a PostgreSQL statement (no client-side timeout is set), and
-an HTTP answer trickled a byte at a time (the timeout is per socket read).
+deadline either; a PostgreSQL session gets the same bound as its ``statement_timeout``. What is not
+bounded: an HTTP answer trickled a byte at a time (the timeout is per socket read).
 
 Signals are held while a call to a database-backed store runs (:func:`deferring`): Python runs
 a signal handler between any two bytecodes, and a ``KeyboardInterrupt`` raised inside SQLAlchemy's
@@ -157,11 +157,14 @@ _SQLITE_BOUND = []
 
 def bound_sqlite_waits() -> None:
     """Every SQLite connection of this process waits at most the try bound for a lock (MLflow sets
-    20 s on each session; opening a store, Python's 5 s): installed once, for every engine."""
+    20 s on each session; opening a store, Python's 5 s), and every PostgreSQL session's statements
+    at most the try bound (``statement_timeout``), connecting ``PGCONNECT_TIMEOUT``: installed once,
+    for every engine."""
     if _SQLITE_BOUND:
         return
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import Pool
 
     def busy_ms() -> int:  # read as each session starts: the try's bound, to its call's deadline
         return int(try_bound() * 1000)
@@ -170,12 +173,23 @@ def bound_sqlite_waits() -> None:
         if type(dbapi_connection).__module__.startswith("sqlite3"):
             dbapi_connection.execute(f"PRAGMA busy_timeout = {busy_ms()}")
 
+    def on_checkout(dbapi_connection, record, proxy):
+        # PostgreSQL has no busy timeout: a statement stuck on a lock or a hung server would wait
+        # for ever. Each session gets the try's bound as its statement and lock timeouts.
+        if type(dbapi_connection).__module__.startswith("psycopg"):
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"SET statement_timeout = {max(1, busy_ms())}")
+            cursor.close()
+
     def on_execute(conn, cursor, statement, parameters, context, executemany):
         if conn.dialect.name == "sqlite" and statement.lstrip().upper().startswith("PRAGMA BUSY_TIMEOUT"):
             statement = f"PRAGMA busy_timeout = {busy_ms()};"
         return statement, parameters
 
+    # libpq's own wait for a connection (seconds, at least 2 as libpq requires)
+    os.environ.setdefault("PGCONNECT_TIMEOUT", str(max(2, int(try_seconds()))))
     event.listen(Engine, "connect", on_connect)
+    event.listen(Pool, "checkout", on_checkout)
     event.listen(Engine, "before_cursor_execute", on_execute, retval=True)
     _SQLITE_BOUND.append(True)
 
