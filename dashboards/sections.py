@@ -18,6 +18,7 @@ from .analysis import TOP, Facts, Findings, analyse
 from .compare import matched
 from .conclusion import conclusion
 from .document import Section, interval, markdown_item, number
+from ledger.tracking import shown_uri
 from .front import pareto
 from .nextsweep import changes
 
@@ -224,7 +225,7 @@ def against(f: Facts, found: Findings) -> list[Section]:
 def about(f: Facts, found: Findings) -> list[Section]:
     runs, selection = f.runs, f.selection
     section = Section("About this report")
-    section.text(f"Sweep {f.name}: {len(runs)} trial run(s) in {f.uri}, {len(found.points)} point(s) with finished "
+    section.text(f"Sweep {f.name}: {len(runs)} trial run(s) in {shown_uri(f.uri)}, {len(found.points)} point(s) with finished "
                  f"trials; swept: {', '.join(found.swept) or 'nothing'}. Generated "
                  f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}.")
     if f.parent:

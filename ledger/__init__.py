@@ -13,7 +13,7 @@ costs nothing, and MLflow and pandas are imported only by the modules that need 
 import importlib
 
 _EXPORTS = {
-    "Tracker": "tracking", "resolve_tracking_uri": "tracking", "knob_params": "schema",
+    "Tracker": "tracking", "resolve_tracking_uri": "tracking", "shown_uri": "tracking", "knob_params": "schema",
     "KIND": "tracking", "POINT": "tracking", "REPEAT": "tracking", "ATTEMPT": "tracking", "REASON": "tracking",
     "NAME": "tracking", "SUBMISSION": "tracking", "ERROR_KIND": "tracking", "DETERMINISTIC": "tracking",
     "RunRecorder": "recorder",

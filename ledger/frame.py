@@ -21,7 +21,7 @@ import pandas as pd
 
 from .schema import (ATTEMPT, COMMAND, DATA_PREFIX, EPOCH_METRICS, FINAL_METRICS, METHOD, MODEL_PARAMS, PARENT_RUN,
                      POINT, REASON, REPEAT, RESUMED_AT, RESUMED_FROM, STOPPED_EARLY, SUBMISSION, SWEPT, TRIAL_PARAMS)
-from .tracking import SweepNotFound, Tracker, resolve_tracking_uri
+from .tracking import SweepNotFound, Tracker, resolve_tracking_uri, shown_uri
 
 #: The five knobs the lecture compares; reports list them first, swept or not.
 LECTURE_KNOBS = ("kernel_size", "depth", "stride", "padding", "pooling")
@@ -90,7 +90,7 @@ def experiment_for(tracking_uri: Optional[str], sweep_name: str) -> tuple[Tracke
     tracker = Tracker(resolve_tracking_uri(tracking_uri))
     experiment_id = tracker.find_sweep(sweep_name)
     if experiment_id is None:
-        raise SweepNotFound(f"no sweep named {sweep_name!r} in {tracker.uri}")
+        raise SweepNotFound(f"no sweep named {sweep_name!r} in {shown_uri(tracker.uri)}")
     return tracker, experiment_id
 
 

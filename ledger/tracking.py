@@ -50,6 +50,21 @@ def resolve_tracking_uri(uri: Optional[str] = None) -> str:
     return uri
 
 
+def shown_uri(uri: str) -> str:
+    """``uri`` fit for a console or a report: a password in it (``postgresql://user:secret@host``)
+    replaced by ``***``, as SQLAlchemy shows its URLs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+        if parts.password is None:
+            return uri
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    except ValueError:
+        return uri
+
+
 def sqlite_path(uri: str) -> Optional[Path]:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 

@@ -311,7 +311,9 @@ def _store_uri(args: argparse.Namespace) -> str:
     try:
         from ledger.tracking import resolve_tracking_uri
 
-        return resolve_tracking_uri(uri)
+        from ledger.tracking import shown_uri
+
+        return shown_uri(resolve_tracking_uri(uri))
     except Exception:  # noqa: BLE001
         return uri or os.environ.get("MLFLOW_TRACKING_URI") or "the default MLflow store"
 

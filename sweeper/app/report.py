@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from ledger import links
+from ledger.tracking import shown_uri
 from sweeper.exits import EXIT_OK, EXIT_UNAVAILABLE
 #: Where reports go unless ``--out`` says otherwise: ``reports/<sweep name>/``.
 DEFAULT_ROOT = Path("reports")
@@ -75,8 +76,8 @@ def ui_command(name: Optional[str], tracking_uri: Optional[str] = None, port: in
         tracker, experiment_id = experiment_for(uri, name)
         address = links.sweep_url(tracker, experiment_id, base)
     elif uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
-        raise SweepNotFound(f"no MLflow store at {uri}")
-    print(f"MLflow UI on {uri}: {address}  (Ctrl-C to stop)", flush=True)
+        raise SweepNotFound(f"no MLflow store at {shown_uri(uri)}")
+    print(f"MLflow UI on {shown_uri(uri)}: {address}  (Ctrl-C to stop)", flush=True)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                "--port", str(port), "--workers", "1"]
     if not verbose:

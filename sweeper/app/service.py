@@ -20,7 +20,7 @@ from ledger.schema import DATA_PREFIX, METHOD, OVERRIDES, knob_params
 from ledger.selection import selection_tags
 from ledger.submission import Submission
 from ledger.sweeps import dataset_entity, find_parent
-from ledger.tracking import SweepNotFound, Tracker, resolve_tracking_uri
+from ledger.tracking import SweepNotFound, Tracker, resolve_tracking_uri, shown_uri
 from sweeper.exits import EXIT_FAILED, EXIT_OK, first_line
 from sweeper.plan.cost import duration
 from sweeper.plan.data import PreparedData, data_facts, min_classes, prepare_data
@@ -255,7 +255,7 @@ def sweep_source(tracking_uri: Optional[str], target: str) -> tuple[str, list[st
     experiment_id = tracker.find_sweep(target)
     parent = find_parent(tracker, experiment_id) if experiment_id else None
     if parent is None:
-        raise SweepNotFound(f"no sweep named {target!r} in {tracker.uri} (give the sweep file instead)")
+        raise SweepNotFound(f"no sweep named {target!r} in {shown_uri(tracker.uri)} (give the sweep file instead)")
     try:
         text = tracker.sweep_text(parent.info.run_id)
     except StoreUnavailable:

@@ -29,7 +29,7 @@ from ledger.liveness import Owners, owner_from_record, stale_after
 from ledger.schema import ACTIVE, REASON, SUBMISSION
 from ledger.submission import records
 from ledger.sweeps import find_parent
-from ledger.tracking import SweepNotFound, Tracker, resolve_tracking_uri
+from ledger.tracking import SweepNotFound, Tracker, resolve_tracking_uri, shown_uri
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def sweep_status(name: str, tracking_uri: Optional[str] = None, top: int = 5,
     tracker = Tracker(resolve_tracking_uri(tracking_uri))
     experiment_id = tracker.find_sweep(name)
     if experiment_id is None:
-        raise SweepNotFound(f"no sweep named {name!r} in {tracker.uri}")
+        raise SweepNotFound(f"no sweep named {name!r} in {shown_uri(tracker.uri)}")
     timeout = stale_after(stale_seconds)
     runs = tracker.trials(experiment_id)
     owners = Owners(tracker, timeout)
@@ -140,13 +140,13 @@ def _next_step(name: str, states: dict, submissions: list[dict]) -> str:
         what = f"the {left} trial(s) left by lost or interrupted submissions" if left else "the interrupted trials"
         return f"`sweeper resume {name}` finishes {what} from their last checkpoints"
     if states.get("FAILED"):
-        return f"see the failures above; `sweeper run FILE --retry-failed` trains them again"
+        return "see the failures above; `sweeper run FILE --retry-failed` trains them again"
     return f"`sweeper report {name}` says which knobs matter"
 
 
 def status_text(status: SweepStatus) -> str:
-    lines = [f"sweep {status.name} ({status.uri}): {status.trials} trial(s) recorded in {status.runs} run(s)",
-             f"states: " + ", ".join(f"{k} {v}" for k, v in sorted(status.states.items()))]
+    lines = [f"sweep {status.name} ({shown_uri(status.uri)}): {status.trials} trial(s) recorded in {status.runs} run(s)",
+             "states: " + ", ".join(f"{k} {v}" for k, v in sorted(status.states.items()))]
     if status.submissions:
         lines.append(f"submissions ({len(status.submissions)}):")
         for s in status.submissions:
