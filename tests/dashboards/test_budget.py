@@ -108,3 +108,21 @@ def test_a_sweep_without_stopping_reads_as_before(tmp_path):
     report = compose(Facts("syn", "sqlite:///x.db", runs, Selection(), tmp_path, epochs=history))
     md = to_markdown(list(report.sections), "syn")
     assert "Early stopping" not in md and "at epoch" not in md
+
+
+def test_a_store_whose_best_kernel_was_stopped_early_is_analysed_at_epoch_3(known, tmp_path):
+    """build_report reads every finished trial's curve when trials stopped at different epochs."""
+    from dashboards import build_report
+    from ledger import load_runs
+
+    uri, _, _ = known
+    build_report(uri, "stopped", tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert "12 of 18 trials ran to the end (9 epochs); early stopping ended 6 at epoch 3." in md
+    assert "Factorial ANOVA of val_accuracy at epoch 3 per trial" in md
+    means = md.split("## Means by value")[1].split("## Differences")[0]
+    runs = load_runs(uri, "stopped")
+    chosen = rank_points(runs, Selection()).index[0]
+    assert runs.set_index("point").loc[chosen, "kernel_size"] == 7  # chosen on final values, as before
+    best = [line for line in means.splitlines() if line.startswith("| kernel_size") and line.endswith("best |")]
+    assert best and best[0].startswith("| kernel_size | 5 |")  # last values: 5 the worst, 0.12 below the rest
