@@ -81,13 +81,16 @@ def build_report(tracking_uri: Optional[str], sweep_name: str, out_dir, against:
     ranked = rank_points(runs, selection)
     done = stats.finished_trials(runs)
     top = done[done["point"].isin(ranked.index[:TOP])]  # curves of the best points only: fast on 2,000 runs
-    history = (load_history(uri, sweep_name, top["run_id"], metrics=[selection.metric], runs=runs)
-               if with_plots and len(top) else pd.DataFrame(columns=["run_id", "epoch", "metric", "value"]))
     epochs = None
     if budget.common_epoch(runs, selection.metric) is not None:
         # Early stopping ended trials at different epochs: the knob analysis reads every finished
-        # trial's curve at a common epoch (one query on a database store).
+        # trial's curve at a common epoch (one query on a database store); the best points' are among them.
         epochs = load_history(uri, sweep_name, done["run_id"], metrics=[selection.metric], runs=runs)
+    if with_plots and len(top):
+        history = (epochs[epochs["run_id"].isin(top["run_id"])].reset_index(drop=True) if epochs is not None
+                   else load_history(uri, sweep_name, top["run_id"], metrics=[selection.metric], runs=runs))
+    else:
+        history = pd.DataFrame(columns=["run_id", "epoch", "metric", "value"])
     kernels = None
     if with_plots and len(ranked):
         best = stats.best_runs(top[top["point"] == ranked.index[0]], selection)
