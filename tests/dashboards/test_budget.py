@@ -14,7 +14,8 @@ from dashboards.document import to_markdown
 from dashboards.sections import compose
 from ledger import Selection, rank_points
 
-NOISE = {0: 0.0, 1: 0.002}  # repeat 1 a little better everywhere: the seed noise is known
+NOISE = {0: 0.0, 1: 0.002}
+PARENT = {"method": "random", "run_name": "syn", "status": "FINISHED", "run_id": "p0", "submissions": 1}  # repeat 1 a little better everywhere: the seed noise is known
 
 
 def curve(a: int, b: str, repeat: int, epoch: int) -> float:
@@ -126,3 +127,10 @@ def test_a_store_whose_best_kernel_was_stopped_early_is_analysed_at_epoch_3(know
     assert runs.set_index("point").loc[chosen, "kernel_size"] == 7  # chosen on final values, as before
     best = [line for line in means.splitlines() if line.startswith("| kernel_size") and line.endswith("best |")]
     assert best and best[0].startswith("| kernel_size | 5 |")  # last values: 5 the worst, 0.12 below the rest
+
+
+def test_importance_over_points_of_a_random_search_is_at_the_common_epoch_too(tmp_path):
+    runs, history = synthetic()
+    report = compose(Facts("syn", "sqlite:///x.db", runs, Selection(), tmp_path, PARENT, epochs=history))
+    importance = to_markdown(list(report.sections), "syn").split("Variance-based importance")[1]
+    assert "| a | 2 | 0.962 |" in importance  # a explains 25/26 of the variance at epoch 3; at the last epochs 1/2
