@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from ledger import Selection, rank_points
 
-from . import checks, inference, stats
+from . import budget, checks, inference, stats
 from .advice import Advice, advise
 from .nextsweep import NextSweepError, SweepFile, next_sweep
 
@@ -50,6 +50,9 @@ class Facts:
     kernels: Optional[np.ndarray] = None  # first-layer weights (F, C, kh, kw) of the chosen point's best repeat
     sweep: Optional[SweepFile] = None  # the sweep file the last submission ran with
     against: Optional[tuple[str, pd.DataFrame]] = None  # another sweep's name and runs, to compare with
+    # every finished trial's per-epoch selection metric (load_history's columns), loaded when early
+    # stopping ended trials at different epochs: the knob analysis reads them at a common epoch
+    epochs: Optional[pd.DataFrame] = None
 
 
 @dataclass(frozen=True)
@@ -66,15 +69,22 @@ class Choice:
 
 @dataclass(frozen=True)
 class Effects:
-    """What each swept knob does to the selection metric."""
+    """What each swept knob does to the selection metric: at ``epoch`` for every trial when early
+    stopping ended trials at different epochs (:mod:`dashboards.budget`), else its final value."""
 
-    table: pd.DataFrame  # inference.trials
+    table: pd.DataFrame  # inference.trials, y at `epoch` (or final)
     noise: tuple[float, int]  # pooled seed std of one trial, its df (NaN, 0 with one repeat)
     differences: pd.DataFrame  # inference.level_differences of every swept knob
     anova: pd.DataFrame
     notes: tuple[str, ...]  # what the ANOVA could not estimate
     means: Mapping[str, pd.DataFrame]  # per knob, inference.level_means
     numeric: frozenset  # knobs whose values are numbers (ordered, joined in plots)
+    points: pd.DataFrame  # stats.per_point at `epoch` (or final): for importance over points
+    epoch: Optional[int] = None  # the common budget: the largest epoch every analysed trial reached
+
+    def measure(self, metric: str) -> str:
+        """``val_accuracy`` or ``val_accuracy at epoch 3``: what the knob tables compare."""
+        return budget.measure(metric, self.epoch)
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,7 @@ class Findings:
     warnings: tuple[str, ...] = ()
     next_yaml: Optional[str] = None  # the next sweep file's text (None: the advice is to stop, or see next_problem)
     next_problem: Optional[str] = None  # why no next sweep file was written although the advice moves the grid
+    stopping: Optional[pd.DataFrame] = None  # budget.stopping: finished trials per epoch trained
 
     @property
     def chosen(self) -> Optional[str]:
@@ -146,8 +157,12 @@ def _analyse(facts: Facts) -> Findings:
     swept = tuple(s for s in stats.swept_fields(runs) if len(stats.ordered_labels(done[s].dropna())) > 1)
     ranked = rank_points(runs, selection)
     if ranked.empty:
-        return Findings(points, swept, ranked)
-    table = inference.trials(runs, swept, metric)
+        return Findings(points, swept, ranked, stopping=budget.stopping(runs, metric))
+    stopping = budget.stopping(runs, metric)
+    epoch = budget.common_epoch(runs, metric)
+    knob_runs = budget.at_epoch(runs, facts.epochs, metric, epoch) if epoch and facts.epochs is not None else runs
+    final = inference.trials(runs, swept, metric)  # the choice and the ranking: final values, ledger.selection
+    table = inference.trials(knob_runs, swept, metric)  # the knobs: at the common budget
     noise = inference.pooled_noise(table)
     chosen = ranked.index[0]
     differences = pd.concat([inference.level_differences(table, s, swept) for s in swept], ignore_index=True) \
@@ -166,19 +181,26 @@ def _analyse(facts: Facts) -> Findings:
     numeric = frozenset(s for s in swept if s not in binned and all(
         isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
         for v in raw[s].values()))
-    mine = table[table["point"] == chosen]
+    mine = final[final["point"] == chosen]
     chosen_runs = done[done["point"] == chosen]
     curve = stats.learning_curves(facts.history, runs, metric)
     curve = curve[curve["point"] == chosen] if len(curve) else None
     chosen_labels = {s: mine[s].iloc[0] for s in swept}
     advice = advise(selection, swept, means, differences, anova, not math.isnan(noise[0]), raw, chosen_labels,
                     sorted(binned), int(points["repeats"].max())) if swept else None
-    warnings = (*checks.noise(noise[0], ranked, differences, metric),
-                *checks.overfitting(chosen_runs, curve, noise[0], selection))
-    choice = Choice(ranked, chosen, inference.point_intervals(table), inference.versus(table, chosen),
+    final_noise = inference.pooled_noise(final)
+    # The gap between the top points against the final values' noise; the knobs' differences against
+    # the noise at their own budget (the one-repeat sentence only once).
+    warnings = (*checks.noise(final_noise[0], ranked, differences.iloc[0:0], metric),
+                *(checks.noise(noise[0], ranked.iloc[0:1], differences, metric)[int(math.isnan(noise[0])):]),
+                *checks.overfitting(chosen_runs, curve, final_noise[0], selection),
+                *checks.budget(epoch, facts.epochs is not None, budget.missing(knob_runs, runs, metric), metric))
+    choice = Choice(ranked, chosen, inference.point_intervals(final), inference.versus(final, chosen),
                     _chosen_metrics(chosen_runs, metric), curve)
-    effects = Effects(table, noise, differences, anova, tuple(notes), means, numeric)
-    return Findings(points, swept, ranked, choice, effects, advice, tuple(warnings), *_next_sweep(facts, advice))
+    effects = Effects(table, noise, differences, anova, tuple(notes), means, numeric,
+                      stats.per_point(knob_runs, selection), epoch if knob_runs is not runs else None)
+    return Findings(points, swept, ranked, choice, effects, advice, tuple(warnings), *_next_sweep(facts, advice),
+                    stopping)
 
 
 __all__ = ["Facts", "Findings", "TOP", "analyse"]

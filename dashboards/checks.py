@@ -5,6 +5,9 @@
 * **Noise against claims**: the repeats of one point disagree (pooled seed std of a trial) by
   more than the gap between the chosen point and the runner-up, or more than a difference the
   report calls significant (then it holds on average over many points, not for one run).
+* **Budget**: early stopping ended trials at different epochs, and the knob analysis compares
+  them at the epoch every trial reached (:mod:`dashboards.budget`): an effect there need not hold
+  at the end; or the per-epoch values it needs were missing.
 * **Overfitting**: the chosen point's final train accuracy exceeds its validation accuracy by
   more than ``gap`` (absolute), or its validation curve peaked before the last epoch by more
   than the seed noise.
@@ -69,4 +72,24 @@ def overfitting(chosen_runs: pd.DataFrame, curve: Optional[pd.DataFrame], noise_
     return out
 
 
-__all__ = ["GAP", "noise", "overfitting"]
+def budget(epoch: Optional[int], read: bool, missing: int, metric: str) -> list[str]:
+    """Caveats of comparing trials early stopping ended at different epochs.
+
+    ``epoch``: the common budget (None: every trial trained as long); ``read``: whether the
+    per-epoch history was read; ``missing``: trials left out for lack of a value at ``epoch``."""
+    if epoch is None:
+        return []
+    if not read:
+        return [f"early stopping ended trials at different epochs, but their per-epoch {metric} was not read: the "
+                f"knob analysis compares each trial's last value, which mixes how good a point is with how long it "
+                f"trained."]
+    out = [f"the knob analysis compares every trial's {metric} at epoch {epoch}, the epoch every trial reached "
+           f"before early stopping: a knob that pays off late (schedule, regularisation) may rank differently at "
+           f"the end; only the trials that went on show that."]
+    if missing:
+        out.append(f"{missing} trial(s) have no {metric} at epoch {epoch} in their history and are left out of the "
+                   f"knob analysis.")
+    return out
+
+
+__all__ = ["GAP", "budget", "noise", "overfitting"]

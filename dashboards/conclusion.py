@@ -4,6 +4,8 @@
   test metric and their 95% intervals, as the *Chosen point* table prints them (with one repeat:
   none, and why);
 * **Ties**: the points within the seed noise of it (the *Leaderboard*'s "vs chosen" column);
+* **Early stopping**: how many trials ran to the end and where the others stopped, and the epoch
+  every trial reached, at which the knobs are compared (:mod:`dashboards.budget`);
 * **Knobs**: those that matter, in the ANOVA table's order, each with its best value (the *Means
   by value* table) and the difference between its worst and best value as the *Differences
   between values* table prints it; the knobs whose values tie, named as ties;
@@ -15,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+from . import budget
 from .analysis import TOP, Facts, Findings
 from .document import Section, interval, number
 from .nextsweep import changes
@@ -71,6 +74,16 @@ def ties(found: Findings) -> tuple[str, str]:
     if compared:
         return ("Ties:", f"none: the runner-up, {quoted(compared[0])}, is worse beyond the seed noise.")
     return ("Ties:", "no other point to compare the chosen point with.")
+
+
+def stopping(found: Findings) -> list[tuple[str, str]]:
+    """Where early stopping ended the trials, and the epoch the knobs are compared at (none: no stopping)."""
+    said = budget.describe(found.stopping) if found.stopping is not None else None
+    if said is None:
+        return []
+    epoch = found.effects.epoch if found.effects else None
+    return [("Early stopping:", said[0].upper() + said[1:] + (
+        f" The knobs below are compared at epoch {epoch}, the epoch every trial reached." if epoch else ""))]
 
 
 def knobs(found: Findings) -> list[tuple[str, str]]:
@@ -134,7 +147,7 @@ def conclusion(facts: Facts, found: Findings) -> list[Section]:
         finished = facts.runs["status"].eq("FINISHED").any()
         return [section.items([("Nothing to conclude:", f"no finished trial has {facts.selection.metric}"
                                 + (" (set data.val_fraction > 0)." if finished else "."))])]
-    items = [chosen(facts, found), ties(found), *knobs(found), next_step(facts, found)]
+    items = [chosen(facts, found), ties(found), *stopping(found), *knobs(found), next_step(facts, found)]
     if found.warnings:
         items.append(("Checks:", f"{len(found.warnings)} warning(s), see Checks below."))
     return [section.items(items)]

@@ -1,7 +1,8 @@
 """Build the report of one sweep: read it through :mod:`ledger`, compose it, write the files.
 
 :func:`build_report` reads the runs, the sweep's parent run (its selection rule and the sweep
-file it ran), the learning curves of the best points and the chosen run's ``model.npz``; lets
+file it ran), the learning curves of the best points (of every finished trial when early stopping
+ended trials at different epochs: :mod:`dashboards.budget`) and the chosen run's ``model.npz``; lets
 :mod:`dashboards.sections` compose the report, and writes into ``out_dir``:
 
 * ``report.md`` and ``report.html``: the same sections, the conclusion first; the HTML is one
@@ -26,7 +27,7 @@ import pandas as pd
 from ledger import (Selection, fetch_artifact, load_history, load_parent, load_runs, rank_points,
                     resolve_tracking_uri, submitted_sweep)
 
-from . import figures, stats
+from . import budget, figures, stats
 from .analysis import TOP, Facts
 from .document import to_html, to_markdown
 from .nextsweep import SweepFile
@@ -80,15 +81,23 @@ def build_report(tracking_uri: Optional[str], sweep_name: str, out_dir, against:
     ranked = rank_points(runs, selection)
     done = stats.finished_trials(runs)
     top = done[done["point"].isin(ranked.index[:TOP])]  # curves of the best points only: fast on 2,000 runs
-    history = (load_history(uri, sweep_name, top["run_id"], metrics=[selection.metric], runs=runs)
-               if with_plots and len(top) else pd.DataFrame(columns=["run_id", "epoch", "metric", "value"]))
+    epochs = None
+    if budget.common_epoch(runs, selection.metric) is not None:
+        # Early stopping ended trials at different epochs: the knob analysis reads every finished
+        # trial's curve at a common epoch (one query on a database store); the best points' are among them.
+        epochs = load_history(uri, sweep_name, done["run_id"], metrics=[selection.metric], runs=runs)
+    if with_plots and len(top):
+        history = (epochs[epochs["run_id"].isin(top["run_id"])].reset_index(drop=True) if epochs is not None
+                   else load_history(uri, sweep_name, top["run_id"], metrics=[selection.metric], runs=runs))
+    else:
+        history = pd.DataFrame(columns=["run_id", "epoch", "metric", "value"])
     kernels = None
     if with_plots and len(ranked):
         best = stats.best_runs(top[top["point"] == ranked.index[0]], selection)
         kernels = first_kernels(uri, best.iloc[0]) if len(best) else None
     submitted = submitted_sweep(uri, parent["run_id"]) if parent else None
     facts = Facts(sweep_name, uri, runs, selection, out, parent, history, with_plots, kernels,
-                  SweepFile(*submitted) if submitted else None, other)
+                  SweepFile(*submitted) if submitted else None, other, epochs)
     report = compose(facts)
     title = f"Sweep report: {sweep_name}"
     (out / "report.md").write_text(to_markdown(list(report.sections), title), encoding="utf-8")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import figures, inference, stats
+from . import budget, figures, inference, stats
 from .analysis import TOP, Facts, Findings, analyse
 from .compare import matched
 from .conclusion import conclusion
@@ -55,15 +55,31 @@ def chosen_point(f: Facts, found: Findings) -> list[Section]:
     return [section]
 
 
+def early_stopping(f: Facts, found: Findings) -> list[Section]:
+    """Where early stopping ended the trials, when it ended any."""
+    said = budget.describe(found.stopping) if found.stopping is not None else None
+    if said is None:
+        return []
+    section = Section("Early stopping").text(said[0].upper() + said[1:])
+    ended = found.stopping["stopped"].map({True: "stopped early", False: "ran to the end"})
+    section.table(found.stopping.assign(ended=ended)[["epoch", "trials", "ended"]])
+    if found.effects is not None and found.effects.epoch:
+        section.text(f"The knob analysis below (ANOVA, means, differences, next sweep, pairs of knobs) compares "
+                     f"every trial at epoch {found.effects.epoch}, the epoch every trial reached; the chosen point "
+                     f"and the leaderboard rank the final values (ledger/selection.py).")
+    return [section]
+
+
 def knobs(f: Facts, found: Findings) -> list[Section]:
     section = Section("Which knobs matter")
     table = found.effects.anova
     if table.empty:
         return [section.text(found.effects.notes[0] if found.effects.notes else "Nothing to analyse.")]
-    section.text(f"Factorial ANOVA of {f.selection.metric} per trial (type II sums of squares, statsmodels OLS; "
+    measure = found.effects.measure(f.selection.metric)
+    section.text(f"Factorial ANOVA of {measure} per trial (type II sums of squares, statsmodels OLS; "
                  f"valid on unbalanced grids): main effects, two-way interactions and the repeat as a block. "
                  f"partial_eta2 = SS / (SS + SS_residual); partial_omega2 corrects it for chance; "
-                 f"share = SS / total SS.")
+                 f"share = SS / total SS. " + budget.sentence(f.selection.metric, found.effects.epoch))
     section.table(table.sort_values("sum_sq", ascending=False, key=lambda s: s.where(table["term"] != "residual", -1)))
     for note in found.effects.notes:
         section.text(note)
@@ -75,16 +91,16 @@ def knobs(f: Facts, found: Findings) -> list[Section]:
             for r in significant.sort_values("eta2_partial", ascending=False).itertuples()) + ".")
     elif table["p"].notna().any():
         section.text("No term is significant at 5%.")
-    grid = math.prod(found.effects.table[s].nunique() for s in found.swept)
-    if (f.parent or {}).get("method") == "random" or len(found.points) < grid:
+    grid, points = math.prod(found.effects.table[s].nunique() for s in found.swept), found.effects.points
+    if (f.parent or {}).get("method") == "random" or len(points) < grid:
         section.text("Variance-based importance over points (a main-effects ANOVA of the per-point means, numeric "
                      "fields with many values binned into quartiles): the share of the variance each field explains "
                      "alone. Used for random search and grids with missing points.")
-        section.table(inference.importance(found.points, list(found.swept), f.selection.metric))
+        section.table(inference.importance(points, list(found.swept), f.selection.metric))
     if (f.parent or {}).get("method") in ("random", "sobol", "tpe"):
         from .importance import BOOTSTRAP, ped_anova
 
-        table = ped_anova(found.points, list(found.swept), f.selection.metric, f.selection.mode)
+        table = ped_anova(points, list(found.swept), f.selection.metric, f.selection.mode)
         if len(table):
             section.text(f"PED-ANOVA importance (Optuna's evaluator; needs no factorial design): how differently "
                          f"each knob is spread among the best 10% of the points than among all of them, normalised "
@@ -94,7 +110,7 @@ def knobs(f: Facts, found: Findings) -> list[Section]:
 
 
 def values(f: Facts, found: Findings) -> list[Section]:
-    metric, noise = f.selection.metric, found.effects.noise
+    metric, noise = found.effects.measure(f.selection.metric), found.effects.noise
     verdicts = {k.field: k for k in found.advice.knobs} if found.advice else {}
     rows = []
     for field, means in found.effects.means.items():
@@ -111,7 +127,8 @@ def values(f: Facts, found: Findings) -> list[Section]:
                + "vs best: the value that beats the most others over matched points in the next table, and whether "
                  "each other value ties with it (their paired difference holds 0) or is worse beyond the noise. Where "
                  "the grid skipped points (excluded or infeasible) the plain means here mix in the other knobs' "
-                 "effects and may rank values differently; the matched differences compare like with like.")
+                 "effects and may rank values differently; the matched differences compare like with like. "
+               + budget.sentence(f.selection.metric, found.effects.epoch))
     if rows:
         means.table(pd.DataFrame(rows))
     if f.with_plots and found.swept:
@@ -157,7 +174,8 @@ def next_sweep(f: Facts, found: Findings) -> list[Section]:
     if found.advice is None:
         return []
     section = Section("Next sweep")
-    section.text(f"Per knob, what the tables above say (largest effect first). Advice: {found.advice.verdict}.")
+    at = f"at epoch {found.effects.epoch}, the epoch every trial reached; " if found.effects.epoch else ""
+    section.text(f"Per knob, what the tables above say ({at}largest effect first). Advice: {found.advice.verdict}.")
     section.items(k.reason for k in found.advice.knobs)
     if found.next_yaml:
         section.text(f"Written to {f.out / 'next.yaml'} (the sweep as it ran, with these changes):")
@@ -178,9 +196,12 @@ def pictures(f: Facts, found: Findings) -> list[Section]:
         return []
     metric, out, swept, points = f.selection.metric, [], list(found.swept), found.points
     if len(swept) >= 2:
-        figures.heatmaps(found.effects.table, swept, f.out / "heatmaps.png", metric)
-        out.append(Section("Pairs of knobs").image("heatmaps.png", f"Mean {metric} for every pair of swept fields, "
-                                                                   f"averaged over the other fields."))
+        measure = found.effects.measure(metric)
+        figures.heatmaps(found.effects.table, swept, f.out / "heatmaps.png", measure)
+        out.append(Section("Pairs of knobs").image("heatmaps.png", f"Mean {measure} for every pair of swept fields, "
+                                                                   f"averaged over the other fields" + (
+            f"; epoch {found.effects.epoch} is the epoch every trial reached." if found.effects.epoch
+            else ".")))
     figures.cost_fronts(points, f.out / "cost.png", f.selection, found.chosen)
     section = Section("Accuracy against cost").image("cost.png", f"Mean {metric} against forward FLOPs, parameters "
                                                                  f"and training time; red: the Pareto front; ringed: "
@@ -257,7 +278,7 @@ def states(f: Facts, found: Findings) -> list[Section]:
 
 
 #: The report's sections in order; those in :data:`NEED_A_CHOICE` only when a point was chosen.
-SECTIONS = (conclusion, chosen_point, pareto, knobs, values, leaderboard, next_sweep, checks, pictures, against, about,
+SECTIONS = (conclusion, chosen_point, pareto, early_stopping, knobs, values, leaderboard, next_sweep, checks, pictures, against, about,
             states)
 NEED_A_CHOICE = {chosen_point, pareto, knobs, values, leaderboard, next_sweep, checks, pictures, against}
 

@@ -13,6 +13,11 @@ SMALL = {"kernel_size": [3, 5, 7], "depth": [4, 8, 16], "pooling": ["max", "avg"
 RISING = {3: 0.0, 5: 0.01, 7: 0.02}
 
 
+def stop_kernel_5(values: dict, repeat: int) -> int:
+    """The store "stopped": the best kernel (5) stopped at epoch 3 of 9, the others trained to the end."""
+    return 3 if values["kernel_size"] == 5 else 9
+
+
 def _store(tmp_path_factory, name: str):
     from mlflow import MlflowClient
 
@@ -39,12 +44,14 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="session")
 def known(tmp_path_factory):
     """Sweeps with known effects (synthetic_store.py): "known" (the best kernel inside the grid),
-    "other" (the same grid, other seeds) and "rising" (the best kernel the largest tried)."""
+    "other" (the same grid, other seeds), "rising" (the best kernel the largest tried) and "stopped"
+    (one repeat, the best kernel stopped early: :func:`stop_kernel_5`)."""
     uri, tmp, patch = _store(tmp_path_factory, "known-store")
     try:
         written = {"known": write_store(uri, "known", 3, SMALL, seed=1), "other": write_store(uri, "other", 3, SMALL,
                                                                                              seed=2),
-                   "rising": write_store(uri, "rising", 3, SMALL, seed=3, kernel=RISING)}
+                   "rising": write_store(uri, "rising", 3, SMALL, seed=3, kernel=RISING),
+                   "stopped": write_store(uri, "stopped", 1, SMALL, seed=4, epochs=9, stop=stop_kernel_5)}
     finally:
         patch.undo()
     return uri, written, tmp

@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import time
 from types import SimpleNamespace
+from typing import Callable, Optional
 
 import numpy as np
 import yaml
@@ -42,12 +43,15 @@ def sweep_text(name: str, grid: dict, repeats: int, epochs: int) -> str:
 
 
 def write_store(uri: str, name: str, repeats: int, grid: dict = GRID, seed: int = 0, epochs: int = 3,
-                kernel: dict = KERNEL) -> dict:
-    """Write the sweep; returns ``{"runs": n, "seconds": writing time, "parent": run id}``."""
+                kernel: dict = KERNEL, stop: Optional[Callable[[dict, int], int]] = None) -> dict:
+    """Write the sweep; returns ``{"runs": n, "seconds": writing time, "parent": run id}``.
+
+    ``stop(values, repeat)``: the epochs a trial trains, early stopping's way (its curve cut there,
+    its final values those of that epoch, tagged ``sweep.stopped_early``); None: every trial all ``epochs``."""
     from mlflow.entities import Metric, Param
 
     from ledger import Tracker, selection_tags
-    from ledger.schema import METHOD
+    from ledger.schema import METHOD, STOPPED_EARLY
     from ledger.selection import DEFAULT
     from ledger.submission import Submission
 
@@ -74,10 +78,14 @@ def write_store(uri: str, name: str, repeats: int, grid: dict = GRID, seed: int 
                                              Param("forward_flops", str(flops))])
             val = val_mean + shared[repeat] + rng.normal(0, 0.003)
             now = int(time.time() * 1000)
-            curve = [Metric(m, v - 0.02 * (epochs - e), now, e) for e in range(1, epochs + 1)
+            ran = stop(values, repeat) if stop else epochs
+            curve = [Metric(m, v - 0.02 * (epochs - e), now, e) for e in range(1, ran + 1)
                      for m, v in (("val_accuracy", val), ("train_accuracy", val + 0.004), ("train_loss", 1 - val))]
+            val -= 0.02 * (epochs - ran)
             final = {"val_accuracy": val, "train_accuracy": val + 0.004, "test_accuracy": 0.999 if trap else val,
-                     "test_loss": 1 - val, "train_seconds": flops / 1e5, "epochs_run": epochs}
+                     "test_loss": 1 - val, "train_seconds": flops / 1e5, "epochs_run": ran}
+            if ran < epochs:
+                client.set_tag(run_id, STOPPED_EARLY, str(ran))
             client.log_batch(run_id, metrics=curve + [Metric(k, v, now, 0) for k, v in final.items()])
             tracker.terminate(run_id, "FINISHED")
             count += 1
